@@ -1,0 +1,71 @@
+import type { Knex } from 'knex';
+import * as m0001 from '../../migrations/0001_create_bw_limits.js';
+import * as m0002 from '../../migrations/0002_create_bw_counters.js';
+import * as m0003 from '../../migrations/0003_create_bw_usage.js';
+import * as m0004 from '../../migrations/0004_create_bw_usage_hourly.js';
+import * as m0005 from '../../migrations/0005_create_bw_usage_daily.js';
+import * as m0006 from '../../migrations/0006_create_bw_quotas.js';
+import * as m0007 from '../../migrations/0007_create_bw_agents.js';
+import * as m0008 from '../../migrations/0008_create_bw_events.js';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/** Every plugin migration, in order; listed statically so they load the same under tsx and from dist/. */
+const MIGRATIONS: [string, Migration][] = [
+  ['0001_create_bw_limits', m0001],
+  ['0002_create_bw_counters', m0002],
+  ['0003_create_bw_usage', m0003],
+  ['0004_create_bw_usage_hourly', m0004],
+  ['0005_create_bw_usage_daily', m0005],
+  ['0006_create_bw_quotas', m0006],
+  ['0007_create_bw_agents', m0007],
+  ['0008_create_bw_events', m0008],
+];
+
+/** The plugin's own migration table, so its history never mixes with the host's. */
+export const MIGRATION_TABLE = 'bw_knex_migrations';
+
+/** Names of every plugin table, in creation order. */
+export const PLUGIN_TABLES = [
+  'bw_limits',
+  'bw_counters',
+  'bw_usage',
+  'bw_usage_hourly',
+  'bw_usage_daily',
+  'bw_quotas',
+  'bw_agents',
+  'bw_events',
+] as const;
+
+const source: Knex.MigrationSource<string> = {
+  getMigrations: () => Promise.resolve(MIGRATIONS.map(([name]) => name)),
+  getMigrationName: (name) => name,
+  getMigration: (name) => {
+    const found = MIGRATIONS.find(([candidate]) => candidate === name);
+    if (!found) throw new Error(`Unknown plugin migration \`${name}\``);
+    return Promise.resolve(found[1]);
+  },
+};
+
+const config: Knex.MigratorConfig = { tableName: MIGRATION_TABLE, migrationSource: source };
+
+/** Runs every pending plugin migration; returns the names it ran. */
+export async function migrateLatest(knex: Knex): Promise<string[]> {
+  const [, names] = (await knex.migrate.latest(config)) as [number, string[]];
+  return names;
+}
+
+/** Runs every plugin migration down (uninstall); the plugin's tables are gone afterwards. */
+export async function migrateDownAll(knex: Knex): Promise<string[]> {
+  const [, names] = (await knex.migrate.rollback(config, true)) as [number, string[]];
+  return names;
+}
+
+/** Names of migrations that have not run yet. */
+export async function pendingMigrations(knex: Knex): Promise<string[]> {
+  const [, pending] = (await knex.migrate.list(config)) as [unknown[], { file: string }[] | string[]];
+  return pending.map((entry) => (typeof entry === 'string' ? entry : entry.file));
+}

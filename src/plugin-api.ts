@@ -1,0 +1,166 @@
+/**
+ * The host contract: everything a host panel passes to `register(host, options)`.
+ * The plugin reaches nothing of the host outside these types.
+ */
+import type { Knex } from 'knex';
+import type { Request, RequestHandler, Response, Router } from 'express';
+
+/** Semver of this contract; `plugin.json` states the range of host API versions the plugin accepts. */
+export const HOST_API_VERSION = '1.0.0';
+
+export type SubjectType = 'peer' | 'vm';
+
+/** A network as the host stores it: a kernel interface, optionally inside a network namespace. */
+export interface NetworkRecord {
+  id: number;
+  name: string;
+  interface: string;
+  netns: string | null;
+}
+
+/** A WireGuard peer as the host stores it. */
+export interface PeerRecord {
+  id: number;
+  network_id: number;
+  name: string;
+  public_key: string;
+  allowed_ips: string[];
+  /** Fields the host does not know (plugin fields such as `bandwidth_up_kbps`) arrive here untouched. */
+  [extra: string]: unknown;
+}
+
+/** A VM as the host stores it: the VM's tap/veth on the host. */
+export interface VmRecord {
+  id: number;
+  name: string;
+  interface: string;
+  netns: string | null;
+  [extra: string]: unknown;
+}
+
+/** Who caused a change: a logged-in admin, or the API token. */
+export interface Actor {
+  kind: 'user' | 'api';
+  name: string;
+}
+
+/** A problem with one input field, reported by a `*.validate` hook. */
+export interface ValidationIssue {
+  field: string;
+  message: string;
+}
+
+/** Payloads of every hook, by name. */
+export interface HookPayloads {
+  'peer.validate': { input: Record<string, unknown>; existing: PeerRecord | null; network: NetworkRecord };
+  'peer.created': { peer: PeerRecord; network: NetworkRecord; input: Record<string, unknown>; actor: Actor };
+  'peer.updated': {
+    peer: PeerRecord;
+    previous: PeerRecord;
+    network: NetworkRecord;
+    input: Record<string, unknown>;
+    actor: Actor;
+  };
+  'peer.deleted': { peer: PeerRecord; network: NetworkRecord; actor: Actor };
+  'peer.serialize': { peers: PeerRecord[] };
+  'vm.validate': { input: Record<string, unknown>; existing: VmRecord | null };
+  'vm.created': { vm: VmRecord; input: Record<string, unknown>; actor: Actor };
+  'vm.updated': { vm: VmRecord; previous: VmRecord; input: Record<string, unknown>; actor: Actor };
+  'vm.deleted': { vm: VmRecord; actor: Actor };
+  'vm.serialize': { vms: VmRecord[] };
+  'network.created': { network: NetworkRecord; actor: Actor };
+  'network.deleted': { network: NetworkRecord; actor: Actor };
+}
+
+export type HookName = keyof HookPayloads;
+
+/** What a handler returns, by hook: issues for `validate`, extra fields per record id for `serialize`. */
+export interface HookResults {
+  'peer.validate': ValidationIssue[] | void;
+  'vm.validate': ValidationIssue[] | void;
+  'peer.serialize': Record<number, Record<string, unknown>> | void;
+  'vm.serialize': Record<number, Record<string, unknown>> | void;
+}
+
+export type HookResult<K extends HookName> = K extends keyof HookResults ? HookResults[K] : void;
+
+export type HookHandler<K extends HookName> = (payload: HookPayloads[K]) => HookResult<K> | Promise<HookResult<K>>;
+
+/** The host's event bus, scoped to one plugin: it accepts only the hooks the plugin's manifest declares. */
+export interface HookBus {
+  /** Subscribes a handler; returns a function that unsubscribes it. */
+  on<K extends HookName>(name: K, handler: HookHandler<K>): () => void;
+}
+
+/** Named places in the host's views where a plugin may add markup. */
+export type ViewSlot = 'peer.form' | 'vm.form';
+/** Named tables in the host's views where a plugin may add a column. */
+export type TableSlot = 'peer.table' | 'vm.table';
+
+/** A column a plugin adds to a host table; `render` returns text (the host escapes it). */
+export interface TableColumn<R> {
+  header: string;
+  render: (row: R & Record<string, unknown>) => string;
+}
+
+export interface NavItem {
+  path: string;
+  label: string;
+  minRole: 'admin' | 'viewer';
+}
+
+/** The host's views: its admin layout and the slots of its peer/VM forms and tables. */
+export interface HostViews {
+  /** Renders a plugin's EJS template (absolute path) inside the host's admin layout. */
+  render(req: Request, res: Response, template: string, locals: Record<string, unknown> & { title: string }): Promise<void>;
+  /** Adds an EJS partial (absolute path) to a form slot; returns a function that removes it. */
+  addPartial(slot: ViewSlot, template: string): () => void;
+  /** Adds a column to a host table; returns a function that removes it. */
+  addColumn(slot: 'peer.table', column: TableColumn<PeerRecord>): () => void;
+  addColumn(slot: 'vm.table', column: TableColumn<VmRecord>): () => void;
+  /** Adds an entry to the admin navigation; returns a function that removes it. */
+  addNavItem(item: NavItem): () => void;
+}
+
+/** Authentication the host already has, reused by the plugin's routes. */
+export interface HostAuth {
+  /** Lets through logged-in admins of at least `role`; redirects others to the login page. */
+  admin(role?: NavItem['minRole']): RequestHandler;
+  /** Lets through API calls carrying the host's bearer token; 401 JSON otherwise. */
+  api: RequestHandler;
+  /** The CSRF token to embed in a form for this request's session. */
+  csrfToken(req: Request): string;
+  /** Rejects a state-changing request without the session's CSRF token (403). */
+  verifyCsrf: RequestHandler;
+  /** Who is making this request. */
+  actor(req: Request): Actor;
+}
+
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** Everything the host passes to `register`. */
+export interface Host {
+  /** The host API version the host implements (semver). */
+  apiVersion: string;
+  /** The host's knex instance; the plugin owns only tables prefixed `bw_`. */
+  db: Knex;
+  /** An Express router the host mounts at its root; the plugin adds its routes here. */
+  router: Router;
+  hooks: HookBus;
+  views: HostViews;
+  auth: HostAuth;
+  logger: Logger;
+  /** Host configuration the plugin may read (read-only). */
+  config: Readonly<{ baseUrl?: string; dataDir?: string }>;
+}
+
+/** What `register` returns: the running plugin, released by `close()`. */
+export interface PluginInstance {
+  /** Releases timers, connections and view/hook registrations. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,155 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Knex } from 'knex';
+import { ENGINES, dropPluginTables, openEngine, openMigrated } from '../support/databases.js';
+import { MIGRATION_TABLE, PLUGIN_TABLES, migrateDownAll, migrateLatest, pendingMigrations } from '../../src/db/migrate.js';
+import { bigintColumn, fromBigInt, sumBigint, toBigInt } from '../../src/db/bigint.js';
+
+const ABOVE_2_53 = 2n ** 53n + 1n;
+const SIGNED_MAX = 2n ** 63n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
+const NOW = Date.UTC(2026, 10, 21, 12, 0, 0, 123);
+
+async function tablesPresent(knex: Knex): Promise<string[]> {
+  const present: string[] = [];
+  for (const table of PLUGIN_TABLES) if (await knex.schema.hasTable(table)) present.push(table);
+  return present;
+}
+
+/** One representative row per plugin table, with the extreme values each must keep exactly. */
+function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unknown>> {
+  return {
+    bw_limits: {
+      subject_type: 'peer', subject_id: '42', name: 'laptop', interface: 'wg0', netns: null,
+      interface_kind: 'wireguard', addresses: JSON.stringify(['10.8.0.2/32', 'fd00::2/128']),
+      up_kbps: 100_000_000, down_kbps: 0, class_minor: 0xfffe, status: 'applied', last_error: null,
+      applied_at: NOW, created_at: NOW, updated_at: NOW,
+    },
+    bw_counters: {
+      source: 'wireguard', interface: 'wg0', series_key: 'x'.repeat(44), subject_type: 'peer', subject_id: '42',
+      ifindex: 7, boot_id: '8b71c558-fc6a-4673-a1fc-4586c5796406', rx_bytes: fromBigInt(U64_MAX),
+      tx_bytes: fromBigInt(ABOVE_2_53), rx_packets: '0', tx_packets: null, sampled_at: NOW,
+    },
+    bw_usage: {
+      subject_type: 'peer', subject_id: '42', source: 'wireguard', interface: 'wg0',
+      period_start: NOW - 60_000, period_end: NOW, up_bytes: fromBigInt(ABOVE_2_53), down_bytes: fromBigInt(SIGNED_MAX),
+    },
+    bw_usage_hourly: { subject_type: 'vm', subject_id: '7', hour_start: NOW, up_bytes: fromBigInt(ABOVE_2_53), down_bytes: '0' },
+    bw_usage_daily: { subject_type: 'vm', subject_id: '7', day_start: NOW, up_bytes: '1', down_bytes: fromBigInt(ABOVE_2_53) },
+    bw_quotas: {
+      subject_type: 'peer', subject_id: '42', allowance_bytes: fromBigInt(ABOVE_2_53), cycle_day: 28,
+      action: 'throttle', throttle_kbps: 1000, state: 'ok', cycle_start: NOW, created_at: NOW, updated_at: NOW,
+    },
+    bw_agents: {
+      name: 'hv-01', url: 'https://hv-01.example:9443', token_hash: 'f'.repeat(64), enabled: true,
+      status: 'unknown', last_seen_at: null, last_error: null, created_at: NOW, updated_at: NOW,
+    },
+    bw_events: {
+      at: NOW, actor: 'admin', subject_type: 'peer', subject_id: '42', action: 'limit.set',
+      old_value: JSON.stringify({ up_kbps: 0, down_kbps: 0 }), new_value: JSON.stringify({ up_kbps: 1000, down_kbps: 5000 }),
+      result: 'applied', message: 'ünïcode ✓ and "quotes"',
+    },
+  };
+}
+
+for (const engine of ENGINES) {
+  describe(`migrations on ${engine.id}`, () => {
+    test('run up, down and up again, creating and dropping every plugin table', async (t) => {
+      const knex = await openEngine(t, engine, { cleanup: dropPluginTables });
+      if (!knex) return;
+      await dropPluginTables(knex);
+
+      const ran = await migrateLatest(knex);
+      assert.equal(ran.length, 8);
+      assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
+      assert.ok(await knex.schema.hasTable(MIGRATION_TABLE), 'the plugin keeps its own migration table');
+      assert.deepEqual(await pendingMigrations(knex), []);
+      assert.deepEqual(await migrateLatest(knex), [], 'a second run is a no-op');
+
+      await knex('bw_limits').insert(sampleRows().bw_limits);
+      const down = await migrateDownAll(knex);
+      assert.equal(down.length, 8);
+      assert.deepEqual(await tablesPresent(knex), []);
+      assert.equal((await pendingMigrations(knex)).length, 8);
+
+      await migrateLatest(knex);
+      assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
+      assert.equal((await knex('bw_limits').count({ n: '*' }))[0]?.n?.toString(), '0', 'tables start empty after down/up');
+    });
+
+    test('every table round-trips a row, 64-bit counters exactly above 2^53', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+
+      const rows = sampleRows();
+      for (const table of PLUGIN_TABLES) {
+        await knex(table).insert(rows[table]);
+        const [stored] = await knex(table).select('*');
+        assert.ok(stored, `${table}: the row was stored`);
+        for (const [column, value] of Object.entries(rows[table])) {
+          const got = (stored as Record<string, unknown>)[column];
+          if (typeof value === 'boolean') assert.equal(Boolean(got), value, `${table}.${column}`);
+          else if (value === null) assert.equal(got, null, `${table}.${column}`);
+          else if (typeof value === 'string' && /^\d{16,}$/.test(value)) continue; // checked exactly below
+          else assert.equal(String(got), String(value), `${table}.${column}`);
+        }
+      }
+
+      const [usage] = await knex('bw_usage').select(bigintColumn(knex, 'up_bytes'), bigintColumn(knex, 'down_bytes'));
+      assert.equal(toBigInt(usage.up_bytes), ABOVE_2_53);
+      assert.equal(toBigInt(usage.down_bytes), SIGNED_MAX);
+      const [counter] = await knex('bw_counters').select('rx_bytes', 'tx_bytes');
+      assert.equal(toBigInt(counter.rx_bytes), U64_MAX, 'absolute counters keep all 64 unsigned bits');
+      assert.equal(toBigInt(counter.tx_bytes), ABOVE_2_53);
+      const [quota] = await knex('bw_quotas').select(bigintColumn(knex, 'allowance_bytes'));
+      assert.equal(toBigInt(quota.allowance_bytes), ABOVE_2_53);
+    });
+
+    test('sums of 64-bit columns stay exact past 2^53', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+
+      const base = { subject_type: 'peer', subject_id: '1', down_bytes: '0' };
+      await knex('bw_usage_hourly').insert([
+        { ...base, hour_start: NOW, up_bytes: fromBigInt(2n ** 53n) },
+        { ...base, hour_start: NOW + 3_600_000, up_bytes: '1' },
+        { ...base, hour_start: NOW + 7_200_000, up_bytes: '2' },
+      ]);
+      const [row] = await knex('bw_usage_hourly').select(sumBigint(knex, 'up_bytes', 'total'));
+      assert.equal(toBigInt(row.total), 2n ** 53n + 3n);
+      const [empty] = await knex('bw_usage_daily').select(sumBigint(knex, 'up_bytes', 'total'));
+      assert.equal(toBigInt(empty.total), 0n);
+    });
+
+    test('a limit per subject is unique', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+
+      const row = sampleRows().bw_limits;
+      await knex('bw_limits').insert(row);
+      await assert.rejects(knex('bw_limits').insert({ ...row, name: 'other' }), /unique|duplicate/i);
+      await knex('bw_limits').insert({ ...row, subject_type: 'vm' });
+      const [count] = await knex('bw_limits').count({ n: '*' });
+      assert.equal(Number(count?.n), 2);
+    });
+
+    test('usage queries by period order and range the same on every engine', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+
+      const hours = [3, 0, 2, 1].map((h) => ({
+        subject_type: 'vm', subject_id: '9', hour_start: NOW + h * 3_600_000, up_bytes: String(h), down_bytes: '0',
+      }));
+      await knex('bw_usage_hourly').insert(hours);
+      const inRange = await knex('bw_usage_hourly')
+        .where('hour_start', '>=', NOW + 3_600_000)
+        .andWhere('hour_start', '<', NOW + 3 * 3_600_000)
+        .orderBy('hour_start')
+        .select('hour_start', 'up_bytes');
+      assert.deepEqual(inRange.map((r) => [Number(r.hour_start) - NOW, String(r.up_bytes)]), [
+        [3_600_000, '1'],
+        [7_200_000, '2'],
+      ]);
+    });
+  });
+}

@@ -1,0 +1,111 @@
+import { join } from 'node:path';
+import express, { type ErrorRequestHandler, type Express } from 'express';
+import session from 'express-session';
+import type { Knex } from 'knex';
+import { connect } from '../../../src/db/connect.js';
+import { createAuth } from './auth.js';
+import { bootstrapSecrets, type Secrets } from './bootstrap.js';
+import type { PanelConfig } from './config.js';
+import { migrateHost } from './db/migrate.js';
+import { seedDemo } from './demo.js';
+import { apiErrorHandler, HttpError } from './errors.js';
+import { HookRegistry } from './hooks.js';
+import { createLogger } from './logger.js';
+import { PluginManager } from './plugins.js';
+import { createAdminRouter } from './routes/admin.js';
+import { createApiRouter } from './routes/api.js';
+import { KnexSessionStore } from './session-store.js';
+import { VIEWS_DIR, ViewRegistry } from './views.js';
+
+export interface Panel {
+  app: Express;
+  db: Knex;
+  plugins: PluginManager;
+  hooks: HookRegistry;
+  views: ViewRegistry;
+  /** Credentials generated on this start (print them once). */
+  generated: Secrets['generated'];
+  demoSeeded: boolean;
+  close(): Promise<void>;
+}
+
+/** Builds the panel (database, plugins, routes) without listening, so tests drive it in process. */
+export async function createPanel(config: PanelConfig, options: { logLevel?: string } = {}): Promise<Panel> {
+  const logger = createLogger('panel', options.logLevel);
+  const db = connect(config.databaseUrl);
+  try {
+    await migrateHost(db);
+    const secrets = await bootstrapSecrets(db, config);
+    const auth = createAuth(secrets.apiTokenHash);
+    const hooks = new HookRegistry(logger.child('hooks'));
+    const views = new ViewRegistry(auth);
+    const plugins = new PluginManager({ db, hooks, views, auth, logger, config: { dataDir: 'data' } });
+    plugins.discover(config.pluginDirs);
+    await plugins.startEnabled();
+    const ctx = { db, hooks };
+    const demoSeeded = config.demo ? await seedDemo(ctx) : false;
+
+    const app = express();
+    app.disable('x-powered-by');
+    app.use((_req, res, next) => {
+      res.set({
+        'X-Content-Type-Options': 'nosniff',
+        'X-Frame-Options': 'DENY',
+        'Referrer-Policy': 'same-origin',
+        'Content-Security-Policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+      });
+      next();
+    });
+    app.use('/static', express.static(join(VIEWS_DIR, '..', 'public'), { maxAge: '1h' }));
+    app.use('/api', express.json({ limit: '100kb', strict: false }));
+    app.use(express.urlencoded({ extended: false, limit: '100kb' }));
+    const store = new KnexSessionStore(db);
+    app.use(
+      session({
+        name: 'panel.sid',
+        secret: secrets.sessionSecret,
+        store,
+        resave: false,
+        saveUninitialized: false,
+        cookie: { httpOnly: true, sameSite: 'lax', maxAge: 12 * 3_600_000 },
+      }),
+    );
+    app.use('/api', createApiRouter(ctx, auth, plugins));
+    app.use(createAdminRouter(ctx, db, auth, views, plugins));
+    app.use(plugins.middleware());
+    app.use((req, _res, next) => next(new HttpError(404, 'not_found', `Nothing at ${req.method} ${req.path.slice(0, 200)}`)));
+    const apiErrors = apiErrorHandler((message, fields) => logger.error(message, fields));
+    const errors: ErrorRequestHandler = async (error, req, res, next) => {
+      if (req.path.startsWith('/api/') || req.path === '/api' || !(error instanceof HttpError)) {
+        if (!(error instanceof HttpError) && !req.path.startsWith('/api')) logger.error('unhandled error', { path: req.path, error: (error as Error)?.stack });
+        if (req.path.startsWith('/api') || req.accepts(['html', 'json']) === 'json') return apiErrors(error, req, res, next);
+      }
+      const status = error instanceof HttpError ? error.status : 500;
+      res.status(status);
+      await views.render(req, res, 'error', {
+        title: status === 404 ? 'Not found' : 'Error',
+        status,
+        message: error instanceof HttpError ? error.message : 'Internal error',
+      });
+    };
+    app.use(errors);
+
+    return {
+      app,
+      db,
+      plugins,
+      hooks,
+      views,
+      generated: secrets.generated,
+      demoSeeded,
+      async close() {
+        await plugins.close();
+        store.close();
+        await db.destroy();
+      },
+    };
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+}

@@ -1,0 +1,64 @@
+import type { Knex } from 'knex';
+import type { NetworkRecord, PeerRecord, VmRecord } from '../../../../src/plugin-api.js';
+
+/** Database rows → the records of the host contract ('' netns is the root namespace: null). */
+export function toNetwork(row: Record<string, unknown>): NetworkRecord & { created_at: string; updated_at: string } {
+  return {
+    id: Number(row.id),
+    name: String(row.name),
+    interface: String(row.interface),
+    netns: row.netns ? String(row.netns) : null,
+    created_at: new Date(Number(row.created_at)).toISOString(),
+    updated_at: new Date(Number(row.updated_at)).toISOString(),
+  };
+}
+
+export function toPeer(row: Record<string, unknown>): PeerRecord {
+  return {
+    id: Number(row.id),
+    network_id: Number(row.network_id),
+    name: String(row.name),
+    public_key: String(row.public_key),
+    allowed_ips: JSON.parse(String(row.allowed_ips)) as string[],
+    created_at: new Date(Number(row.created_at)).toISOString(),
+    updated_at: new Date(Number(row.updated_at)).toISOString(),
+  };
+}
+
+export function toVm(row: Record<string, unknown>): VmRecord {
+  return {
+    id: Number(row.id),
+    name: String(row.name),
+    interface: String(row.interface),
+    netns: row.netns ? String(row.netns) : null,
+    created_at: new Date(Number(row.created_at)).toISOString(),
+    updated_at: new Date(Number(row.updated_at)).toISOString(),
+  };
+}
+
+/** Parses a route id; anything but a positive integer finds nothing. */
+export function parseId(text: string | undefined): number | undefined {
+  if (!text || !/^[1-9]\d{0,9}$/.test(text)) return undefined;
+  const id = Number(text);
+  return id <= 2_147_483_647 ? id : undefined;
+}
+
+export async function findNetwork(db: Knex, id: number): Promise<ReturnType<typeof toNetwork> | undefined> {
+  const row = await db('networks').where({ id }).first();
+  return row ? toNetwork(row) : undefined;
+}
+
+/** Whether a kernel interface name is taken in a namespace by a network or a VM (other than `except`). */
+export async function interfaceTaken(
+  db: Knex,
+  iface: string,
+  netns: string | null,
+  except?: { table: 'networks' | 'vms'; id: number },
+): Promise<boolean> {
+  for (const table of ['networks', 'vms'] as const) {
+    const query = db(table).where({ interface: iface, netns: netns ?? '' });
+    if (except?.table === table) query.whereNot({ id: except.id });
+    if (await query.first()) return true;
+  }
+  return false;
+}

@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto';
+import type { Actor } from '../../../src/plugin-api.js';
+import { setSetting, setting } from './bootstrap.js';
+import type { ServiceContext } from './services/context.js';
+import { createNetwork } from './services/networks.js';
+import { createPeer } from './services/peers.js';
+import { createVm } from './services/vms.js';
+
+const DEMO: Actor = { kind: 'api', name: 'demo' };
+
+/** A random WireGuard-shaped public key (demo peers have no private side). */
+function demoKey(): string {
+  const bytes = randomBytes(32);
+  return bytes.toString('base64');
+}
+
+/**
+ * Seeds a fresh database with a demo network, a few peers and VMs, through the same services as
+ * the API (so plugins hear the hooks). Runs once: an operator who deletes the demo keeps it deleted.
+ */
+export async function seedDemo(ctx: ServiceContext): Promise<boolean> {
+  if (await setting(ctx.db, 'demo_seeded')) return false;
+  if ((await ctx.db('networks').first()) || (await ctx.db('vms').first())) return false;
+  const network = await createNetwork(ctx, { name: 'Office VPN', interface: 'wg-demo0' }, DEMO);
+  const peers: [string, string[]][] = [
+    ['alice-laptop', ['10.66.0.2/32', 'fd00:66::2/128']],
+    ['bob-phone', ['10.66.0.3/32']],
+    ['branch-router', ['10.66.0.4/32', '192.168.50.0/24']],
+    ['ci-runner', ['10.66.0.5/32']],
+  ];
+  for (const [name, allowed_ips] of peers) {
+    await createPeer(ctx, String(network.id), { name, public_key: demoKey(), allowed_ips }, DEMO);
+  }
+  for (const [name, iface] of [['web-01', 'tap-web01'], ['db-01', 'tap-db01'], ['build-01', 'tap-build01']]) {
+    await createVm(ctx, { name, interface: iface }, DEMO);
+  }
+  await setSetting(ctx.db, 'demo_seeded', new Date().toISOString());
+  return true;
+}

@@ -1,0 +1,90 @@
+import type {
+  HookBus,
+  HookHandler,
+  HookName,
+  HookPayloads,
+  Logger,
+  ValidationIssue,
+} from '../../../src/plugin-api.js';
+
+interface Subscription {
+  pluginId: string;
+  name: HookName;
+  handler: HookHandler<HookName>;
+}
+
+/** The host's hook bus: plugins subscribe through a scoped view; the host emits around its writes. */
+export class HookRegistry {
+  private subscriptions: Subscription[] = [];
+
+  constructor(private readonly logger: Logger) {}
+
+  /** A bus for one plugin that accepts only the hooks its manifest declares. */
+  forPlugin(pluginId: string, declared: readonly HookName[]): HookBus & { removeAll(): void } {
+    return {
+      on: <K extends HookName>(name: K, handler: HookHandler<K>) => {
+        if (!declared.includes(name)) {
+          throw new TypeError(`Plugin \`${pluginId}\` subscribes to \`${name}\`, which its plugin.json "hooks" does not declare`);
+        }
+        const subscription = { pluginId, name, handler: handler as unknown as HookHandler<HookName> };
+        this.subscriptions.push(subscription);
+        return () => {
+          this.subscriptions = this.subscriptions.filter((s) => s !== subscription);
+        };
+      },
+      removeAll: () => {
+        this.subscriptions = this.subscriptions.filter((s) => s.pluginId !== pluginId);
+      },
+    };
+  }
+
+  private handlers(name: HookName): Subscription[] {
+    return this.subscriptions.filter((s) => s.name === name);
+  }
+
+  /** Runs every `*.validate` handler; returns all issues (empty: the input may be written). */
+  async validate<K extends 'peer.validate' | 'vm.validate'>(name: K, payload: HookPayloads[K]): Promise<ValidationIssue[]> {
+    const issues: ValidationIssue[] = [];
+    for (const { handler } of this.handlers(name)) {
+      const result = (await handler(payload)) as ValidationIssue[] | void;
+      if (Array.isArray(result)) issues.push(...result);
+    }
+    return issues;
+  }
+
+  /**
+   * Tells every subscriber that a write happened. The write is already committed, so a handler's
+   * failure is logged, never thrown back at the user.
+   */
+  async emit<K extends Exclude<HookName, 'peer.validate' | 'vm.validate' | 'peer.serialize' | 'vm.serialize'>>(
+    name: K,
+    payload: HookPayloads[K],
+  ): Promise<void> {
+    for (const { pluginId, handler } of this.handlers(name)) {
+      try {
+        await handler(payload);
+      } catch (error) {
+        this.logger.error(`hook ${name} of plugin ${pluginId} failed`, { error: (error as Error).message });
+      }
+    }
+  }
+
+  /** Collects extra fields per record id from every `*.serialize` handler. */
+  async serialize<K extends 'peer.serialize' | 'vm.serialize'>(
+    name: K,
+    payload: HookPayloads[K],
+  ): Promise<Map<number, Record<string, unknown>>> {
+    const extra = new Map<number, Record<string, unknown>>();
+    for (const { pluginId, handler } of this.handlers(name)) {
+      try {
+        const result = (await handler(payload)) as Record<number, Record<string, unknown>> | void;
+        for (const [id, fields] of Object.entries(result ?? {})) {
+          extra.set(Number(id), { ...extra.get(Number(id)), ...fields });
+        }
+      } catch (error) {
+        this.logger.error(`hook ${name} of plugin ${pluginId} failed`, { error: (error as Error).message });
+      }
+    }
+    return extra;
+  }
+}

@@ -1,0 +1,183 @@
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import express, { type RequestHandler, type Router } from 'express';
+import type { Knex } from 'knex';
+import type { Host, HostAuth, HostViews, Logger, PluginInstance } from '../../../src/plugin-api.js';
+import { HOST_API_VERSION } from '../../../src/plugin-api.js';
+import { loadManifest, type Manifest } from '../../../src/manifest/load.js';
+import { satisfies } from '../../../src/manifest/host-api-range.js';
+import { HttpError } from './errors.js';
+import type { HookRegistry } from './hooks.js';
+
+/** What a plugin's entry module exports. */
+interface PluginModule {
+  register(host: Host, options?: Record<string, unknown>): Promise<PluginInstance>;
+  migrate?(db: Knex): Promise<unknown>;
+  uninstall?(db: Knex): Promise<unknown>;
+}
+
+interface Loaded {
+  dir: string;
+  manifest: Manifest;
+  running?: { instance: PluginInstance; router: Router; removeHooks(): void };
+  error?: string;
+}
+
+export interface PluginSummary {
+  id: string;
+  name: string;
+  version: string;
+  description: string;
+  enabled: boolean;
+  running: boolean;
+  error: string | null;
+}
+
+interface Deps {
+  db: Knex;
+  hooks: HookRegistry;
+  views: HostViews;
+  auth: HostAuth;
+  logger: Logger & { child(area: string): Logger };
+  config: Host['config'];
+}
+
+/** Discovers plugins by their `plugin.json`, enables, disables and uninstalls them. */
+export class PluginManager {
+  private plugins = new Map<string, Loaded>();
+
+  constructor(private readonly deps: Deps) {}
+
+  /** Reads and validates each directory's manifest; a bad manifest fails at once, naming the key. */
+  discover(dirs: string[]): void {
+    for (const dir of dirs) {
+      const manifest = loadManifest(dir);
+      if (this.plugins.has(manifest.id)) throw new Error(`Two plugins share the id \`${manifest.id}\` (${dir})`);
+      this.plugins.set(manifest.id, { dir, manifest });
+    }
+  }
+
+  /** Starts every plugin whose stored state is enabled; a plugin never seen before starts enabled. */
+  async startEnabled(): Promise<void> {
+    for (const [id] of this.plugins) {
+      const row = await this.deps.db('panel_plugins').where({ id }).first();
+      if (!row) await this.deps.db('panel_plugins').insert({ id, enabled: true, updated_at: Date.now() });
+      if (!row || Boolean(row.enabled)) {
+        try {
+          await this.start(id);
+        } catch (error) {
+          this.deps.logger.error(`plugin ${id} failed to start`, { error: (error as Error).message });
+        }
+      }
+    }
+  }
+
+  async list(): Promise<PluginSummary[]> {
+    const rows = await this.deps.db('panel_plugins').select('id', 'enabled');
+    const enabled = new Map(rows.map((r) => [String(r.id), Boolean(r.enabled)]));
+    return [...this.plugins.values()].map(({ manifest, running, error }) => ({
+      id: manifest.id,
+      name: manifest.name,
+      version: manifest.version,
+      description: manifest.description ?? '',
+      enabled: enabled.get(manifest.id) ?? false,
+      running: Boolean(running),
+      error: error ?? null,
+    }));
+  }
+
+  private get(id: string): Loaded {
+    const plugin = this.plugins.get(id);
+    if (!plugin) throw new HttpError(404, 'not_found', `No plugin with id \`${id.slice(0, 40)}\``);
+    return plugin;
+  }
+
+  private async load(plugin: Loaded): Promise<PluginModule> {
+    const module = (await import(pathToFileURL(join(plugin.dir, plugin.manifest.entry)).href)) as Partial<PluginModule>;
+    if (typeof module.register !== 'function') {
+      throw new TypeError(`Plugin \`${plugin.manifest.id}\` entry ${plugin.manifest.entry} exports no register function`);
+    }
+    return module as PluginModule;
+  }
+
+  private async start(id: string): Promise<void> {
+    const plugin = this.get(id);
+    if (plugin.running) return;
+    if (!satisfies(HOST_API_VERSION, plugin.manifest.hostApi)) {
+      plugin.error = `needs host API ${plugin.manifest.hostApi}, this panel offers ${HOST_API_VERSION}`;
+      throw new HttpError(409, 'incompatible', `Plugin \`${id}\` ${plugin.error}`);
+    }
+    try {
+      const module = await this.load(plugin);
+      await module.migrate?.(this.deps.db);
+      const router = express.Router();
+      const hooks = this.deps.hooks.forPlugin(id, plugin.manifest.hooks);
+      const instance = await module.register({
+        apiVersion: HOST_API_VERSION,
+        db: this.deps.db,
+        router,
+        hooks,
+        views: this.deps.views,
+        auth: this.deps.auth,
+        logger: this.deps.logger.child(id),
+        config: this.deps.config,
+      });
+      plugin.running = { instance, router, removeHooks: hooks.removeAll };
+      plugin.error = undefined;
+      this.deps.logger.info(`plugin ${id} enabled`);
+    } catch (error) {
+      plugin.error = (error as Error).message;
+      throw error;
+    }
+  }
+
+  private async stop(plugin: Loaded): Promise<void> {
+    if (!plugin.running) return;
+    const { instance, removeHooks } = plugin.running;
+    plugin.running = undefined;
+    removeHooks();
+    await instance.close();
+  }
+
+  /** Runs the plugin's migrations and registers it. */
+  async enable(id: string): Promise<void> {
+    await this.start(id);
+    await this.deps.db('panel_plugins').where({ id }).update({ enabled: true, updated_at: Date.now() });
+  }
+
+  /** Unregisters the plugin: routes, hooks and views go; its tables stay. */
+  async disable(id: string): Promise<void> {
+    const plugin = this.get(id);
+    await this.stop(plugin);
+    await this.deps.db('panel_plugins').where({ id }).update({ enabled: false, updated_at: Date.now() });
+    this.deps.logger.info(`plugin ${id} disabled`);
+  }
+
+  /** Disables the plugin and runs its migrations down: its tables and data are gone. */
+  async uninstall(id: string): Promise<void> {
+    const plugin = this.get(id);
+    await this.stop(plugin);
+    const module = await this.load(plugin);
+    await module.uninstall?.(this.deps.db);
+    await this.deps.db('panel_plugins').where({ id }).update({ enabled: false, updated_at: Date.now() });
+    this.deps.logger.info(`plugin ${id} uninstalled`);
+  }
+
+  /** Dispatches requests to the routers of running plugins, in discovery order. */
+  middleware(): RequestHandler {
+    return (req, res, next) => {
+      const routers = [...this.plugins.values()].flatMap((p) => (p.running ? [p.running.router] : []));
+      const step = (index: number, error?: unknown): void => {
+        if (error !== undefined && error !== 'route' && error !== 'router') return next(error);
+        const router = routers[index];
+        if (!router) return next();
+        router(req, res, (err?: unknown) => step(index + 1, err));
+      };
+      step(0);
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const plugin of this.plugins.values()) await this.stop(plugin);
+  }
+}

@@ -1,0 +1,69 @@
+import type { Actor, VmRecord } from '../../../../src/plugin-api.js';
+import { conflict, notFound } from '../errors.js';
+import { interfaceTaken, parseId, toVm } from '../db/records.js';
+import { parseBody, vmCreate, vmUpdate } from '../validation.js';
+import { insertId, isUniqueViolation, rejectIssues, type ServiceContext } from './context.js';
+
+export async function serializeVms(ctx: ServiceContext, vms: VmRecord[]): Promise<VmRecord[]> {
+  if (vms.length === 0) return vms;
+  const extra = await ctx.hooks.serialize('vm.serialize', { vms });
+  return vms.map((vm) => ({ ...vm, ...extra.get(vm.id) }));
+}
+
+export async function listVms(ctx: ServiceContext) {
+  return serializeVms(ctx, (await ctx.db('vms').orderBy('id')).map(toVm));
+}
+
+export async function getVm(ctx: ServiceContext, idText: string | undefined): Promise<VmRecord> {
+  const id = parseId(idText);
+  const row = id === undefined ? undefined : await ctx.db('vms').where({ id }).first();
+  if (!row) throw notFound('VM', String(idText));
+  return toVm(row);
+}
+
+function interfaceConflict(iface: string) {
+  return conflict(`Interface \`${iface}\` is already used by a network or VM`, 'interface');
+}
+
+export async function createVm(ctx: ServiceContext, body: unknown, actor: Actor) {
+  const input = parseBody(vmCreate, body);
+  if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null)) throw interfaceConflict(input.interface);
+  rejectIssues(await ctx.hooks.validate('vm.validate', { input: body as Record<string, unknown>, existing: null }));
+  const now = Date.now();
+  let id: number;
+  try {
+    id = await insertId(ctx.db, 'vms', { name: input.name, interface: input.interface, netns: input.netns ?? '', created_at: now, updated_at: now });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw interfaceConflict(input.interface);
+    throw error;
+  }
+  const vm = toVm(await ctx.db('vms').where({ id }).first());
+  await ctx.hooks.emit('vm.created', { vm, input: body as Record<string, unknown>, actor });
+  return (await serializeVms(ctx, [vm]))[0]!;
+}
+
+export async function updateVm(ctx: ServiceContext, idText: string | undefined, body: unknown, actor: Actor) {
+  const previous = await getVm(ctx, idText);
+  const input = parseBody(vmUpdate, body, { partial: true });
+  const next = {
+    name: input.name ?? previous.name,
+    interface: input.interface ?? previous.interface,
+    netns: input.netns === undefined ? previous.netns : input.netns,
+  };
+  const moved = next.interface !== previous.interface || next.netns !== previous.netns;
+  if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'vms', id: previous.id }))) {
+    throw interfaceConflict(next.interface);
+  }
+  rejectIssues(await ctx.hooks.validate('vm.validate', { input: body as Record<string, unknown>, existing: previous }));
+  await ctx.db('vms').where({ id: previous.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+  const vm = toVm(await ctx.db('vms').where({ id: previous.id }).first());
+  await ctx.hooks.emit('vm.updated', { vm, previous, input: body as Record<string, unknown>, actor });
+  return (await serializeVms(ctx, [vm]))[0]!;
+}
+
+export async function deleteVm(ctx: ServiceContext, idText: string | undefined, actor: Actor) {
+  const vm = await getVm(ctx, idText);
+  await ctx.db('vms').where({ id: vm.id }).delete();
+  await ctx.hooks.emit('vm.deleted', { vm, actor });
+  return vm;
+}

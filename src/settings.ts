@@ -1,0 +1,29 @@
+import type { Manifest } from './manifest/load.js';
+import { checkSetting } from './manifest/load.js';
+
+/** The plugin's resolved settings (manifest defaults, overridden by `register` options). */
+export interface Settings {
+  /** Subjects per page on /admin/bandwidth. @default 50 */
+  page_size: number;
+}
+
+/**
+ * Merges options over the manifest's defaults; an unknown key or a bad value throws a TypeError
+ * naming the key, e.g. ``Expected `page_size` to be an integer from 10 to 500, got `5` (number)``.
+ */
+export function resolveSettings(manifest: Manifest, options: unknown): Settings {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`panel-bandwidth expects options to be an object, instead got a '${options === null ? 'null' : Array.isArray(options) ? 'array' : typeof options}'`);
+  }
+  const resolved: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(manifest.settings)) resolved[key] = spec.default;
+  for (const [key, value] of Object.entries(options)) {
+    const spec = manifest.settings[key];
+    if (!spec) throw new TypeError(`Unknown panel-bandwidth option \`${key}\`; known: ${Object.keys(manifest.settings).join(', ')}`);
+    const problem = checkSetting(key, spec, value);
+    if (problem) throw new TypeError(problem);
+    resolved[key] = value;
+  }
+  return resolved as unknown as Settings;
+}

@@ -84,10 +84,10 @@ for (const engine of ENGINES) {
       const rows = sampleRows();
       for (const table of PLUGIN_TABLES) {
         await knex(table).insert(rows[table]);
-        const [stored] = await knex(table).select('*');
+        const [stored] = (await knex(table).select('*')) as Record<string, unknown>[];
         assert.ok(stored, `${table}: the row was stored`);
         for (const [column, value] of Object.entries(rows[table])) {
-          const got = (stored as Record<string, unknown>)[column];
+          const got: unknown = stored?.[column];
           if (typeof value === 'boolean') assert.equal(Boolean(got), value, `${table}.${column}`);
           else if (value === null) assert.equal(got, null, `${table}.${column}`);
           else if (typeof value === 'string' && /^\d{16,}$/.test(value)) continue; // checked exactly below

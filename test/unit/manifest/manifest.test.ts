@@ -1,0 +1,42 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadManifest, parseManifest, ManifestError, PLUGIN_ROOT } from '../../../src/manifest/load.js';
+import { join } from 'node:path';
+
+const shipped = JSON.parse(readFileSync(join(PLUGIN_ROOT, 'plugin.json'), 'utf8')) as Record<string, unknown>;
+const withChange = (change: (m: Record<string, unknown>) => void) => {
+  const copy = structuredClone(shipped);
+  change(copy);
+  return copy;
+};
+
+describe('plugin.json', () => {
+  test('the shipped manifest is valid and names the bandwidth admin page', () => {
+    const manifest = loadManifest();
+    assert.equal(manifest.id, 'bandwidth');
+    assert.deepEqual(manifest.adminPages.map((p) => p.path), ['/admin/bandwidth']);
+    assert.equal(manifest.settings.page_size?.default, 50);
+  });
+
+  const cases: [string, (m: Record<string, unknown>) => void, RegExp, string][] = [
+    ['an unknown top-level key', (m) => { m.colour = 'red'; }, /unknown key "colour"/, 'colour'],
+    ['an unknown key in an admin page', (m) => { (m.adminPages as Record<string, unknown>[])[0]!.icon = 'x'; }, /unknown key "adminPages\.0\.icon"/, 'adminPages.0.icon'],
+    ['a missing id', (m) => { delete m.id; }, /missing key "id"/, 'id'],
+    ['a bad version', (m) => { m.version = 'one'; }, /"version" must match pattern/, 'version'],
+    ['a hook that does not exist', (m) => { m.hooks = ['peer.exploded']; }, /"hooks\.0" must be equal to one of the allowed values/, 'hooks.0'],
+    ['a role that does not exist', (m) => { (m.adminPages as Record<string, unknown>[])[0]!.minRole = 'root'; }, /adminPages\.0\.minRole/, 'adminPages.0.minRole'],
+    ['a setting default outside its range', (m) => { (m.settings as Record<string, Record<string, unknown>>).page_size!.default = 5; }, /Expected `page_size` to be an integer from 10 to 500, got `5`/, 'settings.page_size.default'],
+    ['a setting with an unknown key', (m) => { (m.settings as Record<string, Record<string, unknown>>).page_size!.secret = true; }, /unknown key "settings\.page_size\.secret"/, 'settings.page_size.secret'],
+  ];
+  for (const [what, change, message, key] of cases) {
+    test(`${what} is rejected with a message naming the key`, () => {
+      assert.throws(() => parseManifest(withChange(change)), (error: unknown) => {
+        assert.ok(error instanceof ManifestError);
+        assert.match(error.message, message);
+        assert.equal(error.key, key);
+        return true;
+      });
+    });
+  }
+});

@@ -1,0 +1,21 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadManifest } from '../../../src/manifest/load.js';
+import { resolveSettings } from '../../../src/settings.js';
+
+const manifest = loadManifest();
+
+test('settings default to the manifest and take valid overrides', () => {
+  assert.deepEqual(resolveSettings(manifest, {}), { page_size: 50 });
+  assert.deepEqual(resolveSettings(manifest, undefined), { page_size: 50 });
+  assert.deepEqual(resolveSettings(manifest, { page_size: 200 }), { page_size: 200 });
+});
+
+test('bad options fail at once with a message naming the key', () => {
+  assert.throws(() => resolveSettings(manifest, { pageSize: 10 }), /Unknown panel-bandwidth option `pageSize`; known: page_size/);
+  assert.throws(() => resolveSettings(manifest, { page_size: 5 }), /Expected `page_size` to be an integer from 10 to 500, got `5` \(number\)/);
+  assert.throws(() => resolveSettings(manifest, { page_size: '50' }), /got `"50"` \(string\)/);
+  assert.throws(() => resolveSettings(manifest, { page_size: 10.5 }), /got `10.5`/);
+  assert.throws(() => resolveSettings(manifest, null), /expects options to be an object, instead got a 'null'/);
+  assert.throws(() => resolveSettings(manifest, []), /instead got a 'array'/);
+});

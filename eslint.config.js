@@ -21,7 +21,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['examples/host-panel/public/**/*.js', 'views/**/*.js'],
+    files: ['examples/host-panel/public/**/*.js', 'public/**/*.js'],
     languageOptions: { globals: { ...globals.browser } },
   },
 );

@@ -2,13 +2,24 @@
  * panel-bandwidth: per-peer and per-VM bandwidth caps, accounting and monitoring for
  * Express + knex hosting panels. The host calls `register(host, options)`; see src/plugin-api.ts.
  */
+import { join } from 'node:path';
+import express from 'express';
 import type { Knex } from 'knex';
-import type { Host, PluginInstance } from './plugin-api.js';
-import { loadManifest } from './manifest/load.js';
+import type { Host, PluginInstance, TableCell } from './plugin-api.js';
+import { loadManifest, PLUGIN_ROOT } from './manifest/load.js';
 import { satisfies } from './manifest/host-api-range.js';
 import { migrateDownAll, migrateLatest, pendingMigrations } from './db/migrate.js';
 import { resolveSettings } from './settings.js';
-import { mountOverview } from './routes/admin-overview.js';
+import { mountOverview, PLUGIN_VIEWS } from './routes/admin-overview.js';
+import { mountBandwidthApi } from './routes/api-bandwidth.js';
+import { registerHooks } from './hooks/register-hooks.js';
+import { chooseExecutor } from './limits/executor-choice.js';
+import { LimitApplier } from './limits/applier.js';
+import { LimitsService } from './limits/service.js';
+import { ReconcileLoop } from './limits/reconcile-loop.js';
+import { probeCapabilities } from './shaping/probe.js';
+import type { PlanCapabilities } from './shaping/plan.js';
+import { formatCaps } from './views-format.js';
 
 export type { Host, PluginInstance } from './plugin-api.js';
 export type { Settings } from './settings.js';
@@ -32,6 +43,7 @@ function checkHost(host: Host): void {
   expect(typeof host.router === 'function' && typeof host.router.get === 'function', 'host.router to be an Express router', host.router);
   expect(typeof host.hooks?.on === 'function', 'host.hooks to be a hook bus', host.hooks);
   expect(typeof host.views?.render === 'function', 'host.views to offer render()', host.views);
+  expect(typeof host.records?.peer === 'function', 'host.records to offer network(), peers(), peer() and vm()', host.records);
   expect(typeof host.auth?.admin === 'function' && typeof host.auth.api === 'function', 'host.auth to offer admin() and api', host.auth);
   expect(typeof host.logger?.info === 'function', 'host.logger to be a logger', host.logger);
 }
@@ -48,8 +60,9 @@ export async function uninstall(db: Knex): Promise<string[]> {
 
 /**
  * Registers the plugin with a host panel: checks the host and options, makes sure the plugin's
- * tables are migrated, and mounts its admin pages.
- * @example const bandwidth = await register(host, { page_size: 100 }); … await bandwidth.close();
+ * tables are migrated, subscribes to the peer/VM/network hooks, mounts its pages and API, and
+ * starts the reconcile loop.
+ * @example const bandwidth = await register(host, { executor: 'recording' }); … await bandwidth.close();
  */
 export async function register(host: Host, options: Record<string, unknown> = {}): Promise<PluginInstance> {
   checkHost(host);
@@ -60,18 +73,48 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     await migrateLatest(host.db);
   }
 
+  const choice = chooseExecutor(settings.executor);
+  if (choice.mode === 'recording') host.logger.warn(`shaping runs the recording executor (dry run): ${choice.reason}`);
+  else host.logger.info(`shaping runs the local executor: ${choice.reason}`);
+  const capabilities = async (): Promise<PlanCapabilities> =>
+    // A dry run plans for what production kernels have; a real run uses what this kernel has.
+    choice.mode === 'recording' ? { leaf: 'fq_codel' } : { leaf: (await probeCapabilities(choice.executor)).leaf };
+  const applier = new LimitApplier({
+    db: host.db, executor: choice.executor, mode: choice.mode, reason: choice.reason, capabilities, logger: host.logger,
+  });
+  const service = new LimitsService(host.db, applier, host.logger);
+
   const releases: (() => void)[] = [];
-  for (const page of manifest.adminPages) {
-    releases.push(host.views.addNavItem(page));
-  }
-  const overview = manifest.adminPages.find((page) => page.path === '/admin/bandwidth');
-  if (overview) mountOverview(host, settings, overview.path, overview.minRole);
+  releases.push(...registerHooks(host, service));
+  for (const adminPage of manifest.adminPages) releases.push(host.views.addNavItem(adminPage));
+  releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'bandwidth-fields.ejs')));
+  releases.push(host.views.addPartial('vm.form', join(PLUGIN_VIEWS, 'partials', 'bandwidth-fields.ejs')));
+  const limitColumn = {
+    header: 'Limit',
+    render: (row: Record<string, unknown>): TableCell => {
+      const text = formatCaps(Number(row.bandwidth_up_kbps ?? 0), Number(row.bandwidth_down_kbps ?? 0));
+      const status = row.bandwidth_status;
+      if (status !== 'pending' && status !== 'failed') return text;
+      return { text, badge: { label: status, tone: status }, title: String(row.bandwidth_error ?? '') };
+    },
+  };
+  releases.push(host.views.addColumn('peer.table', limitColumn));
+  releases.push(host.views.addColumn('vm.table', limitColumn));
+
+  host.router.use('/bandwidth/static', express.static(join(PLUGIN_ROOT, 'public'), { maxAge: '1h' }));
+  mountBandwidthApi(host, service);
+  const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
+  if (overview) mountOverview(host, settings, service, { mode: choice.mode, reason: choice.reason }, overview);
+
+  const loop = new ReconcileLoop(() => service.reconcileAll('reconcile'), settings.reconcile_interval_s * 1000, host.logger);
+  loop.start();
 
   let closed = false;
   return {
     async close() {
       if (closed) return;
       closed = true;
+      await loop.stop();
       for (const release of releases.reverse()) release();
     },
   };

@@ -97,10 +97,16 @@ export type ViewSlot = 'peer.form' | 'vm.form';
 /** Named tables in the host's views where a plugin may add a column. */
 export type TableSlot = 'peer.table' | 'vm.table';
 
-/** A column a plugin adds to a host table; `render` returns text (the host escapes it). */
+/**
+ * One cell of a plugin column: plain text, or text with a status badge and a hover title.
+ * The host escapes everything; a plugin never hands it markup.
+ */
+export type TableCell = string | { text: string; badge?: { label: string; tone: 'ok' | 'pending' | 'failed' | 'off' }; title?: string };
+
+/** A column a plugin adds to a host table. Rows carry the fields of the `*.serialize` hooks. */
 export interface TableColumn<R> {
   header: string;
-  render: (row: R & Record<string, unknown>) => string;
+  render: (row: R & Record<string, unknown>) => TableCell;
 }
 
 export interface NavItem {
@@ -120,6 +126,18 @@ export interface HostViews {
   addColumn(slot: 'vm.table', column: TableColumn<VmRecord>): () => void;
   /** Adds an entry to the admin navigation; returns a function that removes it. */
   addNavItem(item: NavItem): () => void;
+  /** Shows a one-time notice on the next page this session renders (after a redirect). */
+  flash(req: Request, message: string): void;
+}
+
+/** Read access to the host's own records, for plugin routes that start from an id. */
+export interface HostRecords {
+  network(id: number): Promise<NetworkRecord | undefined>;
+  /** The peers of a network, in id order. */
+  peers(networkId: number): Promise<PeerRecord[]>;
+  /** A peer with its network. */
+  peer(id: number): Promise<{ peer: PeerRecord; network: NetworkRecord } | undefined>;
+  vm(id: number): Promise<VmRecord | undefined>;
 }
 
 /** Authentication the host already has, reused by the plugin's routes. */
@@ -134,6 +152,8 @@ export interface HostAuth {
   verifyCsrf: RequestHandler;
   /** Who is making this request. */
   actor(req: Request): Actor;
+  /** The logged-in user's role, or null for API calls and visitors. */
+  role(req: Request): NavItem['minRole'] | null;
 }
 
 export interface Logger {
@@ -153,6 +173,7 @@ export interface Host {
   router: Router;
   hooks: HookBus;
   views: HostViews;
+  records: HostRecords;
   auth: HostAuth;
   logger: Logger;
   /** Host configuration the plugin may read (read-only). */

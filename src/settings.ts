@@ -5,6 +5,10 @@ import { checkSetting } from './manifest/load.js';
 export interface Settings {
   /** Subjects per page on /admin/bandwidth. @default 50 */
   page_size: number;
+  /** Seconds between reconcile runs (retry pending/failed limits, repair drift). @default 60 */
+  reconcile_interval_s: number;
+  /** `local` runs tc, `recording` runs nothing (dry run), `auto` picks local with CAP_NET_ADMIN. @default 'auto' */
+  executor: 'auto' | 'local' | 'recording';
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { SubjectType } from '../plugin-api.js';
+import { nextClassMinor } from '../shaping/class-ids.js';
 
 export type LimitStatus = 'pending' | 'applied' | 'failed';
 
@@ -10,6 +11,7 @@ export interface LimitRow {
   subjectId: string;
   name: string;
   node: string;
+  networkId: string | null;
   interface: string;
   netns: string | null;
   interfaceKind: 'wireguard' | 'vm';
@@ -23,6 +25,21 @@ export interface LimitRow {
   updatedAt: Date;
 }
 
+/** What a hook knows about a subject and the caps wanted for it. */
+export interface SubjectLimit {
+  subjectType: SubjectType;
+  subjectId: string;
+  name: string;
+  node?: string;
+  networkId: string | null;
+  interface: string;
+  netns: string | null;
+  interfaceKind: 'wireguard' | 'vm';
+  addresses: string[];
+  upKbps: number;
+  downKbps: number;
+}
+
 function toLimit(row: Record<string, unknown>): LimitRow {
   return {
     id: Number(row.id),
@@ -30,33 +47,171 @@ function toLimit(row: Record<string, unknown>): LimitRow {
     subjectId: String(row.subject_id),
     name: String(row.name),
     node: String(row.node),
+    networkId: row.network_id === null || row.network_id === undefined ? null : String(row.network_id),
     interface: String(row.interface),
     netns: row.netns ? String(row.netns) : null,
     interfaceKind: row.interface_kind === 'vm' ? 'vm' : 'wireguard',
     addresses: JSON.parse(String(row.addresses)) as string[],
     upKbps: Number(row.up_kbps),
     downKbps: Number(row.down_kbps),
-    classMinor: row.class_minor === null ? null : Number(row.class_minor),
+    classMinor: row.class_minor === null || row.class_minor === undefined ? null : Number(row.class_minor),
     status: row.status as LimitStatus,
     lastError: row.last_error ? String(row.last_error) : null,
-    appliedAt: row.applied_at === null ? null : new Date(Number(row.applied_at)),
+    appliedAt: row.applied_at === null || row.applied_at === undefined ? null : new Date(Number(row.applied_at)),
     updatedAt: new Date(Number(row.updated_at)),
   };
 }
 
-/** One page of limits, ordered by subject type and name. */
-export async function listLimits(db: Knex, page: { offset: number; limit: number }): Promise<LimitRow[]> {
-  const rows = await db('bw_limits').orderBy([{ column: 'subject_type' }, { column: 'name' }, { column: 'id' }]).offset(page.offset).limit(page.limit);
-  return rows.map(toLimit);
+/** Whether a limit caps anything (0/0 is unlimited: no class, no filter). */
+export const isLimited = (limit: { upKbps: number; downKbps: number }): boolean => limit.upKbps > 0 || limit.downKbps > 0;
+
+export async function getLimit(db: Knex, subjectType: SubjectType, subjectId: string): Promise<LimitRow | undefined> {
+  const row = await db('bw_limits').where({ subject_type: subjectType, subject_id: subjectId }).first();
+  return row ? toLimit(row) : undefined;
 }
 
-/** How many limits are in each status. */
-export async function countLimitsByStatus(db: Knex): Promise<Record<LimitStatus, number> & { total: number }> {
-  const rows = (await db('bw_limits').select('status').count({ n: '*' }).groupBy('status')) as { status: string; n: number | string }[];
-  const counts = { pending: 0, applied: 0, failed: 0, total: 0 };
+export async function getLimits(db: Knex, subjectType: SubjectType, subjectIds: string[]): Promise<Map<string, LimitRow>> {
+  const found = new Map<string, LimitRow>();
+  for (let i = 0; i < subjectIds.length; i += 500) {
+    const rows = await db('bw_limits').where({ subject_type: subjectType }).whereIn('subject_id', subjectIds.slice(i, i + 500));
+    for (const row of rows) found.set(String(row.subject_id), toLimit(row));
+  }
+  return found;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return e.code === 'ER_DUP_ENTRY' || e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '');
+}
+
+/**
+ * Stores a subject's desired caps (status `pending`) before anything touches the kernel.
+ * A limited subject gets a class minor once and keeps it while it stays on its interface; the
+ * unique index on (node, interface, class_minor) settles races between writers, which retry.
+ * @returns the row before (undefined for a new subject) and after.
+ */
+export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now()): Promise<{ previous: LimitRow | undefined; current: LimitRow }> {
+  const node = subject.node ?? 'local';
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await db.transaction(async (trx) => {
+        const previousRow = await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first();
+        const previous = previousRow ? toLimit(previousRow) : undefined;
+        const sameInterface = previous && previous.node === node && previous.interface === subject.interface;
+        let classMinor = sameInterface ? previous.classMinor : null;
+        if (classMinor === null && isLimited(subject)) {
+          const used = await trx('bw_limits').where({ node, interface: subject.interface }).whereNotNull('class_minor').pluck('class_minor');
+          classMinor = nextClassMinor(used.map(Number));
+        }
+        const values = {
+          name: subject.name,
+          node,
+          network_id: subject.networkId,
+          interface: subject.interface,
+          netns: subject.netns,
+          interface_kind: subject.interfaceKind,
+          addresses: JSON.stringify(subject.addresses),
+          up_kbps: subject.upKbps,
+          down_kbps: subject.downKbps,
+          class_minor: classMinor,
+          status: 'pending',
+          last_error: null,
+          updated_at: now,
+        };
+        if (previous) await trx('bw_limits').where({ id: previous.id }).update(values);
+        else await trx('bw_limits').insert({ ...values, subject_type: subject.subjectType, subject_id: subject.subjectId, created_at: now });
+        const current = toLimit(await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first());
+        return { previous, current };
+      });
+    } catch (error) {
+      if (!isUniqueViolation(error) || attempt >= 20) throw error;
+    }
+  }
+}
+
+/** Removes a subject's row; returns what it held. */
+export async function deleteLimit(db: Knex, subjectType: SubjectType, subjectId: string): Promise<LimitRow | undefined> {
+  const previous = await getLimit(db, subjectType, subjectId);
+  if (previous) await db('bw_limits').where({ id: previous.id }).delete();
+  return previous;
+}
+
+/** Records what the kernel answered for these rows, unless a newer write (updated_at) superseded them. */
+export async function setStatus(
+  db: Knex,
+  rows: { id: number; updatedAt: Date }[],
+  status: LimitStatus,
+  error: string | null,
+  now = Date.now(),
+): Promise<void> {
+  for (const row of rows) {
+    await db('bw_limits')
+      .where({ id: row.id, updated_at: row.updatedAt.getTime() })
+      .update({ status, last_error: error, ...(status === 'applied' ? { applied_at: now } : {}) });
+  }
+}
+
+/** Every row on one interface. */
+export async function limitsOnInterface(db: Knex, node: string, iface: string, netns: string | null): Promise<LimitRow[]> {
+  const query = db('bw_limits').where({ node, interface: iface }).orderBy('id');
+  if (netns === null) query.whereNull('netns');
+  else query.where({ netns });
+  return (await query).map(toLimit);
+}
+
+export interface InterfaceRef {
+  node: string;
+  interface: string;
+  netns: string | null;
+}
+
+/** Every interface that holds at least one subject. */
+export async function interfacesWithLimits(db: Knex): Promise<InterfaceRef[]> {
+  const rows = await db('bw_limits').distinct('node', 'interface', 'netns').orderBy(['node', 'interface']);
+  return rows.map((row) => ({ node: String(row.node), interface: String(row.interface), netns: row.netns ? String(row.netns) : null }));
+}
+
+export interface LimitFilter {
+  subjectType?: SubjectType;
+  networkId?: string;
+  status?: LimitStatus | 'unlimited';
+  limitedOnly?: boolean;
+}
+
+function applyFilter(query: Knex.QueryBuilder, filter: LimitFilter): Knex.QueryBuilder {
+  if (filter.subjectType) query.where({ subject_type: filter.subjectType });
+  if (filter.networkId) query.where({ network_id: filter.networkId });
+  if (filter.status === 'unlimited') query.where({ up_kbps: 0, down_kbps: 0 });
+  else if (filter.status) query.where({ status: filter.status }).andWhere((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0));
+  if (filter.limitedOnly) query.andWhere((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0));
+  return query;
+}
+
+/** One page of limits, ordered by subject type and name. */
+export async function listLimits(db: Knex, filter: LimitFilter, page: { offset: number; limit: number }): Promise<LimitRow[]> {
+  const query = applyFilter(db('bw_limits'), filter)
+    .orderBy([{ column: 'subject_type' }, { column: 'name' }, { column: 'id' }])
+    .offset(page.offset)
+    .limit(page.limit);
+  return (await query).map(toLimit);
+}
+
+export async function countLimits(db: Knex, filter: LimitFilter): Promise<number> {
+  const [row] = await applyFilter(db('bw_limits'), filter).count({ n: '*' });
+  return Number(row?.n ?? 0);
+}
+
+/** How many limited subjects are in each status. */
+export async function countLimitsByStatus(db: Knex): Promise<Record<LimitStatus, number> & { total: number; subjects: number }> {
+  const rows = (await applyFilter(db('bw_limits'), { limitedOnly: true }).select('status').count({ n: '*' }).groupBy('status')) as {
+    status: string;
+    n: number | string;
+  }[];
+  const counts = { pending: 0, applied: 0, failed: 0, total: 0, subjects: 0 };
   for (const row of rows) {
     if (row.status in counts) counts[row.status as LimitStatus] = Number(row.n);
     counts.total += Number(row.n);
   }
+  counts.subjects = await countLimits(db, {});
   return counts;
 }

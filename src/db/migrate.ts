@@ -7,6 +7,7 @@ import * as m0005 from '../../migrations/0005_create_bw_usage_daily.js';
 import * as m0006 from '../../migrations/0006_create_bw_quotas.js';
 import * as m0007 from '../../migrations/0007_create_bw_agents.js';
 import * as m0008 from '../../migrations/0008_create_bw_events.js';
+import * as m0009 from '../../migrations/0009_add_bw_limits_network_and_class_index.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -23,6 +24,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0006_create_bw_quotas', m0006],
   ['0007_create_bw_agents', m0007],
   ['0008_create_bw_events', m0008],
+  ['0009_add_bw_limits_network_and_class_index', m0009],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */

@@ -60,7 +60,7 @@ for (const engine of ENGINES) {
       await dropPluginTables(knex);
 
       const ran = await migrateLatest(knex);
-      assert.equal(ran.length, 8);
+      assert.equal(ran.length, 9);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
       assert.ok(await knex.schema.hasTable(MIGRATION_TABLE), 'the plugin keeps its own migration table');
       assert.deepEqual(await pendingMigrations(knex), []);
@@ -68,9 +68,9 @@ for (const engine of ENGINES) {
 
       await knex('bw_limits').insert(sampleRows().bw_limits);
       const down = await migrateDownAll(knex);
-      assert.equal(down.length, 8);
+      assert.equal(down.length, 9);
       assert.deepEqual(await tablesPresent(knex), []);
-      assert.equal((await pendingMigrations(knex)).length, 8);
+      assert.equal((await pendingMigrations(knex)).length, 9);
 
       await migrateLatest(knex);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
@@ -128,9 +128,22 @@ for (const engine of ENGINES) {
       const row = sampleRows().bw_limits;
       await knex('bw_limits').insert(row);
       await assert.rejects(knex('bw_limits').insert({ ...row, name: 'other' }), /unique|duplicate/i);
-      await knex('bw_limits').insert({ ...row, subject_type: 'vm' });
+      await knex('bw_limits').insert({ ...row, subject_type: 'vm', interface: 'tap1' });
       const [count] = await knex('bw_limits').count({ n: '*' });
       assert.equal(Number(count?.n), 2);
+    });
+
+    test('two subjects on one interface never share a class, while unlimited ones have none', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const row = { ...sampleRows().bw_limits, class_minor: 7 };
+      await knex('bw_limits').insert(row);
+      await assert.rejects(knex('bw_limits').insert({ ...row, subject_id: '43' }), /unique|duplicate/i);
+      await knex('bw_limits').insert({ ...row, subject_id: '43', interface: 'wg1' });
+      await knex('bw_limits').insert({ ...row, subject_id: '44', class_minor: null, up_kbps: 0 });
+      await knex('bw_limits').insert({ ...row, subject_id: '45', class_minor: null, up_kbps: 0 });
+      const [count] = await knex('bw_limits').where({ interface: 'wg0' }).count({ n: '*' });
+      assert.equal(Number(count?.n), 3);
     });
 
     test('usage queries by period order and range the same on every engine', async (t) => {

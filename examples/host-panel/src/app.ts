@@ -4,6 +4,7 @@ import session from 'express-session';
 import type { Knex } from 'knex';
 import { connect } from '../../../src/db/connect.js';
 import { createAuth } from './auth.js';
+import { createRecords } from './records.js';
 import { bootstrapSecrets, type Secrets } from './bootstrap.js';
 import type { PanelConfig } from './config.js';
 import { migrateHost } from './db/migrate.js';
@@ -39,7 +40,9 @@ export async function createPanel(config: PanelConfig, options: { logLevel?: str
     const auth = createAuth(secrets.apiTokenHash);
     const hooks = new HookRegistry(logger.child('hooks'));
     const views = new ViewRegistry(auth);
-    const plugins = new PluginManager({ db, hooks, views, auth, logger, config: { dataDir: 'data' } });
+    const plugins = new PluginManager({
+      db, hooks, views, auth, logger, records: createRecords(db), config: { dataDir: 'data' }, pluginOptions: config.pluginOptions,
+    });
     plugins.discover(config.pluginDirs);
     await plugins.startEnabled();
     const ctx = { db, hooks };

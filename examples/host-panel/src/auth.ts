@@ -53,6 +53,7 @@ export function createAuth(apiTokenSha256: string): HostAuth {
       }
       next();
     },
+    role: (req) => req.session?.user?.role ?? null,
     actor: (req): Actor => (req.session?.user ? { kind: 'user', name: req.session.user.username } : { kind: 'api', name: 'api' }),
   };
 }

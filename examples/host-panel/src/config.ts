@@ -14,6 +14,8 @@ export interface PanelConfig {
   sessionSecret: string | undefined;
   demo: boolean;
   pluginDirs: string[];
+  /** Options for each plugin's register(), by plugin id (`PANEL_PLUGIN_OPTIONS`, JSON). */
+  pluginOptions?: Record<string, Record<string, unknown>>;
 }
 
 function fail(name: string, expected: string, got: string): never {
@@ -32,7 +34,19 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): PanelConfig
   if ((env.PANEL_ADMIN_USER ? 1 : 0) + (env.PANEL_ADMIN_PASSWORD ? 1 : 0) === 1) {
     throw new TypeError('Set both `PANEL_ADMIN_USER` and `PANEL_ADMIN_PASSWORD`, or neither (a password is then generated)');
   }
+  let pluginOptions: Record<string, Record<string, unknown>> | undefined;
+  if (env.PANEL_PLUGIN_OPTIONS) {
+    try {
+      pluginOptions = JSON.parse(env.PANEL_PLUGIN_OPTIONS) as Record<string, Record<string, unknown>>;
+    } catch {
+      fail('PANEL_PLUGIN_OPTIONS', 'JSON like {"bandwidth":{"executor":"recording"}}', env.PANEL_PLUGIN_OPTIONS);
+    }
+    if (typeof pluginOptions !== 'object' || pluginOptions === null || Array.isArray(pluginOptions)) {
+      fail('PANEL_PLUGIN_OPTIONS', 'a JSON object keyed by plugin id', env.PANEL_PLUGIN_OPTIONS);
+    }
+  }
   return {
+    pluginOptions,
     port,
     host: env.HOST || '127.0.0.1',
     databaseUrl: env.DATABASE_URL || 'sqlite:./data/panel.sqlite',

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import express, { type RequestHandler, type Router } from 'express';
 import type { Knex } from 'knex';
-import type { Host, HostAuth, HostViews, Logger, PluginInstance } from '../../../src/plugin-api.js';
+import type { Host, HostAuth, HostRecords, HostViews, Logger, PluginInstance } from '../../../src/plugin-api.js';
 import { HOST_API_VERSION } from '../../../src/plugin-api.js';
 import { loadManifest, type Manifest } from '../../../src/manifest/load.js';
 import { satisfies } from '../../../src/manifest/host-api-range.js';
@@ -37,9 +37,12 @@ interface Deps {
   db: Knex;
   hooks: HookRegistry;
   views: HostViews;
+  records: HostRecords;
   auth: HostAuth;
   logger: Logger & { child(area: string): Logger };
   config: Host['config'];
+  /** Options passed to each plugin's register(), by plugin id. */
+  pluginOptions?: Record<string, Record<string, unknown>>;
 }
 
 /** Discovers plugins by their `plugin.json`, enables, disables and uninstalls them. */
@@ -118,10 +121,11 @@ export class PluginManager {
         router,
         hooks,
         views: this.deps.views,
+        records: this.deps.records,
         auth: this.deps.auth,
         logger: this.deps.logger.child(id),
         config: this.deps.config,
-      });
+      }, this.deps.pluginOptions?.[id] ?? {});
       plugin.running = { instance, router, removeHooks: hooks.removeAll };
       plugin.error = undefined;
       this.deps.logger.info(`plugin ${id} enabled`);

@@ -72,6 +72,10 @@ export class ViewRegistry implements HostViews {
     };
   }
 
+  flash(req: Request, message: string): void {
+    if (req.session) req.session.flash = message;
+  }
+
   addNavItem(item: NavItem): () => void {
     this.nav.push(item);
     return () => {

@@ -1,0 +1,32 @@
+import type { NetworkRecord, PeerRecord, VmRecord } from '../plugin-api.js';
+import type { SubjectLimit } from '../db/limits.js';
+
+/** A peer as the limits store sees it: matched by its allowed IPs on its network's interface. */
+export function peerSubject(peer: PeerRecord, network: NetworkRecord, caps: { upKbps: number; downKbps: number }): SubjectLimit {
+  return {
+    subjectType: 'peer',
+    subjectId: String(peer.id),
+    name: peer.name,
+    networkId: String(network.id),
+    interface: network.interface,
+    netns: network.netns,
+    interfaceKind: 'wireguard',
+    addresses: peer.allowed_ips,
+    ...caps,
+  };
+}
+
+/** A VM owns its whole tap/veth. */
+export function vmSubject(vm: VmRecord, caps: { upKbps: number; downKbps: number }): SubjectLimit {
+  return {
+    subjectType: 'vm',
+    subjectId: String(vm.id),
+    name: vm.name,
+    networkId: null,
+    interface: vm.interface,
+    netns: vm.netns,
+    interfaceKind: 'vm',
+    addresses: [],
+    ...caps,
+  };
+}

@@ -1,0 +1,109 @@
+import type { Knex } from 'knex';
+import type { Logger } from '../plugin-api.js';
+import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type InterfaceRef, type LimitRow } from '../db/limits.js';
+import type { Executor } from '../shaping/executor.js';
+import { KeyedMutex, interfaceLockKey } from '../shaping/lock.js';
+import { commandLine, type Operation } from '../shaping/operations.js';
+import type { PlanCapabilities } from '../shaping/plan.js';
+import { reconcileInterface, removeInterface } from '../shaping/reconcile.js';
+import { desiredInterface } from './desired.js';
+
+/** What applying one interface did. */
+export interface InterfaceOutcome {
+  interface: string;
+  netns: string | null;
+  status: 'applied' | 'pending' | 'failed';
+  /** tc commands run (or, for a dry run, recorded). */
+  operations: string[];
+  error: string | null;
+}
+
+export interface ApplierOptions {
+  db: Knex;
+  executor: Executor;
+  mode: 'local' | 'recording';
+  /** Why this executor (for the dry-run status text). */
+  reason: string;
+  capabilities: () => Promise<PlanCapabilities>;
+  logger: Logger;
+  node?: string;
+}
+
+const render = (operations: Operation[]) => operations.map((operation) => commandLine(operation).join(' '));
+
+/**
+ * Brings the kernel in line with `bw_limits`, one interface at a time. The rows are read under the
+ * interface's lock, so the last writer's state is what the kernel ends with; each row's status
+ * records what the kernel answered, unless a newer write superseded it meanwhile.
+ */
+export class LimitApplier {
+  private readonly locks = new KeyedMutex();
+  private readonly node: string;
+
+  constructor(private readonly options: ApplierOptions) {
+    this.node = options.node ?? 'local';
+  }
+
+  get mode(): 'local' | 'recording' {
+    return this.options.mode;
+  }
+
+  /** Reconciles one interface with every subject the database holds for it. */
+  async applyInterface(iface: string, netns: string | null): Promise<InterfaceOutcome> {
+    const ref: InterfaceRef = { node: this.node, interface: iface, netns };
+    return this.locks.run(interfaceLockKey(iface, netns ?? undefined), async () => {
+      const { db, executor, logger } = this.options;
+      const rows = await limitsOnInterface(db, this.node, iface, netns);
+      const limited = rows.filter(isLimited);
+      const outcome: InterfaceOutcome = { interface: iface, netns, status: 'applied', operations: [], error: null };
+      try {
+        const result = await reconcileInterface(desiredInterface(ref, rows), executor, await this.options.capabilities(), {
+          locks: new KeyedMutex(),
+        });
+        outcome.operations = render(result.operations);
+        if (!result.interfaceExists && limited.length > 0) {
+          outcome.status = 'pending';
+          outcome.error = `interface ${iface}${netns ? ` in namespace ${netns}` : ''} does not exist yet; the caps apply when it appears`;
+        } else if (this.options.mode === 'recording' && limited.length > 0) {
+          outcome.status = 'pending';
+          outcome.error = `dry run: ${this.options.reason}`;
+        }
+      } catch (error) {
+        outcome.status = 'failed';
+        outcome.error = (error as Error).message;
+        logger.warn('applying caps failed', { interface: iface, netns, error: outcome.error });
+      }
+      await setStatus(db, outcome.status === 'applied' ? rows : limited, outcome.status, outcome.error);
+      if (outcome.status !== 'applied') await this.markUnlimitedDone(rows);
+      return outcome;
+    });
+  }
+
+  /** Unlimited subjects need nothing from the kernel: they are never pending or failed. */
+  private async markUnlimitedDone(rows: LimitRow[]): Promise<void> {
+    const unlimited = rows.filter((row) => !isLimited(row) && row.status !== 'applied');
+    if (unlimited.length > 0) await setStatus(this.options.db, unlimited, 'applied', null);
+  }
+
+  /** Removes everything the plugin put on an interface (it went away, or its network was deleted). */
+  async removeInterface(iface: string, netns: string | null): Promise<InterfaceOutcome> {
+    return this.locks.run(interfaceLockKey(iface, netns ?? undefined), async () => {
+      try {
+        const result = await removeInterface(iface, netns ?? undefined, this.options.executor, { locks: new KeyedMutex() });
+        return { interface: iface, netns, status: 'applied', operations: render(result.operations), error: null };
+      } catch (error) {
+        return { interface: iface, netns, status: 'failed', operations: [], error: (error as Error).message };
+      }
+    });
+  }
+
+  /** Reconciles every interface that holds a subject. */
+  async reconcileAll(): Promise<InterfaceOutcome[]> {
+    const outcomes: InterfaceOutcome[] = [];
+    for (const ref of await interfacesWithLimits(this.options.db)) {
+      if (ref.node !== this.node) continue;
+      outcomes.push(await this.applyInterface(ref.interface, ref.netns));
+    }
+    return outcomes;
+  }
+}

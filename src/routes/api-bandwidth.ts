@@ -1,0 +1,153 @@
+import type { Request } from 'express';
+import type { Host, SubjectType } from '../plugin-api.js';
+import { countLimits, getLimit, getLimits, listLimits, type LimitRow, type LimitStatus } from '../db/limits.js';
+import { listEvents } from '../db/events.js';
+import type { LimitsService } from '../limits/service.js';
+import { bandwidthFields } from '../hooks/register-hooks.js';
+import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
+import { inputError, notFound, pageParams, parseId, routeErrors } from './errors.js';
+import { lookupSubject } from './subject-lookup.js';
+
+function limitJson(row: LimitRow) {
+  return {
+    subject_type: row.subjectType,
+    subject_id: row.subjectId,
+    name: row.name,
+    network_id: row.networkId,
+    interface: row.interface,
+    netns: row.netns,
+    addresses: row.addresses,
+    ...bandwidthFields(row),
+    class_id: row.classMinor === null ? null : `1:${row.classMinor.toString(16)}`,
+    applied_at: row.appliedAt?.toISOString() ?? null,
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+/** Current rates come from accounting, which has not landed: 0 until it does. */
+const CURRENT_RATES = { current_up_kbps: 0, current_down_kbps: 0 };
+
+function body(req: Request): Record<string, unknown> {
+  const value: unknown = req.body;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw inputError('body', 'The request body must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
+/** The plugin's JSON API, behind the host's bearer token. */
+export function mountBandwidthApi(host: Host, service: LimitsService): void {
+  const { router, auth, db } = host;
+  const actor = (req: Request) => auth.actor(req).name;
+
+  router.get('/api/networks/:id/bandwidth', auth.api, async (req, res) => {
+    const id = parseId(req.params.id);
+    const network = id === undefined ? undefined : await host.records.network(id);
+    if (!network) throw notFound('network', String(req.params.id));
+    const peers = await host.records.peers(network.id);
+    const rows = await getLimits(db, 'peer', peers.map((p) => String(p.id)));
+    res.json({
+      network_id: network.id,
+      peers: peers.map((peer) => {
+        const fields = bandwidthFields(rows.get(String(peer.id)));
+        return {
+          peer_id: peer.id,
+          name: peer.name,
+          bandwidth_up_kbps: fields.bandwidth_up_kbps,
+          bandwidth_down_kbps: fields.bandwidth_down_kbps,
+          ...CURRENT_RATES,
+          status: fields.bandwidth_status,
+          error: fields.bandwidth_error,
+        };
+      }),
+    });
+  });
+
+  router.get('/api/vms/:id/bandwidth', auth.api, async (req, res) => {
+    const id = parseId(req.params.id);
+    const vm = id === undefined ? undefined : await host.records.vm(id);
+    if (!vm) throw notFound('VM', String(req.params.id));
+    const fields = bandwidthFields(await getLimit(db, 'vm', String(vm.id)));
+    res.json({
+      vm_id: vm.id,
+      name: vm.name,
+      interface: vm.interface,
+      bandwidth_up_kbps: fields.bandwidth_up_kbps,
+      bandwidth_down_kbps: fields.bandwidth_down_kbps,
+      ...CURRENT_RATES,
+      status: fields.bandwidth_status,
+      error: fields.bandwidth_error,
+    });
+  });
+
+  router.get('/api/bandwidth/limits', auth.api, async (req, res) => {
+    const query = req.query as Record<string, unknown>;
+    const type = query.subject_type;
+    if (type !== undefined && type !== 'peer' && type !== 'vm') throw inputError('subject_type', '`subject_type` must be `peer` or `vm`');
+    const status = query.status;
+    if (status !== undefined && !['pending', 'applied', 'failed', 'unlimited'].includes(String(status))) {
+      throw inputError('status', '`status` must be one of pending, applied, failed, unlimited');
+    }
+    const networkId = query.network_id;
+    if (networkId !== undefined && parseId(networkId) === undefined) throw inputError('network_id', '`network_id` must be a positive integer');
+    const { page, perPage, offset } = pageParams(query);
+    const filter = {
+      ...(type ? { subjectType: type as SubjectType } : {}),
+      ...(networkId ? { networkId: String(networkId) } : {}),
+      ...(status ? { status: status as LimitStatus | 'unlimited' } : {}),
+    };
+    const [rows, total] = await Promise.all([listLimits(db, filter, { offset, limit: perPage }), countLimits(db, filter)]);
+    res.json({ limits: rows.map(limitJson), total, page, per_page: perPage });
+  });
+
+  router.put('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {
+    const input = body(req);
+    const unknown = Object.keys(input).find((key) => key !== UP_FIELD && key !== DOWN_FIELD);
+    if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send ${UP_FIELD} and/or ${DOWN_FIELD}`);
+    if (Object.keys(input).length === 0) throw inputError('body', `Send ${UP_FIELD} and/or ${DOWN_FIELD}`);
+    const parsed = bandwidthInput(input);
+    const issue = parsed.issues[0];
+    if (issue) throw inputError(issue.field, issue.message);
+    const subject = await lookupSubject(host, req.params.type, req.params.id);
+    const stored = await getLimit(db, subject.subjectType, subject.subjectId);
+    subject.upKbps = parsed.upKbps ?? stored?.upKbps ?? 0;
+    subject.downKbps = parsed.downKbps ?? stored?.downKbps ?? 0;
+    const problem = (await service.validate(subject))[0];
+    if (problem) throw inputError(problem.field, problem.message);
+    const { limit } = await service.set(subject, actor(req));
+    res.json({ limit: limitJson(limit) });
+  });
+
+  router.delete('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {
+    const subject = await lookupSubject(host, req.params.type, req.params.id);
+    const { limit } = await service.set(subject, actor(req));
+    res.json({ limit: limitJson(limit) });
+  });
+
+  router.post('/api/bandwidth/reconcile', auth.api, async (req, res) => {
+    const outcomes = await service.reconcileAll(actor(req));
+    res.json({
+      changed: outcomes.filter((o) => o.operations.length > 0).length,
+      dry_run: service.applier.mode === 'recording',
+      interfaces: outcomes,
+    });
+  });
+
+  router.get('/api/bandwidth/events', auth.api, async (req, res) => {
+    const query = req.query as Record<string, unknown>;
+    const { page, perPage, offset } = pageParams(query);
+    const type = query.subject_type;
+    if (type !== undefined && type !== 'peer' && type !== 'vm') throw inputError('subject_type', '`subject_type` must be `peer` or `vm`');
+    const subjectId = typeof query.subject_id === 'string' ? query.subject_id : undefined;
+    const { events, total } = await listEvents(db, {
+      offset, limit: perPage, ...(type ? { subjectType: type as SubjectType } : {}), ...(subjectId ? { subjectId } : {}),
+    });
+    res.json({
+      events: events.map((e) => ({
+        id: e.id, at: e.at.toISOString(), actor: e.actor, subject_type: e.subjectType, subject_id: e.subjectId,
+        action: e.action, old: e.oldValue, new: e.newValue, result: e.result, message: e.message,
+      })),
+      total, page, per_page: perPage,
+    });
+  });
+
+  router.use('/api', routeErrors);
+}

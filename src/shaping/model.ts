@@ -1,0 +1,128 @@
+import { z } from 'zod';
+
+import { parseCidr } from './addresses.js';
+
+/** What a limit belongs to. A `vm` owns its whole interface; a `peer` is identified by its allowed IPs. */
+export type SubjectType = 'peer' | 'vm';
+
+/** Kind of interface the subjects sit behind; decides how traffic is classified. */
+export type InterfaceKind = 'wireguard' | 'vm';
+
+/**
+ * One subject's desired caps on one interface.
+ * Directions are **from the subject's point of view**: `up` = subject → world, `down` = world → subject.
+ */
+export interface DesiredSubject {
+  type: SubjectType;
+  /** The panel's id of the peer or VM (only used in messages and plan comments). */
+  id: string;
+  /** Stable HTB class minor (see {@link nextClassMinor}); persisted by the caller. */
+  classMinor: number;
+  /** CIDRs (IPv4 or IPv6). A VM owns its whole interface: `[]`. */
+  addresses: string[];
+  /** Upload cap in kbit/s (1 kbit = 1000 bit). `0` = unlimited. */
+  upKbps: number;
+  /** Download cap in kbit/s. `0` = unlimited. */
+  downKbps: number;
+}
+
+/** Desired shaping state of one interface. */
+export interface DesiredInterface {
+  /** Interface name (`wg0`, `tap101`, `veth-vm1`). */
+  name: string;
+  /** Network namespace the interface lives in; absent = the current one. */
+  netns?: string;
+  kind: InterfaceKind;
+  subjects: DesiredSubject[];
+}
+
+/** Linux refuses names over 15 bytes, and with `/`, `:` or white space; we also keep them shell- and batch-safe. */
+const ifnameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.@-]{1,15}$/, 'must be 1-15 characters of letters, digits, `_`, `.`, `@` or `-`');
+const netnsSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of letters, digits, `_`, `.` or `-`');
+const kbpsSchema = z.number().int().min(0).max(100_000_000);
+
+const subjectSchema = z.object({
+  type: z.enum(['peer', 'vm']),
+  id: z.string().min(1).max(200),
+  classMinor: z.number().int().min(2).max(0xfffe),
+  addresses: z.array(z.string().min(1)),
+  upKbps: kbpsSchema,
+  downKbps: kbpsSchema,
+});
+
+/** zod schema of {@link DesiredInterface}; cross-field rules are checked by {@link parseDesiredInterface}. */
+export const desiredInterfaceSchema = z.object({
+  name: ifnameSchema,
+  netns: netnsSchema.optional(),
+  kind: z.enum(['wireguard', 'vm']),
+  subjects: z.array(subjectSchema),
+});
+
+/** Thrown when a desired state is malformed; `field` points at the offending value. */
+export class DesiredStateError extends Error {
+  override name = 'DesiredStateError';
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Validates a desired interface once, at the edge: names, caps, unique class minors, a VM interface
+ * holding only its VM (with no addresses), peers with valid CIDRs owned by one subject only.
+ *
+ * @throws {DesiredStateError} with the field path and a readable message.
+ */
+export function parseDesiredInterface(input: unknown): DesiredInterface {
+  const parsed = desiredInterfaceSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue ? issue.path.join('.') : '';
+    throw new DesiredStateError(`Invalid desired interface: ${field || '(root)'} ${issue?.message ?? ''}`.trim(), field);
+  }
+  const value = parsed.data as DesiredInterface;
+  const minors = new Map<number, string>();
+  const owners = new Map<string, string>();
+  value.subjects.forEach((subject, index) => {
+    const field = `subjects.${index}`;
+    const other = minors.get(subject.classMinor);
+    if (other !== undefined) {
+      throw new DesiredStateError(
+        `Class minor 0x${subject.classMinor.toString(16)} of ${subject.type} ${subject.id} is already used by ${other}`,
+        `${field}.classMinor`,
+      );
+    }
+    minors.set(subject.classMinor, `${subject.type} ${subject.id}`);
+    if (value.kind === 'vm') {
+      if (subject.type !== 'vm') throw new DesiredStateError(`A vm interface holds only its VM, got a ${subject.type}`, `${field}.type`);
+      if (subject.addresses.length > 0) {
+        throw new DesiredStateError('A VM owns its whole interface: addresses must be []', `${field}.addresses`);
+      }
+    } else if (subject.type !== 'peer') {
+      throw new DesiredStateError(`A wireguard interface holds peers, got a ${subject.type}`, `${field}.type`);
+    }
+    subject.addresses.forEach((cidr, i) => {
+      const key = canonicalCidrKey(cidr, `${field}.addresses.${i}`);
+      const owner = owners.get(key);
+      if (owner !== undefined) throw new DesiredStateError(`Address ${cidr} is already owned by ${owner}`, `${field}.addresses.${i}`);
+      owners.set(key, `${subject.type} ${subject.id}`);
+    });
+  });
+  if (value.kind === 'vm' && value.subjects.length > 1) {
+    throw new DesiredStateError(`A vm interface holds one VM, got ${value.subjects.length}`, 'subjects');
+  }
+  return value;
+}
+
+function canonicalCidrKey(cidr: string, field: string): string {
+  try {
+    const prefix = parseCidr(cidr);
+    return `${prefix.family}/${prefix.bytes.join('.')}/${prefix.length}`;
+  } catch (error) {
+    throw new DesiredStateError(`Invalid address ${JSON.stringify(cidr)}: ${(error as Error).message}`, field);
+  }
+}

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+
+import { TcParseError } from './parse-class-text.js';
+
+/** One 32-bit key of a u32 filter: `(packet[off..off+4] & mask) == value`. */
+export interface U32Key {
+  value: number;
+  mask: number;
+  off: number;
+}
+
+/** One filter from `tc -j filter show dev X parent P`, u32 fields decoded. */
+export interface TcFilter {
+  prio: number;
+  protocol: string;
+  kind: string;
+  /** Filter handle (`fh`): `10:`, `800::800`, `10:2:1`. Absent for the per-priority header line. */
+  handle?: string;
+  /** u32: the handle split into hash table id, bucket and node. */
+  htid?: number;
+  bucket?: number;
+  node?: number;
+  /** u32 hash table: its number of buckets. */
+  divisor?: number;
+  /** u32 link filter: the hash table it jumps to. */
+  link?: number;
+  /** u32 link filter: offset of the hashed word (`hashkey … at N`). */
+  hashOffset?: number;
+  /** Target class minor (`flowid 1:2` → 2). */
+  flowidMinor?: number;
+  keys: U32Key[];
+  /** mirred redirect target device. */
+  mirredTo?: string;
+}
+
+const actionSchema = z.looseObject({ kind: z.string(), to_dev: z.string().optional() });
+const filterSchema = z.looseObject({
+  protocol: z.string(),
+  pref: z.number(),
+  kind: z.string(),
+  options: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** `"10:2:1"` → [0x10, 2, 1]; `"10:"` → [0x10, 0, 0]; `"800::800"` → [0x800, 0, 0x800]. */
+export function parseU32Handle(text: string): [number, number, number] {
+  const parts = text.split(':');
+  const num = (part: string | undefined): number => (part === undefined || part === '' ? 0 : parseInt(part, 16));
+  return [num(parts[0]), num(parts[1]), num(parts[2])];
+}
+
+/**
+ * Parses `tc -j filter show dev X [parent P]`. iproute2 6.1 prints one `"match"` key per u32 key
+ * inside the same object (invalid-ish JSON: `JSON.parse` would keep only the last one, and an IPv6
+ * /128 match has four), so the keys are renamed `"match#N"` before parsing.
+ *
+ * @throws {TcParseError} when the text is not JSON of that shape.
+ */
+export function parseFilterJson(text: string): TcFilter[] {
+  let counter = 0;
+  const renamed = text.replace(/"match":\{/g, () => `"match#${(counter += 1)}":{`);
+  let data: unknown;
+  try {
+    data = JSON.parse(renamed.trim() === '' ? '[]' : renamed);
+  } catch (error) {
+    throw new TcParseError(`tc -j filter show did not print JSON: ${(error as Error).message}`);
+  }
+  const parsed = z.array(filterSchema).safeParse(data);
+  if (!parsed.success) throw new TcParseError(`Unexpected tc -j filter show output: ${parsed.error.message}`);
+  return parsed.data.map((raw) => {
+    const filter: TcFilter = { prio: raw.pref, protocol: raw.protocol, kind: raw.kind, keys: [] };
+    const options = raw.options;
+    if (options === undefined) return filter;
+    if (typeof options.fh === 'string') {
+      filter.handle = options.fh;
+      const [htid, bucket, node] = parseU32Handle(options.fh);
+      filter.htid = htid;
+      filter.bucket = bucket;
+      filter.node = node;
+    }
+    if (typeof options.ht_divisor === 'number') filter.divisor = options.ht_divisor;
+    if (typeof options.link === 'string') filter.link = parseU32Handle(options.link)[0];
+    if (typeof options.hash_off === 'number') filter.hashOffset = options.hash_off;
+    if (typeof options.flowid === 'string') {
+      const minor = options.flowid.split(':')[1];
+      if (minor !== undefined && minor !== '') filter.flowidMinor = parseInt(minor, 16);
+    }
+    for (const [key, value] of Object.entries(options)) {
+      if (!key.startsWith('match#')) continue;
+      const match = z.object({ value: z.string(), mask: z.string(), off: z.number() }).safeParse(value);
+      if (!match.success) continue;
+      filter.keys.push({ value: parseInt(match.data.value, 16) >>> 0, mask: parseInt(match.data.mask, 16) >>> 0, off: match.data.off });
+    }
+    const actions = z.array(actionSchema).safeParse(options.actions);
+    if (actions.success) {
+      const mirred = actions.data.find((action) => action.kind === 'mirred');
+      if (mirred?.to_dev !== undefined) filter.mirredTo = mirred.to_dev;
+    }
+    return filter;
+  });
+}

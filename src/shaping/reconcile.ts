@@ -1,0 +1,84 @@
+import { emptyActual, type ActualInterface } from './actual.js';
+import type { Executor } from './executor.js';
+import { ifbNameFor } from './ifb-name.js';
+import { interfaceLockKey, interfaceLocks, type KeyedMutex } from './lock.js';
+import { parseDesiredInterface, type DesiredInterface } from './model.js';
+import { formatOperations, type Operation } from './operations.js';
+import { planInterface, type PlanCapabilities } from './plan.js';
+import { readActual } from './read.js';
+
+/** What a reconcile did. */
+export interface ReconcileResult {
+  /** The operations applied (empty when the kernel already matched). */
+  operations: Operation[];
+  changed: boolean;
+  /** False when the interface does not exist (nothing could be shaped; its IFB, if any, was removed). */
+  interfaceExists: boolean;
+}
+
+/** Options of {@link reconcileInterface} and {@link removeInterface}. */
+export interface ReconcileOptions {
+  /**
+   * Lock table serialising changes per interface.
+   * @default the process-wide `interfaceLocks`
+   */
+  locks?: KeyedMutex;
+}
+
+/**
+ * Reads the interface's actual state, diffs it against `desired` and applies the difference as one
+ * `tc -batch` (plus `ip` for the IFB), under the interface's lock.
+ *
+ * @param desired - validated here (throws `DesiredStateError` before touching the kernel).
+ * @throws {KernelError} when tc refuses an operation (`operation` says which); the next reconcile
+ *   starts again from what the kernel then has.
+ */
+export async function reconcileInterface(
+  desired: DesiredInterface,
+  executor: Executor,
+  caps: PlanCapabilities,
+  options: ReconcileOptions = {},
+): Promise<ReconcileResult> {
+  const valid = parseDesiredInterface(desired);
+  const locks = options.locks ?? interfaceLocks;
+  return locks.run(interfaceLockKey(valid.name, valid.netns), async () => {
+    const actual = await readActual(executor, valid.name, valid.netns);
+    const operations = planInterface(valid, actual, caps);
+    if (operations.length > 0) await executor.batch(operations, valid.netns);
+    return { operations, changed: operations.length > 0, interfaceExists: actual.exists };
+  });
+}
+
+/**
+ * The plan a reconcile would apply now, without applying it (`panel-bandwidth plan` against the kernel).
+ */
+export async function planFromKernel(desired: DesiredInterface, executor: Executor, caps: PlanCapabilities): Promise<Operation[]> {
+  const valid = parseDesiredInterface(desired);
+  const actual = await readActual(executor, valid.name, valid.netns);
+  return planInterface(valid, actual, caps);
+}
+
+/**
+ * Printable tc commands that build `desired` from scratch (or from `actual` when given), without
+ * running anything (`panel-bandwidth plan --offline`).
+ */
+export function printPlan(desired: DesiredInterface, caps: PlanCapabilities, actual?: ActualInterface): string {
+  const valid = parseDesiredInterface(desired);
+  const from = actual ?? emptyActual(valid.name, ifbNameFor(valid.name, valid.netns), true, valid.netns);
+  return formatOperations(planInterface(valid, from, caps));
+}
+
+/**
+ * Removes everything the engine put on an interface: its HTB root, its ingress redirect (and the
+ * ingress qdisc when nothing else uses it) and its IFB. Foreign qdiscs are left alone.
+ */
+export async function removeInterface(
+  ifname: string,
+  netns: string | undefined,
+  executor: Executor,
+  options: ReconcileOptions = {},
+): Promise<ReconcileResult> {
+  const desired: DesiredInterface = netns === undefined ? { name: ifname, kind: 'wireguard', subjects: [] } : { name: ifname, netns, kind: 'wireguard', subjects: [] };
+  // Any leaf kind: with no subjects the planner only removes.
+  return reconcileInterface(desired, executor, { leaf: 'pfifo' }, options);
+}

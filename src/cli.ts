@@ -7,6 +7,18 @@ import { parseArgs } from 'node:util';
 import type { Knex } from 'knex';
 import { connect } from './db/connect.js';
 import { migrateDownAll, migrateLatest, pendingMigrations } from './db/migrate.js';
+import { interfacesWithLimits, limitsOnInterface } from './db/limits.js';
+import { LimitApplier } from './limits/applier.js';
+import { desiredInterface } from './limits/desired.js';
+import { formatDoctor } from './shaping/doctor.js';
+import type { Executor } from './shaping/executor.js';
+import { LocalExecutor } from './shaping/local-executor.js';
+import { formatOperations } from './shaping/operations.js';
+import type { PlanCapabilities } from './shaping/plan.js';
+import { probeCapabilities } from './shaping/probe.js';
+import { printPlan, planFromKernel } from './shaping/reconcile.js';
+import { RecordingExecutor } from './shaping/recording-executor.js';
+import { LimitsService } from './limits/service.js';
 
 const USAGE = `Usage: panel-bandwidth <command> [options]
 
@@ -14,12 +26,33 @@ Commands:
   migrate            run the plugin's pending migrations
   migrate --status   list pending migrations
   migrate --down     run every plugin migration down (removes the plugin's tables and data)
+  doctor             probe what the kernel offers (qdiscs, classifiers, IFB, WireGuard) and what
+                     the planner will use, and why
+  plan               print the tc commands that would bring each interface to the caps stored in
+                     the database, without running them (--offline: from scratch, no kernel reads)
+  reconcile          apply them: read the kernel, diff, change only what differs, record statuses
+                     (--dry-run: record the commands instead of running them)
 
 Options:
   --database-url URL  database (default: $DATABASE_URL, else sqlite:./data/panel.sqlite)
+  --offline           plan: do not read the kernel
+  --dry-run           reconcile: run nothing
   -h, --help          show this help`;
 
 type Command = (db: Knex, flags: Record<string, string | boolean | undefined>) => Promise<number>;
+
+const stderrLogger = {
+  debug: () => {},
+  info: () => {},
+  warn: (message: string, fields?: Record<string, unknown>) => console.error(`warn: ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`),
+  error: (message: string, fields?: Record<string, unknown>) => console.error(`error: ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`),
+};
+
+async function planCapabilities(executor: Executor, offline: boolean): Promise<PlanCapabilities> {
+  if (offline) return { leaf: 'fq_codel' };
+  const caps = await probeCapabilities(executor);
+  return { leaf: caps.leaf };
+}
 
 const commands: Record<string, Command> = {
   async migrate(db, flags) {
@@ -31,6 +64,52 @@ const commands: Record<string, Command> = {
     const names = flags.down ? await migrateDownAll(db) : await migrateLatest(db);
     console.log(names.length === 0 ? 'nothing to do' : `${flags.down ? 'reverted' : 'ran'}:\n${names.map((n) => `  ${n}`).join('\n')}`);
     return 0;
+  },
+
+  async doctor() {
+    const caps = await probeCapabilities(new LocalExecutor());
+    console.log(formatDoctor(caps));
+    return caps.canShape ? 0 : 1;
+  },
+
+  async plan(db, flags) {
+    const offline = Boolean(flags.offline);
+    const executor = new LocalExecutor();
+    const caps = await planCapabilities(executor, offline);
+    const refs = await interfacesWithLimits(db);
+    if (refs.length === 0) console.log('# no subjects in bw_limits: nothing to shape');
+    for (const ref of refs) {
+      const desired = desiredInterface(ref, await limitsOnInterface(db, ref.node, ref.interface, ref.netns));
+      const where = `${ref.interface}${ref.netns ? ` (netns ${ref.netns})` : ''}`;
+      const text = offline ? printPlan(desired, caps) : formatOperations(await planFromKernel(desired, executor, caps));
+      console.log(`# ${where}: ${desired.subjects.length} limited subject(s), leaf ${caps.leaf}`);
+      console.log(text === '' ? '# in step with the kernel: nothing to do' : text);
+    }
+    return 0;
+  },
+
+  async reconcile(db, flags) {
+    const dryRun = Boolean(flags['dry-run']);
+    const executor: Executor = dryRun ? new RecordingExecutor() : new LocalExecutor();
+    const applier = new LimitApplier({
+      db,
+      executor,
+      mode: dryRun ? 'recording' : 'local',
+      reason: dryRun ? 'reconcile --dry-run' : 'reconcile',
+      capabilities: () => planCapabilities(executor, dryRun),
+      logger: stderrLogger,
+    });
+    const outcomes = await new LimitsService(db, applier, stderrLogger).reconcileAll('cli');
+    let failed = 0;
+    for (const outcome of outcomes) {
+      if (outcome.status === 'failed') failed++;
+      console.log(
+        `${outcome.interface}${outcome.netns ? ` (netns ${outcome.netns})` : ''}: ${outcome.status}, ${outcome.operations.length} operation(s)${outcome.error ? ` — ${outcome.error}` : ''}`,
+      );
+      for (const line of outcome.operations) console.log(`  ${line}`);
+    }
+    if (outcomes.length === 0) console.log('no subjects in bw_limits: nothing to reconcile');
+    return failed > 0 ? 1 : 0;
   },
 };
 
@@ -44,6 +123,8 @@ export async function main(argv: string[]): Promise<number> {
         'database-url': { type: 'string' },
         status: { type: 'boolean' },
         down: { type: 'boolean' },
+        offline: { type: 'boolean' },
+        'dry-run': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });

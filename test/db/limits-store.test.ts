@@ -1,0 +1,89 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ENGINES, openMigrated } from '../support/databases.js';
+import { countLimitsByStatus, deleteLimit, getLimit, listLimits, saveLimit, setStatus, type SubjectLimit } from '../../src/db/limits.js';
+import { listEvents, recordEvent } from '../../src/db/events.js';
+
+const peer = (id: number, caps: { upKbps: number; downKbps: number }, iface = 'wg0'): SubjectLimit => ({
+  subjectType: 'peer', subjectId: String(id), name: `peer-${id}`, networkId: '1', interface: iface, netns: null,
+  interfaceKind: 'wireguard', addresses: [`10.1.${Math.floor(id / 250)}.${(id % 250) + 2}/32`], ...caps,
+});
+
+for (const engine of ENGINES) {
+  describe(`the limits store on ${engine.id}`, () => {
+    test('a limited subject gets a class once and keeps it through cap changes and a pause at 0/0', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const first = await saveLimit(knex, peer(1, { upKbps: 1000, downKbps: 5000 }));
+      assert.equal(first.previous, undefined);
+      assert.equal(first.current.classMinor, 2);
+      assert.equal(first.current.status, 'pending');
+      const second = await saveLimit(knex, peer(2, { upKbps: 0, downKbps: 0 }));
+      assert.equal(second.current.classMinor, null, 'unlimited subjects hold no class');
+      await saveLimit(knex, peer(1, { upKbps: 0, downKbps: 0 }));
+      const back = await saveLimit(knex, peer(1, { upKbps: 3000, downKbps: 0 }));
+      assert.equal(back.current.classMinor, 2, 'the class id is stable');
+      assert.deepEqual([back.previous?.upKbps, back.current.upKbps], [0, 3000]);
+      const moved = await saveLimit(knex, peer(1, { upKbps: 3000, downKbps: 0 }, 'wg1'));
+      assert.equal(moved.current.interface, 'wg1');
+      assert.equal(moved.current.classMinor, 2, 'a fresh interface allocates from the bottom again');
+    });
+
+    test('twenty subjects saved at once on one interface get twenty different classes', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const saved = await Promise.all(Array.from({ length: 20 }, (_, i) => saveLimit(knex, peer(i + 1, { upKbps: 100 * (i + 1), downKbps: 0 }))));
+      const minors = saved.map((s) => s.current.classMinor);
+      assert.equal(new Set(minors).size, 20);
+      assert.ok(minors.every((m) => m !== null && m >= 2 && m <= 21));
+    });
+
+    test('a status answer for an older write does not overwrite a newer one', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const { current: older } = await saveLimit(knex, peer(1, { upKbps: 1000, downKbps: 0 }), 1_000);
+      await saveLimit(knex, peer(1, { upKbps: 2000, downKbps: 0 }), 2_000);
+      await setStatus(knex, [older], 'applied', null);
+      assert.equal((await getLimit(knex, 'peer', '1'))?.status, 'pending');
+      const latest = (await getLimit(knex, 'peer', '1'))!;
+      await setStatus(knex, [latest], 'failed', 'RTNETLINK answers: Operation not permitted');
+      const failed = await getLimit(knex, 'peer', '1');
+      assert.equal(failed?.status, 'failed');
+      assert.equal(failed?.lastError, 'RTNETLINK answers: Operation not permitted');
+    });
+
+    test('lists filter by type, network and status; counts cover limited subjects only', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      await saveLimit(knex, peer(1, { upKbps: 1000, downKbps: 0 }));
+      await saveLimit(knex, peer(2, { upKbps: 0, downKbps: 0 }));
+      await saveLimit(knex, {
+        subjectType: 'vm', subjectId: '9', name: 'web', networkId: null, interface: 'tap9', netns: 'hv', interfaceKind: 'vm', addresses: [], upKbps: 0, downKbps: 700,
+      });
+      const vm = (await getLimit(knex, 'vm', '9'))!;
+      await setStatus(knex, [vm], 'applied', null);
+      assert.deepEqual((await listLimits(knex, { subjectType: 'peer' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['1', '2']);
+      assert.deepEqual((await listLimits(knex, { status: 'unlimited' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['2']);
+      assert.deepEqual((await listLimits(knex, { status: 'applied' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['9']);
+      assert.deepEqual((await listLimits(knex, { limitedOnly: true }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['1', '9']);
+      assert.equal(vm.netns, 'hv');
+      assert.deepEqual(await countLimitsByStatus(knex), { pending: 1, applied: 1, failed: 0, total: 2, subjects: 3 });
+      assert.equal((await deleteLimit(knex, 'peer', '1'))?.upKbps, 1000);
+      assert.equal(await getLimit(knex, 'peer', '1'), undefined);
+    });
+
+    test('audit events come back newest first, paginated, per subject', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      for (let i = 0; i < 5; i++) {
+        await recordEvent(knex, { actor: 'admin', subjectType: 'peer', subjectId: String(i % 2), action: 'limit.set', oldValue: null, newValue: { up_kbps: i, down_kbps: 0 }, result: 'applied' }, 1000 + i);
+      }
+      const page = await listEvents(knex, { offset: 0, limit: 2 });
+      assert.equal(page.total, 5);
+      assert.deepEqual(page.events.map((e) => (e.newValue as { up_kbps: number }).up_kbps), [4, 3]);
+      const forOne = await listEvents(knex, { offset: 0, limit: 10, subjectType: 'peer', subjectId: '1' });
+      assert.deepEqual(forOne.events.map((e) => (e.newValue as { up_kbps: number }).up_kbps), [3, 1]);
+      assert.equal(forOne.events[0]?.at.getTime(), 1003);
+    });
+  });
+}

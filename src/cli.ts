@@ -19,6 +19,7 @@ import { probeCapabilities } from './shaping/probe.js';
 import { printPlan, planFromKernel } from './shaping/reconcile.js';
 import { RecordingExecutor } from './shaping/recording-executor.js';
 import { LimitsService } from './limits/service.js';
+import { Collector } from './accounting/collector.js';
 
 const USAGE = `Usage: panel-bandwidth <command> [options]
 
@@ -30,6 +31,8 @@ Commands:
                      the planner will use, and why
   plan               print the tc commands that would bring each interface to the caps stored in
                      the database, without running them (--offline: from scratch, no kernel reads)
+  collect            one collector tick: read every subject's byte counters, store the deltas,
+                     roll them up and apply retention (for a systemd timer)
   reconcile          apply them: read the kernel, diff, change only what differs, record statuses
                      (--dry-run: record the commands instead of running them)
 
@@ -85,6 +88,15 @@ const commands: Record<string, Command> = {
       console.log(`# ${where}: ${desired.subjects.length} limited subject(s), leaf ${caps.leaf}`);
       console.log(text === '' ? '# in step with the kernel: nothing to do' : text);
     }
+    return 0;
+  },
+
+  async collect(db) {
+    const collector = new Collector({ db, executor: new LocalExecutor(), logger: stderrLogger });
+    const result = await collector.tick();
+    console.log(
+      `collected ${result.samples} series: ${result.deltas} deltas, ${result.resets} resets, ${result.discarded} discarded, ${result.usageRows} usage rows`,
+    );
     return 0;
   },
 

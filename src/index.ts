@@ -16,7 +16,9 @@ import { registerHooks } from './hooks/register-hooks.js';
 import { chooseExecutor } from './limits/executor-choice.js';
 import { LimitApplier } from './limits/applier.js';
 import { LimitsService } from './limits/service.js';
-import { ReconcileLoop } from './limits/reconcile-loop.js';
+import { IntervalLoop } from './interval-loop.js';
+import { Collector } from './accounting/collector.js';
+import { mountUsageApi } from './routes/api-usage.js';
 import { probeCapabilities } from './shaping/probe.js';
 import type { PlanCapabilities } from './shaping/plan.js';
 import { formatCaps } from './views-format.js';
@@ -102,19 +104,31 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   releases.push(host.views.addColumn('vm.table', limitColumn));
 
   host.router.use('/bandwidth/static', express.static(join(PLUGIN_ROOT, 'public'), { maxAge: '1h' }));
-  mountBandwidthApi(host, service);
+  const collector = choice.mode === 'local'
+    ? new Collector({
+      db: host.db,
+      executor: choice.executor,
+      logger: host.logger,
+      retention: { rawDays: settings.retention_raw_days, hourlyDays: settings.retention_hourly_days, dailyDays: settings.retention_daily_days },
+      ceilingBitsPerSecond: BigInt(settings.ceiling_mbps) * 1_000_000n,
+    })
+    : null;
+  if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
+  mountBandwidthApi(host, service, collector);
+  mountUsageApi(host);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
-  if (overview) mountOverview(host, settings, service, { mode: choice.mode, reason: choice.reason }, overview);
+  if (overview) mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
 
-  const loop = new ReconcileLoop(() => service.reconcileAll('reconcile'), settings.reconcile_interval_s * 1000, host.logger);
-  loop.start();
+  const loops = [new IntervalLoop('reconcile', () => service.reconcileAll('reconcile'), settings.reconcile_interval_s * 1000, host.logger)];
+  if (collector) loops.push(new IntervalLoop('collector', () => collector.tick(), settings.collect_interval_s * 1000, host.logger));
+  for (const loop of loops) loop.start();
 
   let closed = false;
   return {
     async close() {
       if (closed) return;
       closed = true;
-      await loop.stop();
+      await Promise.all(loops.map((loop) => loop.stop()));
       for (const release of releases.reverse()) release();
     },
   };

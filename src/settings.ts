@@ -9,6 +9,16 @@ export interface Settings {
   reconcile_interval_s: number;
   /** `local` runs tc, `recording` runs nothing (dry run), `auto` picks local with CAP_NET_ADMIN. @default 'auto' */
   executor: 'auto' | 'local' | 'recording';
+  /** Seconds between collector ticks. @default 60 */
+  collect_interval_s: number;
+  /** Days raw usage rows are kept. @default 7 */
+  retention_raw_days: number;
+  /** Days hourly roll-ups are kept. @default 90 */
+  retention_hourly_days: number;
+  /** Days daily roll-ups are kept. @default 730 */
+  retention_daily_days: number;
+  /** Deltas faster than this many Mbit/s are discarded as impossible. @default 100000 */
+  ceiling_mbps: number;
 }
 
 /**

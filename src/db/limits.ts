@@ -16,6 +16,8 @@ export interface LimitRow {
   netns: string | null;
   interfaceKind: 'wireguard' | 'vm';
   addresses: string[];
+  /** A peer's WireGuard public key (accounting matches `wg show dump` lines by it). */
+  publicKey: string | null;
   upKbps: number;
   downKbps: number;
   classMinor: number | null;
@@ -36,6 +38,7 @@ export interface SubjectLimit {
   netns: string | null;
   interfaceKind: 'wireguard' | 'vm';
   addresses: string[];
+  publicKey?: string | null;
   upKbps: number;
   downKbps: number;
 }
@@ -52,6 +55,7 @@ function toLimit(row: Record<string, unknown>): LimitRow {
     netns: row.netns ? String(row.netns) : null,
     interfaceKind: row.interface_kind === 'vm' ? 'vm' : 'wireguard',
     addresses: JSON.parse(String(row.addresses)) as string[],
+    publicKey: row.public_key ? String(row.public_key) : null,
     upKbps: Number(row.up_kbps),
     downKbps: Number(row.down_kbps),
     classMinor: row.class_minor === null || row.class_minor === undefined ? null : Number(row.class_minor),
@@ -111,6 +115,7 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
           netns: subject.netns,
           interface_kind: subject.interfaceKind,
           addresses: JSON.stringify(subject.addresses),
+          public_key: subject.publicKey ?? null,
           up_kbps: subject.upKbps,
           down_kbps: subject.downKbps,
           class_minor: classMinor,

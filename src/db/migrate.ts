@@ -8,6 +8,7 @@ import * as m0006 from '../../migrations/0006_create_bw_quotas.js';
 import * as m0007 from '../../migrations/0007_create_bw_agents.js';
 import * as m0008 from '../../migrations/0008_create_bw_events.js';
 import * as m0009 from '../../migrations/0009_add_bw_limits_network_and_class_index.js';
+import * as m0010 from '../../migrations/0010_add_bw_limits_public_key.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -25,6 +26,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0007_create_bw_agents', m0007],
   ['0008_create_bw_events', m0008],
   ['0009_add_bw_limits_network_and_class_index', m0009],
+  ['0010_add_bw_limits_public_key', m0010],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */

@@ -12,6 +12,7 @@ export function peerSubject(peer: PeerRecord, network: NetworkRecord, caps: { up
     netns: network.netns,
     interfaceKind: 'wireguard',
     addresses: peer.allowed_ips,
+    publicKey: peer.public_key || null,
     ...caps,
   };
 }

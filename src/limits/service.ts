@@ -33,6 +33,7 @@ export class LimitsService {
     const used = others.flatMap((row) => (row.classMinor === null ? [] : [row.classMinor]));
     const candidate: LimitRow = {
       ...subject,
+      publicKey: subject.publicKey ?? null,
       node: subject.node ?? 'local',
       id: 0,
       classMinor: nextClassMinor(used),

@@ -9,6 +9,9 @@ import type { Settings } from '../settings.js';
 import { bandwidthInput } from '../hooks/bandwidth-fields.js';
 import { formatCaps, formatKbps } from '../views-format.js';
 import { RouteError } from './errors.js';
+import { lastRates, type Collector } from '../accounting/collector.js';
+import { totalsBySubject } from '../accounting/queries.js';
+import { formatBytes, formatRate } from '../views-format.js';
 import { lookupSubject } from './subject-lookup.js';
 
 export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'views');
@@ -26,6 +29,7 @@ export function mountOverview(
   host: Host,
   settings: Settings,
   service: LimitsService,
+  collector: Collector | null,
   executor: ExecutorInfo,
   page: { path: string; minRole: 'admin' | 'viewer' },
 ): void {
@@ -41,6 +45,19 @@ export function mountOverview(
     const current = Number.isInteger(requested) && requested >= 1 ? Math.min(requested, pages) : 1;
     const limits = await listLimits(db, filter, { offset: (current - 1) * settings.page_size, limit: settings.page_size });
     const { events } = await listEvents(db, { offset: 0, limit: 20 });
+    const now = Date.now();
+    const ids = (type: string) => limits.filter((l) => l.subjectType === type).map((l) => l.subjectId);
+    const totals = new Map<string, { day?: { upBytes: bigint; downBytes: bigint }; month?: { upBytes: bigint; downBytes: bigint } }>();
+    for (const type of ['peer', 'vm'] as const) {
+      if (ids(type).length === 0) continue;
+      for (const [range, from] of [['day', now - 86_400_000], ['month', now - 30 * 86_400_000]] as const) {
+        for (const [key, total] of await totalsBySubject(db, from, now, { subjectType: type, subjectIds: ids(type) })) {
+          totals.set(key, { ...totals.get(key), [range]: total });
+        }
+      }
+    }
+    const rates = collector ? collector.rates() : await lastRates(db, limits.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })));
+    const lastTick = collector?.lastTick ?? null;
     await views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'overview.ejs'), {
       title: 'Bandwidth',
       counts,
@@ -54,6 +71,12 @@ export function mountOverview(
       formError,
       formatCaps,
       formatKbps,
+      formatBytes,
+      formatRate,
+      totals,
+      rates,
+      lastTick,
+      accounting: collector !== null,
       canEdit: auth.role(req) === 'admin',
     });
   }

@@ -6,6 +6,9 @@ import type { LimitsService } from '../limits/service.js';
 import { bandwidthFields } from '../hooks/register-hooks.js';
 import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
 import { inputError, notFound, pageParams, parseId, routeErrors } from './errors.js';
+import { lastRates, type Collector } from '../accounting/collector.js';
+import { totalsBySubject } from '../accounting/queries.js';
+import { sendJson } from './json.js';
 import { lookupSubject } from './subject-lookup.js';
 
 function limitJson(row: LimitRow) {
@@ -24,8 +27,12 @@ function limitJson(row: LimitRow) {
   };
 }
 
-/** Current rates come from accounting, which has not landed: 0 until it does. */
-const CURRENT_RATES = { current_up_kbps: 0, current_down_kbps: 0 };
+/** Live rates from the collector in this process, else from each subject's last usage row. */
+async function currentRates(db: Host['db'], collector: Collector | null, keys: { subjectType: string; subjectId: string }[]) {
+  return collector ? collector.rates() : lastRates(db, keys);
+}
+
+const DAY_MS = 86_400_000;
 
 function body(req: Request): Record<string, unknown> {
   const value: unknown = req.body;
@@ -34,7 +41,7 @@ function body(req: Request): Record<string, unknown> {
 }
 
 /** The plugin's JSON API, behind the host's bearer token. */
-export function mountBandwidthApi(host: Host, service: LimitsService): void {
+export function mountBandwidthApi(host: Host, service: LimitsService, collector: Collector | null): void {
   const { router, auth, db } = host;
   const actor = (req: Request) => auth.actor(req).name;
 
@@ -43,17 +50,26 @@ export function mountBandwidthApi(host: Host, service: LimitsService): void {
     const network = id === undefined ? undefined : await host.records.network(id);
     if (!network) throw notFound('network', String(req.params.id));
     const peers = await host.records.peers(network.id);
-    const rows = await getLimits(db, 'peer', peers.map((p) => String(p.id)));
-    res.json({
+    const ids = peers.map((p) => String(p.id));
+    const rows = await getLimits(db, 'peer', ids);
+    const now = Date.now();
+    const totals = await totalsBySubject(db, now - DAY_MS, now, { subjectType: 'peer', subjectIds: ids });
+    const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType: 'peer', subjectId })));
+    sendJson(res, {
       network_id: network.id,
       peers: peers.map((peer) => {
         const fields = bandwidthFields(rows.get(String(peer.id)));
+        const rate = rates.get(`peer:${peer.id}`);
+        const total = totals.get(`peer:${peer.id}`);
         return {
           peer_id: peer.id,
           name: peer.name,
           bandwidth_up_kbps: fields.bandwidth_up_kbps,
           bandwidth_down_kbps: fields.bandwidth_down_kbps,
-          ...CURRENT_RATES,
+          current_up_kbps: rate?.upKbps ?? 0,
+          current_down_kbps: rate?.downKbps ?? 0,
+          up_bytes_24h: total?.upBytes ?? 0n,
+          down_bytes_24h: total?.downBytes ?? 0n,
           status: fields.bandwidth_status,
           error: fields.bandwidth_error,
         };
@@ -66,13 +82,19 @@ export function mountBandwidthApi(host: Host, service: LimitsService): void {
     const vm = id === undefined ? undefined : await host.records.vm(id);
     if (!vm) throw notFound('VM', String(req.params.id));
     const fields = bandwidthFields(await getLimit(db, 'vm', String(vm.id)));
-    res.json({
+    const now = Date.now();
+    const total = (await totalsBySubject(db, now - DAY_MS, now, { subjectType: 'vm', subjectIds: [String(vm.id)] })).get(`vm:${vm.id}`);
+    const rate = (await currentRates(db, collector, [{ subjectType: 'vm', subjectId: String(vm.id) }])).get(`vm:${vm.id}`);
+    sendJson(res, {
       vm_id: vm.id,
       name: vm.name,
       interface: vm.interface,
       bandwidth_up_kbps: fields.bandwidth_up_kbps,
       bandwidth_down_kbps: fields.bandwidth_down_kbps,
-      ...CURRENT_RATES,
+      current_up_kbps: rate?.upKbps ?? 0,
+      current_down_kbps: rate?.downKbps ?? 0,
+      up_bytes_24h: total?.upBytes ?? 0n,
+      down_bytes_24h: total?.downBytes ?? 0n,
       status: fields.bandwidth_status,
       error: fields.bandwidth_error,
     });

@@ -30,6 +30,7 @@ export { parseQdiscJson, type TcQdisc } from './parse-qdisc-json.js';
 export { planInterface, PlanError, type PlanCapabilities } from './plan.js';
 export { probeCapabilities, type Capabilities, type ProbeOptions } from './probe.js';
 export { burstBytes, quantumBytes, UNLIMITED_KBPS } from './rates.js';
+export { changeSubjectRate, type RateChangeResult } from './rate-change.js';
 export { readActual, readTree } from './read.js';
 export {
   planFromKernel,

@@ -188,6 +188,7 @@ function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree 
   if (unlimited === undefined) ops.classSet.push(unlimitedClass(ctx, 'add'));
   else if (!rateMatches(unlimited, UNLIMITED_KBPS)) ops.classSet.push(unlimitedClass(ctx, 'change'));
 
+  const leaves = new Map(actual.qdiscs.filter((q) => q.parent !== null).map((q) => [q.parent, q]));
   for (const s of subjects) {
     const minor = s.subject.classMinor;
     const current = classes.get(minor);
@@ -196,7 +197,7 @@ function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree 
       continue;
     }
     if (!rateMatches(current, s.kbps)) ops.classSet.push(subjectClass(ctx, s, 'change'));
-    const leaf = actual.qdiscs.find((q) => q.parent === classId(minor));
+    const leaf = leaves.get(classId(minor));
     if (leaf === undefined) ops.classSet.push(subjectLeaf(ctx, s, 'add'));
     else if (leaf.kind !== ctx.leaf || leaf.handle !== `${hex(minor)}:`) ops.classSet.push(subjectLeaf(ctx, s, 'replace'));
   }

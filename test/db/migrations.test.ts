@@ -60,7 +60,7 @@ for (const engine of ENGINES) {
       await dropPluginTables(knex);
 
       const ran = await migrateLatest(knex);
-      assert.equal(ran.length, 9);
+      assert.equal(ran.length, 10);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
       assert.ok(await knex.schema.hasTable(MIGRATION_TABLE), 'the plugin keeps its own migration table');
       assert.deepEqual(await pendingMigrations(knex), []);
@@ -68,9 +68,9 @@ for (const engine of ENGINES) {
 
       await knex('bw_limits').insert(sampleRows().bw_limits);
       const down = await migrateDownAll(knex);
-      assert.equal(down.length, 9);
+      assert.equal(down.length, 10);
       assert.deepEqual(await tablesPresent(knex), []);
-      assert.equal((await pendingMigrations(knex)).length, 9);
+      assert.equal((await pendingMigrations(knex)).length, 10);
 
       await migrateLatest(knex);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);

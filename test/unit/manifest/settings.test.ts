@@ -6,14 +6,17 @@ import { resolveSettings } from '../../../src/settings.js';
 const manifest = loadManifest();
 
 test('settings default to the manifest and take valid overrides', () => {
-  const defaults = { page_size: 50, reconcile_interval_s: 60, executor: 'auto' };
+  const defaults = {
+    page_size: 50, reconcile_interval_s: 60, executor: 'auto', collect_interval_s: 60,
+    retention_raw_days: 7, retention_hourly_days: 90, retention_daily_days: 730, ceiling_mbps: 100_000,
+  };
   assert.deepEqual(resolveSettings(manifest, {}), defaults);
   assert.deepEqual(resolveSettings(manifest, undefined), defaults);
   assert.deepEqual(resolveSettings(manifest, { page_size: 200, executor: 'recording' }), { ...defaults, page_size: 200, executor: 'recording' });
 });
 
 test('bad options fail at once with a message naming the key', () => {
-  assert.throws(() => resolveSettings(manifest, { pageSize: 10 }), /Unknown panel-bandwidth option `pageSize`; known: page_size, reconcile_interval_s, executor/);
+  assert.throws(() => resolveSettings(manifest, { pageSize: 10 }), /Unknown panel-bandwidth option `pageSize`; known: page_size, reconcile_interval_s, executor, collect_interval_s/);
   assert.throws(() => resolveSettings(manifest, { executor: 'ssh' }), /Expected `executor` to be one of \["auto","local","recording"\], got `"ssh"`/);
   assert.throws(() => resolveSettings(manifest, { page_size: 5 }), /Expected `page_size` to be an integer from 10 to 500, got `5` \(number\)/);
   assert.throws(() => resolveSettings(manifest, { page_size: '50' }), /got `"50"` \(string\)/);

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { formatDoctor } from '../../../src/shaping/doctor.js';
+import { KernelError } from '../../../src/shaping/errors.js';
 import { ifbNameFor } from '../../../src/shaping/ifb-name.js';
 import { KeyedMutex } from '../../../src/shaping/lock.js';
 import type { Capabilities } from '../../../src/shaping/probe.js';
+import { changeSubjectRate } from '../../../src/shaping/rate-change.js';
 import { planFromKernel, printPlan, reconcileInterface, removeInterface } from '../../../src/shaping/reconcile.js';
 import { RecordingExecutor, type CannedResponse } from '../../../src/shaping/recording-executor.js';
 import { FIXTURE_IFB, fixture, fixtureDesired } from './fixtures.js';
@@ -93,4 +95,38 @@ test('doctor explains the leaf and classifier the planner will use', () => {
   assert.match(text, /wireguard: kernel module no, wireguard-go yes/);
   assert.match(text, /up caps \(ingress → IFB\): yes/);
   assert.match(formatDoctor({ ...caps, probed: false, probeError: 'ip netns add: Operation not permitted' }), /probe: could not run \(ip netns add: Operation not permitted\)/);
+});
+
+test('a rate change through the fast path is one class change, with no read of the kernel', async () => {
+  const kernel = new RecordingExecutor();
+  const desired = fixtureDesired();
+  desired.subjects[0]!.downKbps = 9000;
+  const result = await changeSubjectRate(desired, 'a', { downKbps: 8000, upKbps: 4000 }, kernel, { leaf: 'pfifo' });
+  assert.equal(result.fastPath, true);
+  assert.deepEqual(kernel.calls.map((c) => c.argv.join(' ')), [`tc -n ${NS} -batch -`]);
+  assert.deepEqual(result.operations.map((o) => o.argv.join(' ')), ['class change dev fx0 parent 1: classid 1:2 htb rate 9000kbit ceil 9000kbit quantum 60000 burst 11250 cburst 11250']);
+});
+
+test('a cap to or from 0 falls back to a full reconcile', async () => {
+  const kernel = kernelWithFixtureState();
+  const desired = fixtureDesired();
+  desired.subjects[0]!.upKbps = 0;
+  const result = await changeSubjectRate(desired, 'a', { downKbps: 8000, upKbps: 4000 }, kernel, { leaf: 'pfifo' });
+  assert.equal(result.fastPath, false);
+  assert.ok(result.operations.some((o) => o.argv.join(' ') === `class del dev ${FIXTURE_IFB} classid 1:2`));
+});
+
+test('when the kernel refuses the class change (class missing), the fast path falls back to reconcile', async () => {
+  const desired = fixtureDesired();
+  desired.subjects[0]!.downKbps = 9000;
+  const kernel = kernelWithFixtureState();
+  kernel.batch = async (operations) => {
+    kernel.calls.push({ kind: 'batch', argv: ['tc', '-batch', '-'], operations: [...operations], script: '' });
+    if (kernel.calls.filter((c) => c.kind === 'batch').length === 1) {
+      throw new KernelError({ argv: ['tc', '-batch', '-'], stderr: 'Error: Specified class not found.', exitCode: 1, timedOut: false });
+    }
+  };
+  const result = await changeSubjectRate(desired, 'a', { downKbps: 8000, upKbps: 4000 }, kernel, { leaf: 'pfifo' });
+  assert.equal(result.fastPath, false);
+  assert.equal(result.operations.length, 1, 'the reconcile found the one class to change');
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReconcileLoop } from '../../../src/limits/reconcile-loop.js';
+import { IntervalLoop } from '../../src/interval-loop.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -10,7 +10,7 @@ test('the loop never overlaps itself: a run requested during a run waits for it'
   let runs = 0;
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
-  const loop = new ReconcileLoop(async () => {
+  const loop = new IntervalLoop('reconcile', async () => {
     active++;
     maxActive = Math.max(maxActive, active);
     runs++;
@@ -31,7 +31,7 @@ test('the loop never overlaps itself: a run requested during a run waits for it'
 test('a failing run is logged and the loop keeps going', async () => {
   const errors: string[] = [];
   let calls = 0;
-  const loop = new ReconcileLoop(async () => {
+  const loop = new IntervalLoop('reconcile', async () => {
     calls++;
     if (calls === 1) throw new Error('tc exploded');
   }, 60_000, { ...silent, error: (message: string, fields?: Record<string, unknown>) => void errors.push(`${message}: ${String(fields?.error)}`) });
@@ -43,5 +43,5 @@ test('a failing run is logged and the loop keeps going', async () => {
 });
 
 test('a bad interval is refused at once', () => {
-  assert.throws(() => new ReconcileLoop(async () => {}, 0, silent), /Expected `intervalMs` to be a finite number > 0, got `0`/);
+  assert.throws(() => new IntervalLoop('reconcile', async () => {}, 0, silent), /Expected `intervalMs` to be a finite number > 0, got `0`/);
 });

@@ -1,15 +1,16 @@
-import type { Logger } from '../plugin-api.js';
+import type { Logger } from './plugin-api.js';
 
 /**
  * Runs `task` now and then every `intervalMs`, never overlapping itself: a run that is still going
  * when the next is due makes the next one wait for it. `stop()` waits for a run in progress.
  */
-export class ReconcileLoop {
+export class IntervalLoop {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
 
   constructor(
+    private readonly name: string,
     private readonly task: () => Promise<unknown>,
     private readonly intervalMs: number,
     private readonly logger: Logger,
@@ -30,7 +31,7 @@ export class ReconcileLoop {
     this.running = this.task()
       .then(
         () => undefined,
-        (error: unknown) => this.logger.error('reconcile failed', { error: (error as Error).message }),
+        (error: unknown) => this.logger.error(`${this.name} failed`, { error: (error as Error).message }),
       )
       .finally(() => {
         this.running = undefined;

@@ -1,0 +1,172 @@
+import { readFile } from 'node:fs/promises';
+import type { Knex } from 'knex';
+import type { Logger } from '../plugin-api.js';
+import type { Executor } from '../shaping/executor.js';
+import { parseWgDump } from './wg-dump.js';
+import { parseSysfsValues, SYSFS_FILES, type InterfaceCounters } from './sysfs.js';
+import type { Sample } from './sample.js';
+import { enforceRetention, writeTick, type Retention, type TickResult } from './store.js';
+
+/** Live rate of one subject, from its last two samples and the measured time between them. */
+export interface Rate {
+  upKbps: number;
+  downKbps: number;
+  at: number;
+}
+
+export interface CollectorOptions {
+  db: Knex;
+  executor: Executor;
+  logger: Logger;
+  node?: string;
+  retention?: Retention;
+  ceilingBitsPerSecond?: bigint;
+  /** The clock, for tests. @default Date.now */
+  now?: () => number;
+  /** Reads the machine's boot id. @default /proc/sys/kernel/random/boot_id */
+  bootId?: () => Promise<string>;
+}
+
+const readBootId = async () => (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+
+/** Reads /sys/class/net/<if>/…: directly for the host's namespace, through `ip netns exec cat` for others. */
+export async function readInterfaceCounters(executor: Executor, iface: string, netns: string | null): Promise<InterfaceCounters> {
+  const paths = SYSFS_FILES.map((file) => `/sys/class/net/${iface}/${file}`);
+  if (netns === null) {
+    const values = await Promise.all(paths.map((path) => readFile(path, 'utf8')));
+    return parseSysfsValues(values.join('\n'));
+  }
+  const { stdout } = await executor.run(['cat', ...paths], { netns });
+  return parseSysfsValues(stdout);
+}
+
+const kbps = (bytes: bigint, elapsedMs: number) => (elapsedMs > 0 ? Number((bytes * 8n) / BigInt(elapsedMs)) : 0);
+
+/**
+ * One collector: reads the counters of every known subject (peers from `wg show dump`, VMs from
+ * their tap's sysfs counters), writes them as one tick, and keeps live rates in memory.
+ */
+export class Collector {
+  private readonly rateBySubject = new Map<string, Rate>();
+  private readonly node: string;
+  private lastRun: { at: number; durationMs: number; error: string | null; result: TickResult | null } | null = null;
+
+  constructor(private readonly options: CollectorOptions) {
+    this.node = options.node ?? 'local';
+  }
+
+  /** Current rates per `type:id`. */
+  rates(): ReadonlyMap<string, Rate> {
+    return this.rateBySubject;
+  }
+
+  get lastTick() {
+    return this.lastRun;
+  }
+
+  /** Reads every subject's counters now (without writing them). */
+  async sample(): Promise<Sample[]> {
+    const { db, executor, logger } = this.options;
+    const now = this.options.now ?? Date.now;
+    const bootId = await (this.options.bootId ?? readBootId)();
+    const rows = ((await db('bw_limits').where({ node: this.node })) as Record<string, unknown>[]).map((row) => ({
+      subjectType: String(row.subject_type),
+      subjectId: String(row.subject_id),
+      interface: String(row.interface),
+      netns: row.netns ? String(row.netns) : null,
+      publicKey: row.public_key ? String(row.public_key) : null,
+    }));
+    const samples: Sample[] = [];
+    const groups = new Map<string, typeof rows>();
+    for (const row of rows) {
+      const key = `${row.subjectType === 'vm' ? 'vm' : 'wg'}\u0000${row.netns ?? ''}\u0000${row.interface}`;
+      groups.set(key, [...(groups.get(key) ?? []), row]);
+    }
+    for (const [key, members] of groups) {
+      const first = members[0]!;
+      try {
+        const counters = await readInterfaceCounters(executor, first.interface, first.netns);
+        const at = now();
+        if (key.startsWith('vm')) {
+          for (const vm of members) {
+            samples.push({
+              identity: { node: this.node, source: 'sysfs', interface: vm.interface, seriesKey: `vm:${vm.subjectId}`, ifindex: counters.ifindex, bootId },
+              subjectType: 'vm',
+              subjectId: vm.subjectId,
+              rxBytes: counters.rxBytes,
+              txBytes: counters.txBytes,
+              rxPackets: counters.rxPackets,
+              txPackets: counters.txPackets,
+              at,
+            });
+          }
+          continue;
+        }
+        const { stdout } = await executor.run(['wg', 'show', first.interface, 'dump'], first.netns ? { netns: first.netns } : {});
+        const dumpAt = now();
+        const byKey = new Map(parseWgDump(stdout).peers.map((peer) => [peer.publicKey, peer]));
+        for (const peer of members) {
+          const counters2 = peer.publicKey ? byKey.get(peer.publicKey) : undefined;
+          if (!counters2) continue;
+          samples.push({
+            identity: { node: this.node, source: 'wireguard', interface: peer.interface, seriesKey: peer.publicKey!, ifindex: counters.ifindex, bootId },
+            subjectType: 'peer',
+            subjectId: peer.subjectId,
+            rxBytes: counters2.rxBytes,
+            txBytes: counters2.txBytes,
+            rxPackets: null,
+            txPackets: null,
+            at: dumpAt,
+          });
+        }
+      } catch (error) {
+        // A missing interface is normal (a VM that is off, a network not up yet): nothing to count.
+        logger.debug('cannot read counters', { interface: first.interface, netns: first.netns, error: (error as Error).message });
+      }
+    }
+    return samples;
+  }
+
+  /** One tick: sample, write, update rates, enforce retention. */
+  async tick(): Promise<TickResult> {
+    const started = Date.now();
+    try {
+      const samples = await this.sample();
+      const result = await writeTick(this.options.db, samples, {
+        logger: this.options.logger,
+        ...(this.options.ceilingBitsPerSecond ? { ceilingBitsPerSecond: this.options.ceilingBitsPerSecond } : {}),
+      });
+      const seen = new Set<string>();
+      for (const [key, counted] of result.counted) {
+        seen.add(key);
+        this.rateBySubject.set(key, { upKbps: kbps(counted.up, counted.elapsedMs), downKbps: kbps(counted.down, counted.elapsedMs), at: counted.at });
+      }
+      for (const key of [...this.rateBySubject.keys()]) if (!seen.has(key)) this.rateBySubject.delete(key);
+      await enforceRetention(this.options.db, (this.options.now ?? Date.now)(), this.options.retention);
+      this.lastRun = { at: Date.now(), durationMs: Date.now() - started, error: null, result };
+      return result;
+    } catch (error) {
+      this.lastRun = { at: Date.now(), durationMs: Date.now() - started, error: (error as Error).message, result: null };
+      throw error;
+    }
+  }
+}
+
+/** Rates for subjects without a live collector: the last usage row of each, over its own period. */
+export async function lastRates(db: Knex, keys: { subjectType: string; subjectId: string }[]): Promise<Map<string, Rate>> {
+  const rates = new Map<string, Rate>();
+  for (const { subjectType, subjectId } of keys) {
+    const row = (await db('bw_usage').where({ subject_type: subjectType, subject_id: subjectId }).orderBy('period_end', 'desc').first()) as
+      | Record<string, unknown>
+      | undefined;
+    if (!row) continue;
+    const elapsed = Number(row.period_end) - Number(row.period_start);
+    rates.set(`${subjectType}:${subjectId}`, {
+      upKbps: kbps(BigInt(String(row.up_bytes)), elapsed),
+      downKbps: kbps(BigInt(String(row.down_bytes)), elapsed),
+      at: Number(row.period_end),
+    });
+  }
+  return rates;
+}
+

@@ -1,0 +1,227 @@
+import type { Knex } from 'knex';
+import { toBigInt } from '../db/bigint.js';
+import { dialectOf } from '../db/dialect.js';
+import type { Logger } from '../plugin-api.js';
+import { computeDelta, DEFAULT_CEILING_BITS_PER_SECOND, type DeltaResult } from './deltas.js';
+import { seriesKeyOf, subjectDirections, type Sample, type SourceName } from './sample.js';
+import { DAY_MS, HOUR_MS, splitOverBuckets } from './split.js';
+
+/** What one tick wrote. */
+export interface TickResult {
+  samples: number;
+  deltas: number;
+  resets: number;
+  discarded: number;
+  usageRows: number;
+  /** Per subject (`type:id`): bytes counted this tick and the measured elapsed time. */
+  counted: Map<string, { up: bigint; down: bigint; elapsedMs: number; at: number }>;
+}
+
+export interface TickOptions {
+  ceilingBitsPerSecond?: bigint;
+  logger?: Logger;
+  /** Only these sources feed usage roll-ups (others keep counters only). @default wireguard, sysfs */
+  billedSources?: readonly SourceName[];
+}
+
+type Row = Record<string, unknown>;
+
+function storedSample(row: Row): Sample {
+  return {
+    identity: {
+      node: String(row.node),
+      source: row.source as SourceName,
+      interface: String(row.interface),
+      seriesKey: String(row.series_key),
+      ifindex: row.ifindex === null ? null : Number(row.ifindex),
+      bootId: String(row.boot_id),
+    },
+    subjectType: (row.subject_type as Sample['subjectType']) ?? null,
+    subjectId: row.subject_id === null ? null : String(row.subject_id),
+    rxBytes: toBigInt(row.rx_bytes) as bigint,
+    txBytes: toBigInt(row.tx_bytes) as bigint,
+    rxPackets: toBigInt(row.rx_packets),
+    txPackets: toBigInt(row.tx_packets),
+    at: Number(row.sampled_at),
+  };
+}
+
+function counterValues(sample: Sample): Row {
+  return {
+    subject_type: sample.subjectType,
+    subject_id: sample.subjectId,
+    ifindex: sample.identity.ifindex,
+    boot_id: sample.identity.bootId,
+    rx_bytes: sample.rxBytes.toString(),
+    tx_bytes: sample.txBytes.toString(),
+    rx_packets: sample.rxPackets?.toString() ?? null,
+    tx_packets: sample.txPackets?.toString() ?? null,
+    sampled_at: sample.at,
+  };
+}
+
+/** `col = col + <new value>` for an upsert's update, per dialect. */
+function increment(knex: Knex, table: string, column: string): Knex.Raw {
+  switch (dialectOf(knex)) {
+    case 'mysql':
+      return knex.raw('?? + VALUES(??)', [column, column]);
+    case 'postgres':
+      return knex.raw('??.?? + EXCLUDED.??', [table, column, column]);
+    case 'sqlite':
+      return knex.raw('?? + excluded.??', [column, column]);
+  }
+}
+
+type Rollups = Map<string, { subjectType: string; subjectId: string; bucket: number; up: bigint; down: bigint }>;
+
+/** Adds a delta's share of each UTC hour/day to the in-memory roll-ups of this tick. */
+function addToRollups(rollups: { hourly: Rollups; daily: Rollups }, subjectType: string, subjectId: string, start: number, end: number, up: bigint, down: bigint) {
+  for (const [map, bucketMs] of [
+    [rollups.hourly, HOUR_MS],
+    [rollups.daily, DAY_MS],
+  ] as const) {
+    const ups = splitOverBuckets(up, start, end, bucketMs);
+    const downs = splitOverBuckets(down, start, end, bucketMs);
+    ups.forEach((share, i) => {
+      const key = `${subjectType}\u0000${subjectId}\u0000${share.bucketStart}`;
+      const entry = map.get(key) ?? { subjectType, subjectId, bucket: share.bucketStart, up: 0n, down: 0n };
+      entry.up += share.bytes;
+      entry.down += downs[i]!.bytes;
+      map.set(key, entry);
+    });
+  }
+}
+
+/** Upserts a tick's roll-ups, adding to what the buckets already hold. */
+async function writeRollups(trx: Knex.Transaction, table: 'bw_usage_hourly' | 'bw_usage_daily', column: string, rollups: Rollups) {
+  const rows = [...rollups.values()].map((entry) => ({
+    subject_type: entry.subjectType,
+    subject_id: entry.subjectId,
+    [column]: entry.bucket,
+    up_bytes: entry.up.toString(),
+    down_bytes: entry.down.toString(),
+  }));
+  for (let i = 0; i < rows.length; i += 200) {
+    await trx(table)
+      .insert(rows.slice(i, i + 200))
+      .onConflict(['subject_type', 'subject_id', column])
+      .merge({ up_bytes: increment(trx, table, 'up_bytes'), down_bytes: increment(trx, table, 'down_bytes') });
+  }
+}
+
+/**
+ * Writes one collector tick in one transaction: the new last samples (`bw_counters`), a usage row
+ * per positive delta (`bw_usage`) and the hourly and daily roll-ups. Each series advances only
+ * from the exact sample it was computed against (a conditional update), so a replayed tick, a
+ * retry or a second collector running at the same time adds nothing twice.
+ */
+export async function writeTick(db: Knex, samples: Sample[], options: TickOptions = {}): Promise<TickResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await writeTickOnce(db, samples, options);
+    } catch (error) {
+      // Two SQLite writers that both began by reading cannot both upgrade: SQLite answers BUSY at
+      // once instead of waiting. The transaction rolled back, so the whole tick is simply retried.
+      if (attempt >= 8 || !/SQLITE_BUSY|database is locked/.test((error as Error).message)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+    }
+  }
+}
+
+async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions): Promise<TickResult> {
+  const billed = new Set(options.billedSources ?? ['wireguard', 'sysfs']);
+  const ceiling = options.ceilingBitsPerSecond ?? DEFAULT_CEILING_BITS_PER_SECOND;
+  const result: TickResult = { samples: samples.length, deltas: 0, resets: 0, discarded: 0, usageRows: 0, counted: new Map() };
+  if (samples.length === 0) return result;
+  await db.transaction(async (trx) => {
+    const previous = new Map<string, { sample: Sample; id: number }>();
+    const byNode = new Map<string, Sample[]>();
+    for (const sample of samples) byNode.set(sample.identity.node, [...(byNode.get(sample.identity.node) ?? []), sample]);
+    for (const [node, nodeSamples] of byNode) {
+      const interfaces = [...new Set(nodeSamples.map((s) => s.identity.interface))];
+      for (let i = 0; i < interfaces.length; i += 200) {
+        const rows = (await trx('bw_counters').where({ node }).whereIn('interface', interfaces.slice(i, i + 200))) as Row[];
+        for (const row of rows) {
+          const sample = storedSample(row);
+          previous.set(seriesKeyOf(sample.identity), { sample, id: Number(row.id) });
+        }
+      }
+    }
+
+    const usageRows: Row[] = [];
+    const rollups = { hourly: new Map() as Rollups, daily: new Map() as Rollups };
+    for (const sample of samples) {
+      const stored = previous.get(seriesKeyOf(sample.identity));
+      const delta: DeltaResult = computeDelta(stored?.sample, sample, ceiling);
+      if (delta.kind === 'stale') continue;
+      if (!stored) {
+        await trx('bw_counters')
+          .insert({ node: sample.identity.node, source: sample.identity.source, interface: sample.identity.interface, series_key: sample.identity.seriesKey, ...counterValues(sample) })
+          .onConflict(['node', 'source', 'interface', 'series_key'])
+          .ignore();
+        continue;
+      }
+      if (delta.kind === 'first') continue;
+      // Advance the series only from the reading this delta was computed against.
+      const advanced = await trx('bw_counters').where({ id: stored.id, sampled_at: stored.sample.at }).update(counterValues(sample));
+      if (advanced !== 1) continue;
+      if (delta.kind === 'discarded') {
+        result.discarded++;
+        options.logger?.warn('discarded an impossible delta', { series: sample.identity.seriesKey, interface: sample.identity.interface, reason: delta.reason });
+        continue;
+      }
+      if (delta.kind === 'reset') {
+        result.resets++;
+        options.logger?.info('counter reset', { series: sample.identity.seriesKey, interface: sample.identity.interface, reason: delta.reason });
+      } else {
+        result.deltas++;
+      }
+      if (!sample.subjectType || !sample.subjectId || !billed.has(sample.identity.source)) continue;
+      const { up, down } = subjectDirections({ rx: delta.rxBytes, tx: delta.txBytes });
+      const key = `${sample.subjectType}:${sample.subjectId}`;
+      const sum = result.counted.get(key);
+      result.counted.set(key, {
+        up: (sum?.up ?? 0n) + up,
+        down: (sum?.down ?? 0n) + down,
+        elapsedMs: delta.elapsedMs,
+        at: sample.at,
+      });
+      if (up === 0n && down === 0n) continue;
+      usageRows.push({
+        subject_type: sample.subjectType,
+        subject_id: sample.subjectId,
+        node: sample.identity.node,
+        source: sample.identity.source,
+        interface: sample.identity.interface,
+        period_start: stored.sample.at,
+        period_end: sample.at,
+        up_bytes: up.toString(),
+        down_bytes: down.toString(),
+      });
+      addToRollups(rollups, sample.subjectType, sample.subjectId, stored.sample.at, sample.at, up, down);
+    }
+    for (let i = 0; i < usageRows.length; i += 200) await trx('bw_usage').insert(usageRows.slice(i, i + 200));
+    await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);
+    await writeRollups(trx, 'bw_usage_daily', 'day_start', rollups.daily);
+    result.usageRows = usageRows.length;
+  });
+  return result;
+}
+
+/** Retention per table, in days. */
+export interface Retention {
+  rawDays: number;
+  hourlyDays: number;
+  dailyDays: number;
+}
+
+export const DEFAULT_RETENTION: Retention = { rawDays: 7, hourlyDays: 90, dailyDays: 730 };
+
+/** Deletes usage rows older than the retention of their table; returns how many went. */
+export async function enforceRetention(db: Knex, now: number, retention: Retention = DEFAULT_RETENTION): Promise<{ raw: number; hourly: number; daily: number }> {
+  return {
+    raw: await db('bw_usage').where('period_end', '<', now - retention.rawDays * DAY_MS).delete(),
+    hourly: await db('bw_usage_hourly').where('hour_start', '<', now - retention.hourlyDays * DAY_MS).delete(),
+    daily: await db('bw_usage_daily').where('day_start', '<', now - retention.dailyDays * DAY_MS).delete(),
+  };
+}

@@ -1,0 +1,50 @@
+import type { Host } from '../plugin-api.js';
+import { totalsBySubject, usageSeries } from '../accounting/queries.js';
+import { DAY_MS, HOUR_MS } from '../accounting/split.js';
+import { inputError } from './errors.js';
+import { sendJson } from './json.js';
+import { lookupSubject } from './subject-lookup.js';
+
+const MAX_POINTS = 24 * 400;
+
+function parseTime(field: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(value)) {
+    throw inputError(field, `\`${field}\` must be an ISO-8601 time such as 2026-11-01T00:00:00Z`);
+  }
+  const time = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
+  if (Number.isNaN(time)) throw inputError(field, `\`${field}\` is not a valid time`);
+  return time;
+}
+
+/** `GET /api/bandwidth/usage`: totals and a per-hour or per-day series for one subject. */
+export function mountUsageApi(host: Host): void {
+  host.router.get('/api/bandwidth/usage', host.auth.api, async (req, res) => {
+    const query = req.query as Record<string, unknown>;
+    const step = query.step ?? 'hour';
+    if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
+    const now = Date.now();
+    const to = parseTime('to', query.to, now);
+    const from = parseTime('from', query.from, to - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
+    if (from >= to) throw inputError('from', '`from` must be before `to`');
+    if ((to - from) / (step === 'hour' ? HOUR_MS : DAY_MS) > MAX_POINTS) {
+      throw inputError('from', `The range holds more than ${MAX_POINTS} ${step}s: use a shorter range or step=day`);
+    }
+    if (query.subject_type === undefined) throw inputError('subject_type', '`subject_type` is required: `peer` or `vm`');
+    if (query.subject_id === undefined) throw inputError('subject_id', '`subject_id` is required');
+    const subject = await lookupSubject(host, query.subject_type, query.subject_id);
+    const totals = (await totalsBySubject(host.db, from, to, { subjectType: subject.subjectType, subjectIds: [subject.subjectId] })).get(
+      `${subject.subjectType}:${subject.subjectId}`,
+    );
+    const series = await usageSeries(host.db, subject.subjectType, subject.subjectId, from, to, step);
+    sendJson(res, {
+      subject_type: subject.subjectType,
+      subject_id: Number(subject.subjectId),
+      from: new Date(from).toISOString(),
+      to: new Date(to).toISOString(),
+      step,
+      totals: { up_bytes: totals?.upBytes ?? 0n, down_bytes: totals?.downBytes ?? 0n },
+      series: series.map((point) => ({ start: new Date(point.start).toISOString(), up_bytes: point.upBytes, down_bytes: point.downBytes })),
+    });
+  });
+}

@@ -3,6 +3,9 @@ import type { Knex } from 'knex';
 import type { Logger } from '../plugin-api.js';
 import type { Executor } from '../shaping/executor.js';
 import { parseWgDump } from './wg-dump.js';
+import { parseClassText } from '../shaping/parse-class-text.js';
+import { ifbNameFor } from '../shaping/ifb-name.js';
+import { classSamples } from './tc-classes.js';
 import { parseSysfsValues, SYSFS_FILES, type InterfaceCounters } from './sysfs.js';
 import type { Sample } from './sample.js';
 import { enforceRetention, writeTick, type Retention, type TickResult } from './store.js';
@@ -75,6 +78,8 @@ export class Collector {
       interface: String(row.interface),
       netns: row.netns ? String(row.netns) : null,
       publicKey: row.public_key ? String(row.public_key) : null,
+      classMinor: row.class_minor === null || row.class_minor === undefined ? null : Number(row.class_minor),
+      limited: Number(row.up_kbps) > 0 || Number(row.down_kbps) > 0,
     }));
     const samples: Sample[] = [];
     const groups = new Map<string, typeof rows>();
@@ -87,6 +92,7 @@ export class Collector {
       try {
         const counters = await readInterfaceCounters(executor, first.interface, first.netns);
         const at = now();
+        samples.push(...(await this.classCounters(first.interface, first.netns, members, { ifindex: counters.ifindex, bootId })));
         if (key.startsWith('vm')) {
           for (const vm of members) {
             samples.push({
@@ -125,6 +131,32 @@ export class Collector {
       }
     }
     return samples;
+  }
+
+  /**
+   * HTB class counters of the limited subjects on one interface (source `tc`): what the shaper
+   * itself passed, kept beside the billed counters for cross-checking. Not billed.
+   */
+  private async classCounters(
+    iface: string,
+    netns: string | null,
+    members: { subjectType: string; subjectId: string; classMinor: number | null; limited: boolean }[],
+    identity: { ifindex: number; bootId: string },
+  ): Promise<Sample[]> {
+    const classed = members.flatMap((m) =>
+      m.limited && m.classMinor !== null ? [{ subjectType: m.subjectType as 'peer' | 'vm', subjectId: m.subjectId, classMinor: m.classMinor }] : [],
+    );
+    if (classed.length === 0) return [];
+    const read = async (device: string) => {
+      try {
+        return parseClassText((await this.options.executor.run(['tc', '-s', 'class', 'show', 'dev', device], netns ? { netns } : {})).stdout);
+      } catch {
+        return [];
+      }
+    };
+    const egress = await read(iface);
+    const ifb = await read(ifbNameFor(iface, netns ?? undefined));
+    return classSamples(egress, ifb, classed, { node: this.node, interface: iface, ...identity }, (this.options.now ?? Date.now)());
   }
 
   /** One tick: sample, write, update rates, enforce retention. */

@@ -4,7 +4,9 @@ import { configFromEnv } from './config.js';
 const config = configFromEnv();
 const panel = await createPanel(config);
 const server = panel.app.listen(config.port, config.host, () => {
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const lines = [`Panel listening on ${url} (database: ${config.databaseUrl.replace(/:[^:@/]*@/, ':***@')})`];
   if (panel.generated.adminPassword) {
     lines.push(`First start: log in at ${url}/login as \`${panel.generated.adminUser}\` with password \`${panel.generated.adminPassword}\` (shown once)`);

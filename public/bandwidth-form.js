@@ -1,5 +1,6 @@
 // Progressive enhancement for the bandwidth fields: an Mbps reading beside each kbps input, and the
-// "Unlimited" box kept in step with the number. The form works the same without this file.
+// "unlimited" box kept in step with the number. Without this file the box starts unchecked and only
+// a deliberate tick clears a cap, so a number typed into a fresh form is never overridden.
 (() => {
   const describe = (kbps) => {
     if (!/^\d{1,9}$/.test(kbps)) return 'whole kbps, e.g. 10000 = 10 Mbps';

@@ -21,9 +21,10 @@ import { Collector } from './accounting/collector.js';
 import { mountUsageApi } from './routes/api-usage.js';
 import { probeCapabilities } from './shaping/probe.js';
 import type { PlanCapabilities } from './shaping/plan.js';
-import { formatCaps } from './views-format.js';
+import { formatCaps } from './views/format.js';
 
-export type { Host, PluginInstance } from './plugin-api.js';
+export type * from './plugin-api.js';
+export { HOST_API_VERSION } from './plugin-api.js';
 export type { Settings } from './settings.js';
 
 const manifest = loadManifest();

@@ -115,11 +115,18 @@ export interface NavItem {
   minRole: 'admin' | 'viewer';
 }
 
-/** The host's views: its admin layout and the slots of its peer/VM forms and tables. */
+/**
+ * The host's views: its admin layout and the slots of its peer/VM forms and tables.
+ * Templates rendered through the host get at least the locals `csrfToken` (for forms) and `user`.
+ */
 export interface HostViews {
   /** Renders a plugin's EJS template (absolute path) inside the host's admin layout. */
   render(req: Request, res: Response, template: string, locals: Record<string, unknown> & { title: string }): Promise<void>;
-  /** Adds an EJS partial (absolute path) to a form slot; returns a function that removes it. */
+  /**
+   * Adds an EJS partial (absolute path) to a form slot; returns a function that removes it. The
+   * host renders it inside its form with the locals `subject` (the serialized record, or null on a
+   * new form), `values` (what the user typed, after a refused submit) and `csrfToken`.
+   */
   addPartial(slot: ViewSlot, template: string): () => void;
   /** Adds a column to a host table; returns a function that removes it. */
   addColumn(slot: 'peer.table', column: TableColumn<PeerRecord>): () => void;
@@ -163,7 +170,11 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
-/** Everything the host passes to `register`. */
+/**
+ * Everything the host passes to `register`. The host parses JSON bodies under `/api`, urlencoded
+ * bodies everywhere and runs its session middleware before the plugin's router; plugin routes
+ * are absolute paths (`/admin/bandwidth`, `/api/bandwidth/…`, `/bandwidth/static/…`).
+ */
 export interface Host {
   /** The host API version the host implements (semver). */
   apiVersion: string;

@@ -62,9 +62,11 @@ export async function migrateLatest(knex: Knex): Promise<string[]> {
   return names;
 }
 
-/** Runs every plugin migration down (uninstall); the plugin's tables are gone afterwards. */
+/** Runs every plugin migration down (uninstall); the plugin's tables, migration tables included, are gone afterwards. */
 export async function migrateDownAll(knex: Knex): Promise<string[]> {
   const [, names] = (await knex.migrate.rollback(config, true)) as [number, string[]];
+  await knex.schema.dropTableIfExists(`${MIGRATION_TABLE}_lock`);
+  await knex.schema.dropTableIfExists(MIGRATION_TABLE);
   return names;
 }
 

@@ -35,7 +35,12 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
       const stored = existing ? await getLimit(db, 'peer', String(existing.id)) : undefined;
       const { issues, caps } = wantedCaps(input, stored);
       if (issues.length > 0) return issues;
-      const allowed = Array.isArray(input.allowed_ips) ? (input.allowed_ips as string[]) : (existing?.allowed_ips ?? []);
+      // Hosts pass the raw body: a form sends allowed IPs as one comma/space separated string.
+      const allowed = Array.isArray(input.allowed_ips)
+        ? (input.allowed_ips as unknown[]).map(String)
+        : typeof input.allowed_ips === 'string'
+          ? input.allowed_ips.split(/[\s,]+/).filter((part) => part !== '')
+          : (existing?.allowed_ips ?? []);
       const peer = { id: existing?.id ?? -1, network_id: network.id, name: String(input.name ?? existing?.name ?? ''), public_key: '', allowed_ips: allowed };
       return service.validate(peerSubject(peer, network, caps));
     }),

@@ -12,10 +12,20 @@ export interface ExecutorChoice {
   reason: string;
 }
 
-/** CAP_NET_ADMIN is bit 12 of the effective capability set (linux/capability.h). */
-export function hasNetAdmin(status = readProcStatus()): boolean {
+/** Whether a capability bit is in the effective set (linux/capability.h numbering). */
+function hasCapability(bit: bigint, status: string): boolean {
   const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-  return match?.[1] !== undefined && ((BigInt(`0x${match[1]}`) >> 12n) & 1n) === 1n;
+  return match?.[1] !== undefined && ((BigInt(`0x${match[1]}`) >> bit) & 1n) === 1n;
+}
+
+/** CAP_NET_ADMIN (bit 12): change qdiscs, classes, filters and links. */
+export function hasNetAdmin(status = readProcStatus()): boolean {
+  return hasCapability(12n, status);
+}
+
+/** CAP_SYS_ADMIN (bit 21): `tc -n`/`ip netns exec` enter other network namespaces. */
+export function hasSysAdmin(status = readProcStatus()): boolean {
+  return hasCapability(21n, status);
 }
 
 function readProcStatus(): string {
@@ -42,7 +52,10 @@ function findTc(): string | undefined {
  * Picks the executor: `local` runs tc for real, `recording` runs nothing (a dry run that records
  * the plan). `auto` is local when this process may change the kernel (CAP_NET_ADMIN and tc found).
  */
-export function chooseExecutor(setting: ExecutorSetting, probe = { netAdmin: hasNetAdmin(), tc: findTc() }): ExecutorChoice {
+export function chooseExecutor(
+  setting: ExecutorSetting,
+  probe: { netAdmin: boolean; tc: string | undefined; sysAdmin?: boolean } = { netAdmin: hasNetAdmin(), sysAdmin: hasSysAdmin(), tc: findTc() },
+): ExecutorChoice {
   if (setting === 'recording') {
     return { executor: new RecordingExecutor(), mode: 'recording', reason: 'the `executor` option is `recording` (dry run)' };
   }
@@ -57,5 +70,6 @@ export function chooseExecutor(setting: ExecutorSetting, probe = { netAdmin: has
   if (!probe.tc) {
     return { executor: new RecordingExecutor(), mode: 'recording', reason: '`tc` (iproute2) was not found on PATH, so caps are recorded but not applied' };
   }
-  return { executor: new LocalExecutor(), mode: 'local', reason: `running with CAP_NET_ADMIN; tc at ${probe.tc}` };
+  const namespaces = probe.sysAdmin === false ? '; without CAP_SYS_ADMIN, interfaces inside network namespaces will fail' : '';
+  return { executor: new LocalExecutor(), mode: 'local', reason: `running with CAP_NET_ADMIN; tc at ${probe.tc}${namespaces}` };
 }

@@ -7,11 +7,11 @@ import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import type { Settings } from '../settings.js';
 import { bandwidthInput } from '../hooks/bandwidth-fields.js';
-import { formatCaps, formatKbps } from '../views-format.js';
+import { formatCaps, formatKbps } from '../views/format.js';
 import { RouteError } from './errors.js';
 import { lastRates, type Collector } from '../accounting/collector.js';
 import { totalsBySubject } from '../accounting/queries.js';
-import { formatBytes, formatRate } from '../views-format.js';
+import { formatBytes, formatRate } from '../views/format.js';
 import { lookupSubject } from './subject-lookup.js';
 
 export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'views');

@@ -70,6 +70,8 @@ for (const engine of ENGINES) {
       const down = await migrateDownAll(knex);
       assert.equal(down.length, 10);
       assert.deepEqual(await tablesPresent(knex), []);
+      assert.equal(await knex.schema.hasTable(MIGRATION_TABLE), false, 'uninstall leaves no bw_ table behind');
+      assert.equal(await knex.schema.hasTable(`${MIGRATION_TABLE}_lock`), false);
       assert.equal((await pendingMigrations(knex)).length, 10);
 
       await migrateLatest(knex);

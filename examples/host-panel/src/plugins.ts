@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import express, { type RequestHandler, type Router } from 'express';
 import type { Knex } from 'knex';
-import type { Host, HostAuth, HostRecords, HostViews, Logger, PluginInstance } from '../../../src/plugin-api.js';
+import type { Host, HostAuth, HostRecords, HostViews, Logger, PeerRecord, PluginInstance, TableColumn } from '../../../src/plugin-api.js';
 import { HOST_API_VERSION } from '../../../src/plugin-api.js';
 import { loadManifest, type Manifest } from '../../../src/manifest/load.js';
 import { satisfies } from '../../../src/manifest/host-api-range.js';
@@ -19,8 +19,28 @@ interface PluginModule {
 interface Loaded {
   dir: string;
   manifest: Manifest;
-  running?: { instance: PluginInstance; router: Router; removeHooks(): void };
+  running?: { instance: PluginInstance; router: Router; release(): void };
   error?: string;
+}
+
+/** The host's views, scoped to one plugin: everything it adds is removed by `releaseAll()`. */
+function scopedViews(views: HostViews): HostViews & { releaseAll(): void } {
+  const removers: (() => void)[] = [];
+  const track = (remove: () => void) => {
+    removers.push(remove);
+    return remove;
+  };
+  return {
+    render: (req, res, template, locals) => views.render(req, res, template, locals),
+    flash: (req, message) => views.flash(req, message),
+    addPartial: (slot, template) => track(views.addPartial(slot, template)),
+    addColumn: ((slot: 'peer.table' | 'vm.table', column: TableColumn<PeerRecord>) =>
+      track(views.addColumn(slot as 'peer.table', column))) as unknown as HostViews['addColumn'],
+    addNavItem: (item) => track(views.addNavItem(item)),
+    releaseAll: () => {
+      for (const remove of removers.splice(0).reverse()) remove();
+    },
+  };
 }
 
 export interface PluginSummary {
@@ -110,36 +130,47 @@ export class PluginManager {
       plugin.error = `needs host API ${plugin.manifest.hostApi}, this panel offers ${HOST_API_VERSION}`;
       throw new HttpError(409, 'incompatible', `Plugin \`${id}\` ${plugin.error}`);
     }
+    const hooks = this.deps.hooks.forPlugin(id, plugin.manifest.hooks);
+    const views = scopedViews(this.deps.views);
     try {
       const module = await this.load(plugin);
       await module.migrate?.(this.deps.db);
       const router = express.Router();
-      const hooks = this.deps.hooks.forPlugin(id, plugin.manifest.hooks);
       const instance = await module.register({
         apiVersion: HOST_API_VERSION,
         db: this.deps.db,
         router,
         hooks,
-        views: this.deps.views,
+        views,
         records: this.deps.records,
         auth: this.deps.auth,
         logger: this.deps.logger.child(id),
         config: this.deps.config,
       }, this.deps.pluginOptions?.[id] ?? {});
-      plugin.running = { instance, router, removeHooks: hooks.removeAll };
+      plugin.running = {
+        instance,
+        router,
+        release: () => {
+          hooks.removeAll();
+          views.releaseAll();
+        },
+      };
       plugin.error = undefined;
       this.deps.logger.info(`plugin ${id} enabled`);
     } catch (error) {
+      // Whatever register() added before it threw goes with it: no orphan hooks or links.
+      hooks.removeAll();
+      views.releaseAll();
       plugin.error = (error as Error).message;
-      throw error;
+      throw error instanceof HttpError ? error : new HttpError(500, 'plugin_failed', `Plugin \`${id}\` failed to start: ${plugin.error}`);
     }
   }
 
   private async stop(plugin: Loaded): Promise<void> {
     if (!plugin.running) return;
-    const { instance, removeHooks } = plugin.running;
+    const { instance, release } = plugin.running;
     plugin.running = undefined;
-    removeHooks();
+    release();
     await instance.close();
   }
 

@@ -15,7 +15,8 @@ const required = (kind: string) => (issue: { input: unknown }) =>
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'string' ? `\`${value.slice(0, 40)}\`` : `a ${typeof value}`;
+  if (typeof value === 'string') return `\`${value.slice(0, 40)}\``;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
 const name = z

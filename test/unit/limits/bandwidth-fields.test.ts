@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bandwidthInput, parseKbps } from '../../../src/hooks/bandwidth-fields.js';
-import { formatCaps, formatKbps } from '../../../src/views-format.js';
+import { formatCaps, formatKbps } from '../../../src/views/format.js';
 
 test('caps accept whole kbps from 0 to 100,000,000, as numbers or digit strings', () => {
   for (const [value, expected] of [[0, 0], [1, 1], [100_000_000, 100_000_000], ['0', 0], ['20000', 20000], ['100000000', 100_000_000]] as const) {

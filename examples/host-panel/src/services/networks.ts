@@ -3,6 +3,7 @@ import { conflict, notFound } from '../errors.js';
 import { findNetwork, interfaceTaken, parseId, toNetwork, toPeer } from '../db/records.js';
 import { networkCreate, networkUpdate, parseBody } from '../validation.js';
 import { insertId, isUniqueViolation, type ServiceContext } from './context.js';
+import { interfaceClaims } from '../mutex.js';
 
 export async function listNetworks({ db }: ServiceContext) {
   return (await db('networks').orderBy('id')).map(toNetwork);
@@ -21,6 +22,12 @@ function interfaceConflict(iface: string, netns: string | null) {
 
 export async function createNetwork(ctx: ServiceContext, body: unknown, actor: Actor) {
   const input = parseBody(networkCreate, body);
+  const network = await interfaceClaims.run('all', () => insertNetwork(ctx, input));
+  await ctx.hooks.emit('network.created', { network, actor });
+  return network;
+}
+
+async function insertNetwork(ctx: ServiceContext, input: { name: string; interface: string; netns?: string | null }) {
   if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null)) throw interfaceConflict(input.interface, input.netns ?? null);
   const now = Date.now();
   let id: number;
@@ -32,9 +39,7 @@ export async function createNetwork(ctx: ServiceContext, body: unknown, actor: A
     if (isUniqueViolation(error)) throw interfaceConflict(input.interface, input.netns ?? null);
     throw error;
   }
-  const network = (await findNetwork(ctx.db, id))!;
-  await ctx.hooks.emit('network.created', { network, actor });
-  return network;
+  return (await findNetwork(ctx.db, id))!;
 }
 
 export async function updateNetwork(ctx: ServiceContext, idText: string | undefined, body: unknown, actor: Actor) {
@@ -46,10 +51,12 @@ export async function updateNetwork(ctx: ServiceContext, idText: string | undefi
     netns: input.netns === undefined ? existing.netns : input.netns,
   };
   const moved = next.interface !== existing.interface || next.netns !== existing.netns;
-  if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'networks', id: existing.id }))) {
-    throw interfaceConflict(next.interface, next.netns);
-  }
-  await ctx.db('networks').where({ id: existing.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+  await interfaceClaims.run('all', async () => {
+    if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'networks', id: existing.id }))) {
+      throw interfaceConflict(next.interface, next.netns);
+    }
+    await ctx.db('networks').where({ id: existing.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+  });
   const network = (await findNetwork(ctx.db, existing.id))!;
   if (moved) {
     // The kernel interface changed: to plugins this is the old interface going and a new one coming.

@@ -5,6 +5,7 @@ import { overlaps, parseCidr, type Cidr } from '../cidr.js';
 import { parseBody, peerCreate, peerUpdate } from '../validation.js';
 import { insertId, isUniqueViolation, rejectIssues, type ServiceContext } from './context.js';
 import { getNetwork } from './networks.js';
+import { networkPeers } from '../mutex.js';
 
 /** Peers with the fields plugins add through `peer.serialize`. */
 export async function serializePeers(ctx: ServiceContext, peers: PeerRecord[]): Promise<PeerRecord[]> {
@@ -48,20 +49,21 @@ async function assertKeyFree(ctx: ServiceContext, network: NetworkRecord, key: s
 export async function createPeer(ctx: ServiceContext, networkIdText: string | undefined, body: unknown, actor: Actor) {
   const network = await getNetwork(ctx, networkIdText);
   const input = parseBody(peerCreate, body);
-  await assertKeyFree(ctx, network, input.public_key);
-  await assertNoOverlap(ctx, network, input.allowed_ips);
-  rejectIssues(await ctx.hooks.validate('peer.validate', { input: body as Record<string, unknown>, existing: null, network }));
-  const now = Date.now();
-  let id: number;
-  try {
-    id = await insertId(ctx.db, 'peers', {
-      network_id: network.id, name: input.name, public_key: input.public_key,
-      allowed_ips: JSON.stringify(input.allowed_ips), created_at: now, updated_at: now,
-    });
-  } catch (error) {
-    if (isUniqueViolation(error)) throw conflict('Another peer of this network has this public key', 'public_key');
-    throw error;
-  }
+  const id = await networkPeers.run(String(network.id), async () => {
+    await assertKeyFree(ctx, network, input.public_key);
+    await assertNoOverlap(ctx, network, input.allowed_ips);
+    rejectIssues(await ctx.hooks.validate('peer.validate', { input: body as Record<string, unknown>, existing: null, network }));
+    const now = Date.now();
+    try {
+      return await insertId(ctx.db, 'peers', {
+        network_id: network.id, name: input.name, public_key: input.public_key,
+        allowed_ips: JSON.stringify(input.allowed_ips), created_at: now, updated_at: now,
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw conflict('Another peer of this network has this public key', 'public_key');
+      throw error;
+    }
+  });
   const peer = toPeer(await ctx.db('peers').where({ id }).first());
   await ctx.hooks.emit('peer.created', { peer, network, input: body as Record<string, unknown>, actor });
   return { network, peer: (await serializePeers(ctx, [peer]))[0]! };
@@ -76,16 +78,18 @@ export async function updatePeer(
 ) {
   const { network, peer: previous } = await getPeer(ctx, networkIdText, peerIdText);
   const input = parseBody(peerUpdate, body, { partial: true });
-  if (input.public_key !== undefined) await assertKeyFree(ctx, network, input.public_key, previous.id);
-  if (input.allowed_ips !== undefined) await assertNoOverlap(ctx, network, input.allowed_ips, previous.id);
-  rejectIssues(await ctx.hooks.validate('peer.validate', { input: body as Record<string, unknown>, existing: previous, network }));
-  const changes: Record<string, unknown> = {};
-  if (input.name !== undefined) changes.name = input.name;
-  if (input.public_key !== undefined) changes.public_key = input.public_key;
-  if (input.allowed_ips !== undefined) changes.allowed_ips = JSON.stringify(input.allowed_ips);
-  if (Object.keys(changes).length > 0) {
-    await ctx.db('peers').where({ id: previous.id }).update({ ...changes, updated_at: Date.now() });
-  }
+  await networkPeers.run(String(network.id), async () => {
+    if (input.public_key !== undefined) await assertKeyFree(ctx, network, input.public_key, previous.id);
+    if (input.allowed_ips !== undefined) await assertNoOverlap(ctx, network, input.allowed_ips, previous.id);
+    rejectIssues(await ctx.hooks.validate('peer.validate', { input: body as Record<string, unknown>, existing: previous, network }));
+    const changes: Record<string, unknown> = {};
+    if (input.name !== undefined) changes.name = input.name;
+    if (input.public_key !== undefined) changes.public_key = input.public_key;
+    if (input.allowed_ips !== undefined) changes.allowed_ips = JSON.stringify(input.allowed_ips);
+    if (Object.keys(changes).length > 0) {
+      await ctx.db('peers').where({ id: previous.id }).update({ ...changes, updated_at: Date.now() });
+    }
+  });
   const peer = toPeer(await ctx.db('peers').where({ id: previous.id }).first());
   await ctx.hooks.emit('peer.updated', { peer, previous, network, input: body as Record<string, unknown>, actor });
   return { network, peer: (await serializePeers(ctx, [peer]))[0]! };

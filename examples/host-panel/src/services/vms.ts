@@ -3,6 +3,7 @@ import { conflict, notFound } from '../errors.js';
 import { interfaceTaken, parseId, toVm } from '../db/records.js';
 import { parseBody, vmCreate, vmUpdate } from '../validation.js';
 import { insertId, isUniqueViolation, rejectIssues, type ServiceContext } from './context.js';
+import { interfaceClaims } from '../mutex.js';
 
 export async function serializeVms(ctx: ServiceContext, vms: VmRecord[]): Promise<VmRecord[]> {
   if (vms.length === 0) return vms;
@@ -27,16 +28,17 @@ function interfaceConflict(iface: string) {
 
 export async function createVm(ctx: ServiceContext, body: unknown, actor: Actor) {
   const input = parseBody(vmCreate, body);
-  if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null)) throw interfaceConflict(input.interface);
   rejectIssues(await ctx.hooks.validate('vm.validate', { input: body as Record<string, unknown>, existing: null }));
-  const now = Date.now();
-  let id: number;
-  try {
-    id = await insertId(ctx.db, 'vms', { name: input.name, interface: input.interface, netns: input.netns ?? '', created_at: now, updated_at: now });
-  } catch (error) {
-    if (isUniqueViolation(error)) throw interfaceConflict(input.interface);
-    throw error;
-  }
+  const id = await interfaceClaims.run('all', async () => {
+    if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null)) throw interfaceConflict(input.interface);
+    const now = Date.now();
+    try {
+      return await insertId(ctx.db, 'vms', { name: input.name, interface: input.interface, netns: input.netns ?? '', created_at: now, updated_at: now });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw interfaceConflict(input.interface);
+      throw error;
+    }
+  });
   const vm = toVm(await ctx.db('vms').where({ id }).first());
   await ctx.hooks.emit('vm.created', { vm, input: body as Record<string, unknown>, actor });
   return (await serializeVms(ctx, [vm]))[0]!;
@@ -51,11 +53,13 @@ export async function updateVm(ctx: ServiceContext, idText: string | undefined, 
     netns: input.netns === undefined ? previous.netns : input.netns,
   };
   const moved = next.interface !== previous.interface || next.netns !== previous.netns;
-  if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'vms', id: previous.id }))) {
-    throw interfaceConflict(next.interface);
-  }
   rejectIssues(await ctx.hooks.validate('vm.validate', { input: body as Record<string, unknown>, existing: previous }));
-  await ctx.db('vms').where({ id: previous.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+  await interfaceClaims.run('all', async () => {
+    if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'vms', id: previous.id }))) {
+      throw interfaceConflict(next.interface);
+    }
+    await ctx.db('vms').where({ id: previous.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+  });
   const vm = toVm(await ctx.db('vms').where({ id: previous.id }).first());
   await ctx.hooks.emit('vm.updated', { vm, previous, input: body as Record<string, unknown>, actor });
   return (await serializeVms(ctx, [vm]))[0]!;

@@ -10,8 +10,7 @@
  * 3. forwarding throughput through HTB with 5,000 limited subjects vs 1 (iperf3 over veth, the flow
  *    in the default class).
  */
-import { release } from 'node:os';
-import { cpus } from 'node:os';
+import { cpus, release } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 import { execa } from 'execa';

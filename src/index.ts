@@ -19,6 +19,7 @@ import { LimitsService } from './limits/service.js';
 import { IntervalLoop } from './interval-loop.js';
 import { Collector } from './accounting/collector.js';
 import { mountUsageApi } from './routes/api-usage.js';
+import { createMetrics, mountMetrics } from './routes/metrics.js';
 import { probeCapabilities } from './shaping/probe.js';
 import type { PlanCapabilities } from './shaping/plan.js';
 import { formatCaps } from './views/format.js';
@@ -117,6 +118,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
   mountBandwidthApi(host, service, collector);
   mountUsageApi(host);
+  mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   if (overview) mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
 

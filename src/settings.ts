@@ -19,6 +19,8 @@ export interface Settings {
   retention_daily_days: number;
   /** Deltas faster than this many Mbit/s are discarded as impossible. @default 100000 */
   ceiling_mbps: number;
+  /** Bearer token for /metrics; empty = open. @default '' */
+  metrics_token: string;
 }
 
 /**

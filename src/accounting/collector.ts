@@ -53,6 +53,10 @@ export class Collector {
   private readonly rateBySubject = new Map<string, Rate>();
   private readonly node: string;
   private lastRun: { at: number; durationMs: number; error: string | null; result: TickResult | null } | null = null;
+  /** When the last tick finished without error (epoch ms). */
+  lastSuccess: number | null = null;
+  /** Ticks that failed since start. */
+  errorCount = 0;
 
   constructor(private readonly options: CollectorOptions) {
     this.node = options.node ?? 'local';
@@ -176,9 +180,11 @@ export class Collector {
       for (const key of [...this.rateBySubject.keys()]) if (!seen.has(key)) this.rateBySubject.delete(key);
       await enforceRetention(this.options.db, (this.options.now ?? Date.now)(), this.options.retention);
       this.lastRun = { at: Date.now(), durationMs: Date.now() - started, error: null, result };
+      this.lastSuccess = this.lastRun.at;
       return result;
     } catch (error) {
       this.lastRun = { at: Date.now(), durationMs: Date.now() - started, error: (error as Error).message, result: null };
+      this.errorCount++;
       throw error;
     }
   }

@@ -6,6 +6,7 @@ import { KeyedMutex, interfaceLockKey } from '../shaping/lock.js';
 import { commandLine, type Operation } from '../shaping/operations.js';
 import type { PlanCapabilities } from '../shaping/plan.js';
 import { reconcileInterface, removeInterface } from '../shaping/reconcile.js';
+import { changeSubjectRate } from '../shaping/rate-change.js';
 import { desiredInterface } from './desired.js';
 
 /** What applying one interface did. */
@@ -48,8 +49,16 @@ export class LimitApplier {
     return this.options.mode;
   }
 
-  /** Reconciles one interface with every subject the database holds for it. */
-  async applyInterface(iface: string, netns: string | null): Promise<InterfaceOutcome> {
+  /**
+   * Reconciles one interface with every subject the database holds for it. With `rateChange` (one
+   * subject's caps moved between two non-zero values and the kernel had the old ones applied), it
+   * takes the fast path: a `class change` per direction, no read of the interface.
+   */
+  async applyInterface(
+    iface: string,
+    netns: string | null,
+    rateChange?: { subjectId: string; previous: { upKbps: number; downKbps: number } },
+  ): Promise<InterfaceOutcome> {
     const ref: InterfaceRef = { node: this.node, interface: iface, netns };
     return this.locks.run(interfaceLockKey(iface, netns ?? undefined), async () => {
       const { db, executor, logger } = this.options;
@@ -57,9 +66,11 @@ export class LimitApplier {
       const limited = rows.filter(isLimited);
       const outcome: InterfaceOutcome = { interface: iface, netns, status: 'applied', operations: [], error: null };
       try {
-        const result = await reconcileInterface(desiredInterface(ref, rows), executor, await this.options.capabilities(), {
-          locks: new KeyedMutex(),
-        });
+        const desired = desiredInterface(ref, rows);
+        const caps = await this.options.capabilities();
+        const result = rateChange
+          ? await changeSubjectRate(desired, rateChange.subjectId, rateChange.previous, executor, caps, { locks: new KeyedMutex() })
+          : await reconcileInterface(desired, executor, caps, { locks: new KeyedMutex() });
         outcome.operations = render(result.operations);
         if (!result.interfaceExists && limited.length > 0) {
           outcome.status = 'pending';

@@ -58,7 +58,16 @@ export class LimitsService {
     const moved = previous && (previous.interface !== current.interface || previous.netns !== current.netns);
     if (moved && isLimited(previous)) await this.applier.applyInterface(previous.interface, previous.netns);
     const needsKernel = isLimited(current) || (previous !== undefined && isLimited(previous)) || current.status !== 'applied';
-    const outcome = needsKernel ? await this.applier.applyInterface(current.interface, current.netns) : null;
+    const onlyRate =
+      previous !== undefined && !moved && previous.status === 'applied' && isLimited(previous) && isLimited(current) &&
+      previous.classMinor === current.classMinor && previous.addresses.join() === current.addresses.join();
+    const outcome = needsKernel
+      ? await this.applier.applyInterface(
+        current.interface,
+        current.netns,
+        onlyRate ? { subjectId: current.subjectId, previous: { upKbps: previous.upKbps, downKbps: previous.downKbps } } : undefined,
+      )
+      : null;
     const changed = !previous || previous.upKbps !== current.upKbps || previous.downKbps !== current.downKbps;
     if (changed && (isLimited(current) || (previous && isLimited(previous)))) {
       await recordEvent(this.db, {

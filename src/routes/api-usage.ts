@@ -4,21 +4,14 @@ import { DAY_MS, HOUR_MS } from '../accounting/split.js';
 import { inputError } from './errors.js';
 import { sendJson } from './json.js';
 import { lookupSubject } from './subject-lookup.js';
+import { parseTime } from './time-params.js';
+import { exportCsv } from './export-csv.js';
 
 const MAX_POINTS = 24 * 400;
 
-function parseTime(field: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(value)) {
-    throw inputError(field, `\`${field}\` must be an ISO-8601 time such as 2026-11-01T00:00:00Z`);
-  }
-  const time = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
-  if (Number.isNaN(time)) throw inputError(field, `\`${field}\` is not a valid time`);
-  return time;
-}
-
 /** `GET /api/bandwidth/usage`: totals and a per-hour or per-day series for one subject. */
 export function mountUsageApi(host: Host): void {
+  host.router.get('/api/bandwidth/export.csv', host.auth.api, exportCsv(host));
   host.router.get('/api/bandwidth/usage', host.auth.api, async (req, res) => {
     const query = req.query as Record<string, unknown>;
     const step = query.step ?? 'hour';

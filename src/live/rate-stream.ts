@@ -1,0 +1,126 @@
+import type { Request, Response } from 'express';
+import type { Logger } from '../plugin-api.js';
+import type { RateMap } from './live-rates.js';
+
+interface Client {
+  res: Response;
+  /** True while the socket's buffer is full: frames are skipped, never queued. */
+  blocked: boolean;
+  blockedSince: number;
+}
+
+export interface RateStreamOptions {
+  /** Reads the current rates; only called while at least one client listens. */
+  sample: () => Promise<RateMap>;
+  logger: Logger;
+  /** @default 1000 */
+  intervalMs?: number;
+  /** @default 15000 */
+  heartbeatMs?: number;
+  /** A client whose buffer stays full this long is disconnected. @default 30000 */
+  stallMs?: number;
+}
+
+/**
+ * One Server-Sent Events stream of every subject's current rates, once a second, sampled only
+ * while someone listens. Event ids increase; a reconnect with `Last-Event-ID` continues after it.
+ * A slow client has frames dropped (its socket is never written past a full buffer) so it cannot
+ * stall the others; closed connections are removed at once.
+ */
+export class RateStream {
+  private readonly clients = new Set<Client>();
+  private nextId = 1;
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private sampling = false;
+  private lastNonZero = new Set<string>();
+
+  constructor(private readonly options: RateStreamOptions) {}
+
+  get listeners(): number {
+    return this.clients.size;
+  }
+
+  attach(req: Request, res: Response): void {
+    const last = Number(req.get('last-event-id'));
+    if (Number.isSafeInteger(last) && last >= this.nextId) this.nextId = last + 1;
+    res.status(200).set({
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    res.flushHeaders();
+    res.write('retry: 2000\n\n');
+    const client: Client = { res, blocked: false, blockedSince: 0 };
+    this.clients.add(client);
+    res.on('drain', () => (client.blocked = false));
+    res.on('close', () => this.detach(client));
+    this.start();
+  }
+
+  private detach(client: Client): void {
+    this.clients.delete(client);
+    if (this.clients.size === 0) this.stop();
+  }
+
+  private start(): void {
+    if (this.timer) return;
+    this.lastNonZero.clear();
+    this.timer = setInterval(() => void this.tick(), this.options.intervalMs ?? 1000);
+    this.heartbeat = setInterval(() => this.broadcast(': heartbeat\n\n'), this.options.heartbeatMs ?? 15_000);
+    void this.tick();
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    clearInterval(this.heartbeat);
+    this.timer = undefined;
+    this.heartbeat = undefined;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.sampling || this.clients.size === 0) return;
+    this.sampling = true;
+    try {
+      const rates = await this.options.sample();
+      const payload: Record<string, [number, number]> = {};
+      const nonZero = new Set<string>();
+      for (const [key, rate] of rates) {
+        if (rate.upKbps === 0 && rate.downKbps === 0) continue;
+        payload[key] = [rate.upKbps, rate.downKbps];
+        nonZero.add(key);
+      }
+      // Subjects that went quiet are sent once as zeros, so pages clear them.
+      for (const key of this.lastNonZero) if (!nonZero.has(key)) payload[key] = [0, 0];
+      this.lastNonZero = nonZero;
+      const id = this.nextId++;
+      this.broadcast(`id: ${id}\nevent: rates\ndata: ${JSON.stringify({ at: Date.now(), rates: payload })}\n\n`);
+    } catch (error) {
+      this.options.logger.warn('live rates failed', { error: (error as Error).message });
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  private broadcast(frame: string): void {
+    const now = Date.now();
+    for (const client of this.clients) {
+      if (client.blocked) {
+        if (now - client.blockedSince > (this.options.stallMs ?? 30_000)) client.res.destroy();
+        continue;
+      }
+      if (!client.res.write(frame)) {
+        client.blocked = true;
+        client.blockedSince = now;
+      }
+    }
+  }
+
+  /** Ends every stream and stops sampling. */
+  close(): void {
+    this.stop();
+    for (const client of this.clients) client.res.end();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,82 @@
+import { once } from 'node:events';
+import type { Request, RequestHandler, Response } from 'express';
+import type { Host } from '../plugin-api.js';
+import { bigintColumn, toBigInt } from '../db/bigint.js';
+import { DAY_MS, HOUR_MS } from '../accounting/split.js';
+import { inputError } from './errors.js';
+import { parseTime } from './time-params.js';
+
+const CHUNK = 2000;
+
+/** One CSV field: quoted when needed; a leading = + - @ is defused so spreadsheets never run it. */
+export function csvField(value: string): string {
+  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+async function write(res: Response, text: string): Promise<void> {
+  if (!res.write(text)) await once(res, 'drain');
+}
+
+/**
+ * Streams usage per subject and period as CSV, reading the roll-up in keyset-paginated chunks
+ * and waiting for the socket to drain, so a year of hourly rows for thousands of subjects never
+ * sits in memory. A client that goes away stops the query loop.
+ */
+export function exportCsv(host: Host): RequestHandler {
+  return async (req: Request, res: Response) => {
+    const query = req.query as Record<string, unknown>;
+    const step = query.step ?? 'day';
+    if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
+    const now = Date.now();
+    const to = parseTime('to', query.to, now);
+    const from = parseTime('from', query.from, to - 30 * DAY_MS);
+    if (from >= to) throw inputError('from', '`from` must be before `to`');
+    const [table, column, bucketMs] = step === 'hour' ? (['bw_usage_hourly', 'hour_start', HOUR_MS] as const) : (['bw_usage_daily', 'day_start', DAY_MS] as const);
+    const db = host.db;
+    let closed = false;
+    res.on('close', () => (closed = true));
+    res.status(200).set({
+      'Content-Type': 'text/csv; charset=utf-8',
+      'Content-Disposition': `attachment; filename="bandwidth-${step}-${new Date(from).toISOString().slice(0, 10)}-${new Date(to).toISOString().slice(0, 10)}.csv"`,
+      'Cache-Control': 'no-store',
+    });
+    await write(res, 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes\n');
+    let after: { bucket: number; id: number } | null = null;
+    while (!closed) {
+      const chunk = db(`${table} as u`)
+        .leftJoin('bw_limits as l', function join() {
+          this.on('l.subject_type', '=', 'u.subject_type').andOn('l.subject_id', '=', 'u.subject_id');
+        })
+        .select('u.id', 'u.subject_type', 'u.subject_id', `u.${column} as bucket`, 'l.name', bigintColumn(db, 'u.up_bytes', 'up'), bigintColumn(db, 'u.down_bytes', 'down'))
+        .where(`u.${column}`, '>=', Math.floor(from / bucketMs) * bucketMs)
+        .andWhere(`u.${column}`, '<', to)
+        .orderBy([{ column: `u.${column}` }, { column: 'u.id' }])
+        .limit(CHUNK);
+      if (after) {
+        const { bucket, id } = after;
+        chunk.andWhere((q) => q.where(`u.${column}`, '>', bucket).orWhere((q2) => q2.where(`u.${column}`, '=', bucket).andWhere('u.id', '>', id)));
+      }
+      const rows = (await chunk) as Record<string, unknown>[];
+      let text = '';
+      for (const row of rows) {
+        const start = Number(row.bucket);
+        text += [
+          String(row.subject_type),
+          csvField(String(row.subject_id)),
+          csvField(row.name === null || row.name === undefined ? '' : String(row.name)),
+          new Date(start).toISOString(),
+          new Date(start + bucketMs).toISOString(),
+          String(toBigInt(row.up)),
+          String(toBigInt(row.down)),
+        ].join(',');
+        text += '\n';
+      }
+      if (text !== '') await write(res, text);
+      if (rows.length < CHUNK) break;
+      const last = rows[rows.length - 1]!;
+      after = { bucket: Number(last.bucket), id: Number(last.id) };
+    }
+    res.end();
+  };
+}

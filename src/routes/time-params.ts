@@ -1,0 +1,14 @@
+import { inputError } from './errors.js';
+
+/** An ISO-8601 time from a query parameter (`2026-11-01` or `2026-11-01T10:00:00Z`), or `fallback`. */
+export function parseTime(field: string, value: unknown, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(value)) {
+    throw inputError(field, `\`${field}\` must be an ISO-8601 time such as 2026-11-01T00:00:00Z`);
+  }
+  // A time without a zone is UTC, like every time this plugin stores.
+  const hasZone = /(Z|[+-]\d{2}:\d{2})$/.test(value);
+  const time = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : hasZone ? value : `${value}Z`);
+  if (Number.isNaN(time)) throw inputError(field, `\`${field}\` is not a valid time`);
+  return time;
+}

@@ -20,6 +20,10 @@ import { IntervalLoop } from './interval-loop.js';
 import { Collector } from './accounting/collector.js';
 import { mountUsageApi } from './routes/api-usage.js';
 import { createMetrics, mountMetrics } from './routes/metrics.js';
+import { exportCsv } from './routes/export-csv.js';
+import { mountSubjectPage } from './routes/admin-subject.js';
+import { LiveRates } from './live/live-rates.js';
+import { RateStream } from './live/rate-stream.js';
 import { probeCapabilities } from './shaping/probe.js';
 import type { PlanCapabilities } from './shaping/plan.js';
 import { formatCaps } from './views/format.js';
@@ -120,7 +124,14 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   mountUsageApi(host);
   mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
-  if (overview) mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
+  const live = new LiveRates(() => (collector ? collector.sample() : Promise.resolve([])));
+  const stream = new RateStream({ sample: () => live.next(), onIdle: () => live.reset(), logger: host.logger });
+  if (overview) {
+    host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));
+    host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host));
+    mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
+    mountSubjectPage(host, overview.path, overview.minRole, collector);
+  }
 
   const loops = [new IntervalLoop('reconcile', () => service.reconcileAll('reconcile'), settings.reconcile_interval_s * 1000, host.logger)];
   if (collector) loops.push(new IntervalLoop('collector', () => collector.tick(), settings.collect_interval_s * 1000, host.logger));
@@ -131,6 +142,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     async close() {
       if (closed) return;
       closed = true;
+      stream.close();
       await Promise.all(loops.map((loop) => loop.stop()));
       for (const release of releases.reverse()) release();
     },

@@ -101,3 +101,17 @@ export async function usageSeries(
   }
   return points;
 }
+
+/** Bytes over [from, to) summed over every subject (the overview's cards). */
+export async function grandTotals(db: Knex, from: number, to: number): Promise<Totals> {
+  const total: Totals = { upBytes: 0n, downBytes: 0n };
+  for (const piece of planRange(from, to)) {
+    const [row] = (await db(piece.table)
+      .select(sumBigint(db, 'up_bytes', 'up'), sumBigint(db, 'down_bytes', 'down'))
+      .where(piece.column, piece.table === 'bw_usage' ? '>' : '>=', piece.from)
+      .andWhere(piece.column, piece.table === 'bw_usage' ? '<=' : '<', piece.to)) as Record<string, unknown>[];
+    total.upBytes += toBigInt(row?.up) ?? 0n;
+    total.downBytes += toBigInt(row?.down) ?? 0n;
+  }
+  return total;
+}

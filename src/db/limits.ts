@@ -43,7 +43,7 @@ export interface SubjectLimit {
   downKbps: number;
 }
 
-function toLimit(row: Record<string, unknown>): LimitRow {
+export function toLimitRow(row: Record<string, unknown>): LimitRow {
   return {
     id: Number(row.id),
     subjectType: row.subject_type as SubjectType,
@@ -71,14 +71,14 @@ export const isLimited = (limit: { upKbps: number; downKbps: number }): boolean 
 
 export async function getLimit(db: Knex, subjectType: SubjectType, subjectId: string): Promise<LimitRow | undefined> {
   const row = await db('bw_limits').where({ subject_type: subjectType, subject_id: subjectId }).first();
-  return row ? toLimit(row) : undefined;
+  return row ? toLimitRow(row) : undefined;
 }
 
 export async function getLimits(db: Knex, subjectType: SubjectType, subjectIds: string[]): Promise<Map<string, LimitRow>> {
   const found = new Map<string, LimitRow>();
   for (let i = 0; i < subjectIds.length; i += 500) {
     const rows = await db('bw_limits').where({ subject_type: subjectType }).whereIn('subject_id', subjectIds.slice(i, i + 500));
-    for (const row of rows) found.set(String(row.subject_id), toLimit(row));
+    for (const row of rows) found.set(String(row.subject_id), toLimitRow(row));
   }
   return found;
 }
@@ -100,7 +100,7 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
     try {
       return await db.transaction(async (trx) => {
         const previousRow = await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first();
-        const previous = previousRow ? toLimit(previousRow) : undefined;
+        const previous = previousRow ? toLimitRow(previousRow) : undefined;
         const sameInterface = previous && previous.node === node && previous.interface === subject.interface;
         let classMinor = sameInterface ? previous.classMinor : null;
         if (classMinor === null && isLimited(subject)) {
@@ -125,7 +125,7 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
         };
         if (previous) await trx('bw_limits').where({ id: previous.id }).update(values);
         else await trx('bw_limits').insert({ ...values, subject_type: subject.subjectType, subject_id: subject.subjectId, created_at: now });
-        const current = toLimit(await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first());
+        const current = toLimitRow(await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first());
         return { previous, current };
       });
     } catch (error) {
@@ -161,7 +161,7 @@ export async function limitsOnInterface(db: Knex, node: string, iface: string, n
   const query = db('bw_limits').where({ node, interface: iface }).orderBy('id');
   if (netns === null) query.whereNull('netns');
   else query.where({ netns });
-  return (await query).map(toLimit);
+  return (await query).map(toLimitRow);
 }
 
 export interface InterfaceRef {
@@ -198,7 +198,7 @@ export async function listLimits(db: Knex, filter: LimitFilter, page: { offset: 
     .orderBy([{ column: 'subject_type' }, { column: 'name' }, { column: 'id' }])
     .offset(page.offset)
     .limit(page.limit);
-  return (await query).map(toLimit);
+  return (await query).map(toLimitRow);
 }
 
 export async function countLimits(db: Knex, filter: LimitFilter): Promise<number> {

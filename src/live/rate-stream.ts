@@ -19,6 +19,8 @@ export interface RateStreamOptions {
   heartbeatMs?: number;
   /** A client whose buffer stays full this long is disconnected. @default 30000 */
   stallMs?: number;
+  /** Called when the last client leaves and sampling stops. */
+  onIdle?: () => void;
 }
 
 /**
@@ -73,10 +75,12 @@ export class RateStream {
   }
 
   private stop(): void {
+    if (!this.timer) return;
     clearInterval(this.timer);
     clearInterval(this.heartbeat);
     this.timer = undefined;
     this.heartbeat = undefined;
+    this.options.onIdle?.();
   }
 
   private async tick(): Promise<void> {

@@ -1,29 +1,59 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Request, Response } from 'express';
-import type { Host } from '../plugin-api.js';
-import { countLimits, countLimitsByStatus, getLimit, listLimits } from '../db/limits.js';
+import type { Host, SubjectType } from '../plugin-api.js';
+import { countLimitsByStatus, getLimit, type LimitRow } from '../db/limits.js';
+import { countSubjects, listSubjects, SORT_KEYS, type SortKey, type SubjectQuery } from '../db/subject-list.js';
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import type { Settings } from '../settings.js';
 import { bandwidthInput } from '../hooks/bandwidth-fields.js';
-import { formatCaps, formatKbps } from '../views/format.js';
+import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
 import { RouteError } from './errors.js';
-import { lastRates, type Collector } from '../accounting/collector.js';
-import { totalsBySubject } from '../accounting/queries.js';
-import { formatBytes, formatRate } from '../views/format.js';
 import { lookupSubject } from './subject-lookup.js';
+import { lastRates, type Collector, type Rate } from '../accounting/collector.js';
+import { grandTotals, totalsBySubject, type Totals } from '../accounting/queries.js';
 
 export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'views');
+const DAY_MS = 86_400_000;
 
 export interface ExecutorInfo {
   mode: 'local' | 'recording';
   reason: string;
 }
 
+/** Current rate vs cap, in percent of the fuller direction (null when unlimited). */
+export function utilisation(limit: Pick<LimitRow, 'upKbps' | 'downKbps'>, rate: Pick<Rate, 'upKbps' | 'downKbps'> | undefined): number | null {
+  const parts: number[] = [];
+  if (limit.upKbps > 0) parts.push((rate?.upKbps ?? 0) / limit.upKbps);
+  if (limit.downKbps > 0) parts.push((rate?.downKbps ?? 0) / limit.downKbps);
+  return parts.length === 0 ? null : Math.round(Math.max(...parts) * 100);
+}
+
+/** The overview's query string, read leniently: an unknown value means "no filter" / the default. */
+export function readOverviewQuery(query: Record<string, unknown>): SubjectQuery & { page: number } {
+  const text = (name: string) => (typeof query[name] === 'string' ? (query[name] as string) : '');
+  const sort = (SORT_KEYS as readonly string[]).includes(text('sort')) ? (text('sort') as SortKey) : 'name';
+  const type = text('type');
+  const status = text('status');
+  const network = text('network');
+  const page = Number(text('page') || 1);
+  return {
+    search: text('q').trim().slice(0, 100) || undefined,
+    subjectType: type === 'peer' || type === 'vm' ? (type as SubjectType) : undefined,
+    networkId: /^\d{1,10}$/.test(network) ? network : undefined,
+    status: ['pending', 'applied', 'failed', 'unlimited'].includes(status) ? (status as SubjectQuery['status']) : undefined,
+    sort,
+    order: text('order') === 'desc' ? 'desc' : 'asc',
+    page: Number.isInteger(page) && page >= 1 ? page : 1,
+  };
+}
+
 /**
- * `/admin/bandwidth`: cards with the limit counts, every known subject with its caps, status and a
- * set/clear form (works without JavaScript), and the audit log.
+ * `/admin/bandwidth`: cards (24 h totals, current aggregate rate, limited, failed/pending,
+ * collector), then every subject with caps, live rate, utilisation, 24 h and 30 d totals and
+ * status — sortable by any column, searchable, filterable and paginated on the server, with an
+ * inline set/clear form that works without JavaScript.
  */
 export function mountOverview(
   host: Host,
@@ -35,48 +65,96 @@ export function mountOverview(
 ): void {
   const { router, auth, db, views } = host;
 
-  async function render(req: Request, res: Response, formError: { key: string; message: string } | null = null) {
-    const onlyLimited = req.query.all !== '1';
-    const filter = onlyLimited ? { limitedOnly: true } : {};
-    const counts = await countLimitsByStatus(db);
-    const total = await countLimits(db, filter);
-    const pages = Math.max(1, Math.ceil(total / settings.page_size));
-    const requested = Number(req.query.page ?? 1);
-    const current = Number.isInteger(requested) && requested >= 1 ? Math.min(requested, pages) : 1;
-    const limits = await listLimits(db, filter, { offset: (current - 1) * settings.page_size, limit: settings.page_size });
-    const { events } = await listEvents(db, { offset: 0, limit: 20 });
-    const now = Date.now();
-    const ids = (type: string) => limits.filter((l) => l.subjectType === type).map((l) => l.subjectId);
-    const totals = new Map<string, { day?: { upBytes: bigint; downBytes: bigint }; month?: { upBytes: bigint; downBytes: bigint } }>();
+  const ratesFor = async (rows: LimitRow[]): Promise<ReadonlyMap<string, Rate>> =>
+    collector ? collector.rates() : lastRates(db, rows.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })));
+
+  async function totalsFor(rows: LimitRow[], from: number, to: number): Promise<Map<string, Totals>> {
+    const result = new Map<string, Totals>();
     for (const type of ['peer', 'vm'] as const) {
-      if (ids(type).length === 0) continue;
-      for (const [range, from] of [['day', now - 86_400_000], ['month', now - 30 * 86_400_000]] as const) {
-        for (const [key, total] of await totalsBySubject(db, from, now, { subjectType: type, subjectIds: ids(type) })) {
-          totals.set(key, { ...totals.get(key), [range]: total });
-        }
+      const ids = rows.filter((l) => l.subjectType === type).map((l) => l.subjectId);
+      if (ids.length === 0) continue;
+      const subjectIds = rows.length > 500 ? undefined : ids;
+      for (const [key, total] of await totalsBySubject(db, from, to, { subjectType: type, ...(subjectIds ? { subjectIds } : {}) })) {
+        result.set(key, total);
       }
     }
-    const rates = collector ? collector.rates() : await lastRates(db, limits.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })));
-    const lastTick = collector?.lastTick ?? null;
+    return result;
+  }
+
+  async function render(req: Request, res: Response, formError: { key: string; message: string } | null = null) {
+    const query = readOverviewQuery(req.query as Record<string, unknown>);
+    const now = Date.now();
+    const total = await countSubjects(db, query);
+    const pages = Math.max(1, Math.ceil(total / settings.page_size));
+    const current = Math.min(query.page, pages);
+    const rank = async (rows: LimitRow[]): Promise<Map<string, number>> => {
+      const ranks = new Map<string, number>();
+      if (query.sort === 'usage_24h' || query.sort === 'usage_30d') {
+        const totals = await totalsFor(rows, now - (query.sort === 'usage_24h' ? 1 : 30) * DAY_MS, now);
+        for (const [key, t] of totals) ranks.set(key, Number(t.upBytes + t.downBytes));
+      } else {
+        const rates = await ratesFor(rows);
+        for (const row of rows) {
+          const key = `${row.subjectType}:${row.subjectId}`;
+          const rate = rates.get(key);
+          ranks.set(key, query.sort === 'rate' ? (rate?.upKbps ?? 0) + (rate?.downKbps ?? 0) : (utilisation(row, rate) ?? -1));
+        }
+      }
+      return ranks;
+    };
+    const limits = await listSubjects(db, query, { offset: (current - 1) * settings.page_size, limit: settings.page_size }, rank);
+    const [counts, day, dayTotals, monthTotals, rates, events] = await Promise.all([
+      countLimitsByStatus(db),
+      grandTotals(db, now - DAY_MS, now),
+      totalsFor(limits, now - DAY_MS, now),
+      totalsFor(limits, now - 30 * DAY_MS, now),
+      ratesFor(limits),
+      listEvents(db, { offset: 0, limit: 20 }),
+    ]);
+    let aggregateUp = 0;
+    let aggregateDown = 0;
+    for (const rate of (collector ? collector.rates() : rates).values()) {
+      aggregateUp += rate.upKbps;
+      aggregateDown += rate.downKbps;
+    }
+    const networks = (await db('bw_limits').whereNotNull('network_id').distinct('network_id', 'interface').orderBy('interface')) as { network_id: string; interface: string }[];
+    const link = (change: Record<string, string | number | undefined>) => {
+      const params = new URLSearchParams();
+      const merged: Record<string, string | number | undefined> = {
+        q: query.search, type: query.subjectType, network: query.networkId, status: query.status,
+        sort: query.sort === 'name' ? undefined : query.sort, order: query.order === 'asc' ? undefined : query.order, page: current === 1 ? undefined : current,
+        ...change,
+      };
+      for (const [key, value] of Object.entries(merged)) if (value !== undefined && value !== '') params.set(key, String(value));
+      const text = params.toString();
+      return text ? `${page.path}?${text}` : page.path;
+    };
     await views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'overview.ejs'), {
       title: 'Bandwidth',
+      query,
       counts,
+      day,
+      aggregate: { upKbps: aggregateUp, downKbps: aggregateDown },
       limits,
-      events,
+      total,
+      dayTotals,
+      monthTotals,
+      rates,
+      events: events.events,
+      networks,
       page: current,
       pages,
-      onlyLimited,
+      link,
       basePath: page.path,
       executor,
       formError,
+      lastTick: collector?.lastTick ?? null,
+      accounting: collector !== null,
+      utilisation,
       formatCaps,
       formatKbps,
       formatBytes,
       formatRate,
-      totals,
-      rates,
-      lastTick,
-      accounting: collector !== null,
       canEdit: auth.role(req) === 'admin',
     });
   }
@@ -87,11 +165,19 @@ export function mountOverview(
     const clear = req.body?.action === 'clear';
     const parsed = clear ? { upKbps: 0, downKbps: 0, issues: [] } : bandwidthInput((req.body ?? {}) as Record<string, unknown>);
     const key = `${String(req.params.type)}:${String(req.params.id)}`;
+    const back = typeof req.body?.return_to === 'string' && req.body.return_to.startsWith(page.path) && !req.body.return_to.startsWith('//')
+      ? (req.body.return_to as string)
+      : page.path;
     const issue = parsed.issues[0];
-    if (issue) {
+    const refuse = async (message: string) => {
       res.status(400);
-      return render(req, res, { key, message: issue.message });
-    }
+      if (back.startsWith(`${page.path}/${String(req.params.type)}/`)) {
+        views.flash(req, message);
+        return res.redirect(303, back);
+      }
+      return render(req, res, { key, message });
+    };
+    if (issue) return refuse(issue.message);
     let subject;
     try {
       subject = await lookupSubject(host, req.params.type, req.params.id);
@@ -106,13 +192,10 @@ export function mountOverview(
     subject.upKbps = parsed.upKbps ?? stored?.upKbps ?? 0;
     subject.downKbps = parsed.downKbps ?? stored?.downKbps ?? 0;
     const problem = (await service.validate(subject))[0];
-    if (problem) {
-      res.status(400);
-      return render(req, res, { key, message: problem.message });
-    }
+    if (problem) return refuse(problem.message);
     const { limit } = await service.set(subject, auth.actor(req).name);
     const verdict = limit.status === 'failed' ? ` — the kernel refused: ${limit.lastError ?? ''}` : limit.status === 'pending' ? ` (pending: ${limit.lastError ?? ''})` : '';
     views.flash(req, `${limit.name}: ${formatCaps(limit.upKbps, limit.downKbps)}${verdict}`);
-    res.redirect(303, typeof req.body?.return_to === 'string' && req.body.return_to.startsWith(`${page.path}`) ? req.body.return_to : page.path);
+    res.redirect(303, back);
   });
 }

@@ -39,7 +39,7 @@ export function niceCeiling(value: number): number {
 export function renderChart(options: ChartOptions): string {
   const width = options.width ?? 720;
   const height = options.height ?? 220;
-  const pad = { left: 64, right: 12, top: 14, bottom: 28 };
+  const pad = { left: 86, right: 24, top: 14, bottom: 28 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const kbps = (bytes: bigint) => Number((bytes * 8n) / BigInt(options.bucketMs));

@@ -1,0 +1,81 @@
+import type { Knex } from 'knex';
+import type { SubjectType } from '../plugin-api.js';
+import type { LimitRow } from './limits.js';
+import { toLimitRow } from './limits.js';
+
+export const SORT_KEYS = ['name', 'type', 'interface', 'up', 'down', 'status', 'rate', 'usage_24h', 'usage_30d', 'utilisation'] as const;
+export type SortKey = (typeof SORT_KEYS)[number];
+/** Sort keys the database can order by; the rest need live rates or totals and are sorted in memory. */
+const SQL_SORTS: Partial<Record<SortKey, string[]>> = {
+  name: ['name', 'id'],
+  type: ['subject_type', 'name', 'id'],
+  interface: ['interface', 'name', 'id'],
+  up: ['up_kbps', 'name', 'id'],
+  down: ['down_kbps', 'name', 'id'],
+  status: ['status', 'name', 'id'],
+};
+
+export interface SubjectQuery {
+  search?: string;
+  subjectType?: SubjectType;
+  networkId?: string;
+  status?: 'pending' | 'applied' | 'failed' | 'unlimited';
+  sort: SortKey;
+  order: 'asc' | 'desc';
+}
+
+/** `LIKE` with `!` as the escape character, the same on SQLite, MariaDB and PostgreSQL. */
+function likePattern(text: string): string {
+  return `%${text.replace(/[!%_]/g, (c) => `!${c}`)}%`;
+}
+
+function filtered(db: Knex, query: SubjectQuery): Knex.QueryBuilder {
+  const builder = db('bw_limits');
+  if (query.subjectType) builder.where({ subject_type: query.subjectType });
+  if (query.networkId) builder.where({ network_id: query.networkId });
+  if (query.status === 'unlimited') builder.where({ up_kbps: 0, down_kbps: 0 });
+  else if (query.status) builder.where({ status: query.status }).andWhere((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0));
+  if (query.search) {
+    const pattern = likePattern(query.search.toLowerCase());
+    builder.andWhere((q) =>
+      q
+        .whereRaw("LOWER(name) LIKE ? ESCAPE '!'", [pattern])
+        .orWhereRaw("LOWER(addresses) LIKE ? ESCAPE '!'", [pattern])
+        .orWhereRaw("LOWER(interface) LIKE ? ESCAPE '!'", [pattern]),
+    );
+  }
+  return builder;
+}
+
+export async function countSubjects(db: Knex, query: SubjectQuery): Promise<number> {
+  const [row] = await filtered(db, query).count({ n: '*' });
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * One page of subjects. Orders the database can do are paginated there; orders by live rate,
+ * totals or utilisation load the matching rows' keys, rank them with `rank` and page in memory.
+ */
+export async function listSubjects(
+  db: Knex,
+  query: SubjectQuery,
+  page: { offset: number; limit: number },
+  rank: (rows: LimitRow[]) => Promise<Map<string, number>>,
+): Promise<LimitRow[]> {
+  const columns = SQL_SORTS[query.sort];
+  if (columns) {
+    const rows = await filtered(db, query)
+      .orderBy(columns.map((column, i) => ({ column, order: i === 0 ? query.order : 'asc' })))
+      .offset(page.offset)
+      .limit(page.limit);
+    return rows.map(toLimitRow);
+  }
+  const all = ((await filtered(db, query)) as Record<string, unknown>[]).map(toLimitRow);
+  const ranks = await rank(all);
+  const sign = query.order === 'asc' ? 1 : -1;
+  all.sort((a, b) => {
+    const diff = (ranks.get(`${a.subjectType}:${a.subjectId}`) ?? 0) - (ranks.get(`${b.subjectType}:${b.subjectId}`) ?? 0);
+    return diff !== 0 ? sign * diff : a.name.localeCompare(b.name) || a.id - b.id;
+  });
+  return all.slice(page.offset, page.offset + page.limit);
+}

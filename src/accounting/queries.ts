@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { sumBigint, toBigInt } from '../db/bigint.js';
 import type { SubjectType } from '../plugin-api.js';
-import { DAY_MS, HOUR_MS } from './split.js';
+import { DAY_MS, HOUR_MS } from './buckets.js';
 
 export interface Totals {
   upBytes: bigint;

@@ -4,7 +4,7 @@ import { dialectOf } from '../db/dialect.js';
 import type { Logger } from '../plugin-api.js';
 import { computeDelta, DEFAULT_CEILING_BITS_PER_SECOND, type DeltaResult } from './deltas.js';
 import { seriesKeyOf, subjectDirections, type Sample, type SourceName } from './sample.js';
-import { DAY_MS, HOUR_MS, splitOverBuckets } from './split.js';
+import { bucketOf, DAY_MS, HOUR_MS } from './buckets.js';
 
 /** What one tick wrote. */
 export interface TickResult {
@@ -74,21 +74,18 @@ function increment(knex: Knex, table: string, column: string): Knex.Raw {
 
 type Rollups = Map<string, { subjectType: string; subjectId: string; bucket: number; up: bigint; down: bigint }>;
 
-/** Adds a delta's share of each UTC hour/day to the in-memory roll-ups of this tick. */
-function addToRollups(rollups: { hourly: Rollups; daily: Rollups }, subjectType: string, subjectId: string, start: number, end: number, up: bigint, down: bigint) {
+/** Adds a delta to the UTC hour and day buckets that hold its end (see {@link bucketOf}). */
+function addToRollups(rollups: { hourly: Rollups; daily: Rollups }, subjectType: string, subjectId: string, end: number, up: bigint, down: bigint) {
   for (const [map, bucketMs] of [
     [rollups.hourly, HOUR_MS],
     [rollups.daily, DAY_MS],
   ] as const) {
-    const ups = splitOverBuckets(up, start, end, bucketMs);
-    const downs = splitOverBuckets(down, start, end, bucketMs);
-    ups.forEach((share, i) => {
-      const key = `${subjectType}\u0000${subjectId}\u0000${share.bucketStart}`;
-      const entry = map.get(key) ?? { subjectType, subjectId, bucket: share.bucketStart, up: 0n, down: 0n };
-      entry.up += share.bytes;
-      entry.down += downs[i]!.bytes;
-      map.set(key, entry);
-    });
+    const bucket = bucketOf(end, bucketMs);
+    const key = `${subjectType}\u0000${subjectId}\u0000${bucket}`;
+    const entry = map.get(key) ?? { subjectType, subjectId, bucket, up: 0n, down: 0n };
+    entry.up += up;
+    entry.down += down;
+    map.set(key, entry);
   }
 }
 
@@ -198,7 +195,7 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
         up_bytes: up.toString(),
         down_bytes: down.toString(),
       });
-      addToRollups(rollups, sample.subjectType, sample.subjectId, stored.sample.at, sample.at, up, down);
+      addToRollups(rollups, sample.subjectType, sample.subjectId, sample.at, up, down);
     }
     for (let i = 0; i < usageRows.length; i += 200) await trx('bw_usage').insert(usageRows.slice(i, i + 200));
     await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);

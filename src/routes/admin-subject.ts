@@ -3,7 +3,7 @@ import type { Host } from '../plugin-api.js';
 import { getLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
-import { DAY_MS, HOUR_MS } from '../accounting/split.js';
+import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { lastRates, type Collector } from '../accounting/collector.js';
 import { renderChart } from '../views/chart.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';

@@ -1,6 +1,6 @@
 import type { Host } from '../plugin-api.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
-import { DAY_MS, HOUR_MS } from '../accounting/split.js';
+import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
 import { sendJson } from './json.js';
 import { lookupSubject } from './subject-lookup.js';

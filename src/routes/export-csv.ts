@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Host } from '../plugin-api.js';
 import { bigintColumn, toBigInt } from '../db/bigint.js';
-import { DAY_MS, HOUR_MS } from '../accounting/split.js';
+import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
 import { parseTime } from './time-params.js';
 

@@ -66,7 +66,8 @@ export function renderChart(options: ChartOptions): string {
     const ticks = Math.min(6, options.points.length);
     for (let t = 0; t < ticks; t++) {
       const i = Math.round((t * (options.points.length - 1)) / Math.max(1, ticks - 1));
-      parts.push(`<text x="${fixed(x(i))}" y="${height - 8}" text-anchor="middle" class="axis">${escape(options.label(options.points[i]!.start))}</text>`);
+      const anchor = t === 0 ? 'start' : t === ticks - 1 ? 'end' : 'middle';
+      parts.push(`<text x="${fixed(x(i))}" y="${height - 8}" text-anchor="${anchor}" class="axis">${escape(options.label(options.points[i]!.start))}</text>`);
     }
     parts.push(`<polyline points="${line(downs)}" class="down"><title>download</title></polyline>`);
     parts.push(`<polyline points="${line(ups)}" class="up"><title>upload</title></polyline>`);

@@ -141,6 +141,10 @@ export async function startPanelProcess(t: Pick<TestContext, 'after'>, options: 
     }
     if ('exit' in outcome) throw fail(`the panel exited (${outcome.exit.signal ?? `code ${String(outcome.exit.exitCode)}`}) before listening`);
     url = outcome.url;
+    // The host logs a plugin that fails to start and serves on without it: that must fail here, loudly.
+    const plugins = await request('GET', '/api/plugins');
+    const bandwidthPlugin = (plugins.body?.plugins as { id: string; running: boolean; error: string | null }[] | undefined)?.find((p) => p.id === 'bandwidth');
+    if (!bandwidthPlugin?.running) throw fail(`the bandwidth plugin is not running: ${bandwidthPlugin?.error ?? plugins.text.slice(0, 300)}`);
   };
 
   const request = async (method: string, path: string, body?: unknown): Promise<ApiResponse> => {
@@ -201,7 +205,7 @@ export async function recreateWireGuardInterface(wg: WireGuardLab): Promise<void
   await waitFor(`wireguard-go of ${ifname} to exit`, async () => !existsSync(`/var/run/wireguard/${ifname}.sock`));
   lab.spawn(ns, ['wireguard-go', '-f', ifname]);
   await waitFor(`wireguard-go interface ${ifname}`, async () => (await lab.ip(ns, ['link', 'show', 'dev', ifname]).catch(() => '')) !== '');
-  await lab.executor.run(['wg', 'setconf', ifname, '/dev/stdin'], { netns: ns, input: config });
+  await lab.executor.run(['wg', 'setconf', ifname, await lab.secretFile(config)], { netns: ns });
   await lab.ip(ns, ['addr', 'add', '10.66.0.1/24', 'dev', ifname]);
   await lab.ip(ns, ['addr', 'add', '10.67.0.1/24', 'dev', ifname]);
   await lab.ip(ns, ['addr', 'add', 'fd00:66::1/64', 'dev', ifname, 'nodad']);

@@ -92,7 +92,8 @@ export class LimitsService {
     if (isLimited(previous)) {
       await recordEvent(this.db, {
         actor, subjectType, subjectId, action: 'subject.deleted', oldValue: caps(previous), newValue: null,
-        result: outcome?.status ?? 'applied', message: outcome?.error ?? null,
+        // With its interface gone the subject has nothing left in the kernel: only a tc refusal is a failure.
+        result: outcome?.status === 'failed' ? 'failed' : 'applied', message: outcome?.status === 'failed' ? outcome.error : null,
       });
     }
     return outcome;

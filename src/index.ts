@@ -21,6 +21,7 @@ import { Collector } from './accounting/collector.js';
 import { mountUsageApi } from './routes/api-usage.js';
 import { createMetrics, mountMetrics } from './routes/metrics.js';
 import { exportCsv } from './routes/export-csv.js';
+import { routeErrors } from './routes/errors.js';
 import { mountSubjectPage } from './routes/admin-subject.js';
 import { LiveRates } from './live/live-rates.js';
 import { RateStream } from './live/rate-stream.js';
@@ -95,8 +96,8 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const releases: (() => void)[] = [];
   releases.push(...registerHooks(host, service));
   for (const adminPage of manifest.adminPages) releases.push(host.views.addNavItem(adminPage));
-  releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'bandwidth-fields.ejs')));
-  releases.push(host.views.addPartial('vm.form', join(PLUGIN_VIEWS, 'partials', 'bandwidth-fields.ejs')));
+  releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'peer-bandwidth-fields.ejs')));
+  releases.push(host.views.addPartial('vm.form', join(PLUGIN_VIEWS, 'partials', 'vm-bandwidth-fields.ejs')));
   const limitColumn = {
     header: 'Limit',
     render: (row: Record<string, unknown>): TableCell => {
@@ -132,6 +133,8 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
     mountSubjectPage(host, overview.path, overview.minRole, collector);
   }
+
+  host.router.use(routeErrors);
 
   const loops = [new IntervalLoop('reconcile', () => service.reconcileAll('reconcile'), settings.reconcile_interval_s * 1000, host.logger)];
   if (collector) loops.push(new IntervalLoop('collector', () => collector.tick(), settings.collect_interval_s * 1000, host.logger));

@@ -98,9 +98,9 @@ async function writeRollups(trx: Knex.Transaction, table: 'bw_usage_hourly' | 'b
     up_bytes: entry.up.toString(),
     down_bytes: entry.down.toString(),
   }));
-  for (let i = 0; i < rows.length; i += 200) {
+  for (let i = 0; i < rows.length; i += 500) {
     await trx(table)
-      .insert(rows.slice(i, i + 200))
+      .insert(rows.slice(i, i + 500))
       .onConflict(['subject_type', 'subject_id', column])
       .merge({ up_bytes: increment(trx, table, 'up_bytes'), down_bytes: increment(trx, table, 'down_bytes') });
   }
@@ -108,9 +108,10 @@ async function writeRollups(trx: Knex.Transaction, table: 'bw_usage_hourly' | 'b
 
 /**
  * Writes one collector tick in one transaction: the new last samples (`bw_counters`), a usage row
- * per positive delta (`bw_usage`) and the hourly and daily roll-ups. Each series advances only
- * from the exact sample it was computed against (a conditional update), so a replayed tick, a
- * retry or a second collector running at the same time adds nothing twice.
+ * per positive delta (`bw_usage`) and the hourly and daily roll-ups, each as a few multi-row
+ * statements. The transaction first takes the collector lock row, so a second collector running at
+ * the same time reads the first one's counters and finds its own readings stale: a replayed tick,
+ * a retry or a concurrent collector adds nothing twice.
  */
 export async function writeTick(db: Knex, samples: Sample[], options: TickOptions = {}): Promise<TickResult> {
   for (let attempt = 1; ; attempt++) {
@@ -131,7 +132,10 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
   const result: TickResult = { samples: samples.length, deltas: 0, resets: 0, discarded: 0, usageRows: 0, counted: new Map() };
   if (samples.length === 0) return result;
   await db.transaction(async (trx) => {
-    const previous = new Map<string, { sample: Sample; id: number }>();
+    // The lock row first: a second collector waits here, then reads what the first one wrote and
+    // finds its own readings stale. On SQLite this first write also takes the database's write lock.
+    await trx('bw_locks').where({ name: 'collector' }).update({ held_at: Date.now() });
+    const previous = new Map<string, Sample>();
     const byNode = new Map<string, Sample[]>();
     for (const sample of samples) byNode.set(sample.identity.node, [...(byNode.get(sample.identity.node) ?? []), sample]);
     for (const [node, nodeSamples] of byNode) {
@@ -140,28 +144,24 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
         const rows = (await trx('bw_counters').where({ node }).whereIn('interface', interfaces.slice(i, i + 200))) as Row[];
         for (const row of rows) {
           const sample = storedSample(row);
-          previous.set(seriesKeyOf(sample.identity), { sample, id: Number(row.id) });
+          previous.set(seriesKeyOf(sample.identity), sample);
         }
       }
     }
 
+    const counterRows: Row[] = [];
     const usageRows: Row[] = [];
     const rollups = { hourly: new Map() as Rollups, daily: new Map() as Rollups };
+    const seen = new Set<string>();
     for (const sample of samples) {
-      const stored = previous.get(seriesKeyOf(sample.identity));
-      const delta: DeltaResult = computeDelta(stored?.sample, sample, ceiling);
+      const key = seriesKeyOf(sample.identity);
+      if (seen.has(key)) continue; // one reading per series and tick
+      seen.add(key);
+      const stored = previous.get(key);
+      const delta: DeltaResult = computeDelta(stored, sample, ceiling);
       if (delta.kind === 'stale') continue;
-      if (!stored) {
-        await trx('bw_counters')
-          .insert({ node: sample.identity.node, source: sample.identity.source, interface: sample.identity.interface, series_key: sample.identity.seriesKey, ...counterValues(sample) })
-          .onConflict(['node', 'source', 'interface', 'series_key'])
-          .ignore();
-        continue;
-      }
-      if (delta.kind === 'first') continue;
-      // Advance the series only from the reading this delta was computed against.
-      const advanced = await trx('bw_counters').where({ id: stored.id, sampled_at: stored.sample.at }).update(counterValues(sample));
-      if (advanced !== 1) continue;
+      counterRows.push({ node: sample.identity.node, source: sample.identity.source, interface: sample.identity.interface, series_key: sample.identity.seriesKey, ...counterValues(sample) });
+      if (delta.kind === 'first' || !stored) continue;
       if (delta.kind === 'discarded') {
         result.discarded++;
         options.logger?.warn('discarded an impossible delta', { series: sample.identity.seriesKey, interface: sample.identity.interface, reason: delta.reason });
@@ -175,14 +175,9 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
       }
       if (!sample.subjectType || !sample.subjectId || !billed.has(sample.identity.source)) continue;
       const { up, down } = subjectDirections({ rx: delta.rxBytes, tx: delta.txBytes });
-      const key = `${sample.subjectType}:${sample.subjectId}`;
-      const sum = result.counted.get(key);
-      result.counted.set(key, {
-        up: (sum?.up ?? 0n) + up,
-        down: (sum?.down ?? 0n) + down,
-        elapsedMs: delta.elapsedMs,
-        at: sample.at,
-      });
+      const subject = `${sample.subjectType}:${sample.subjectId}`;
+      const sum = result.counted.get(subject);
+      result.counted.set(subject, { up: (sum?.up ?? 0n) + up, down: (sum?.down ?? 0n) + down, elapsedMs: delta.elapsedMs, at: sample.at });
       if (up === 0n && down === 0n) continue;
       usageRows.push({
         subject_type: sample.subjectType,
@@ -190,14 +185,17 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
         node: sample.identity.node,
         source: sample.identity.source,
         interface: sample.identity.interface,
-        period_start: stored.sample.at,
+        period_start: stored.at,
         period_end: sample.at,
         up_bytes: up.toString(),
         down_bytes: down.toString(),
       });
       addToRollups(rollups, sample.subjectType, sample.subjectId, sample.at, up, down);
     }
-    for (let i = 0; i < usageRows.length; i += 200) await trx('bw_usage').insert(usageRows.slice(i, i + 200));
+    for (let i = 0; i < counterRows.length; i += 500) {
+      await trx('bw_counters').insert(counterRows.slice(i, i + 500)).onConflict(['node', 'source', 'interface', 'series_key']).merge();
+    }
+    for (let i = 0; i < usageRows.length; i += 500) await trx('bw_usage').insert(usageRows.slice(i, i + 500));
     await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);
     await writeRollups(trx, 'bw_usage_daily', 'day_start', rollups.daily);
     result.usageRows = usageRows.length;

@@ -9,6 +9,7 @@ import * as m0007 from '../../migrations/0007_create_bw_agents.js';
 import * as m0008 from '../../migrations/0008_create_bw_events.js';
 import * as m0009 from '../../migrations/0009_add_bw_limits_network_and_class_index.js';
 import * as m0010 from '../../migrations/0010_add_bw_limits_public_key.js';
+import * as m0011 from '../../migrations/0011_create_bw_locks.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -27,6 +28,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0008_create_bw_events', m0008],
   ['0009_add_bw_limits_network_and_class_index', m0009],
   ['0010_add_bw_limits_public_key', m0010],
+  ['0011_create_bw_locks', m0011],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */
@@ -42,6 +44,7 @@ export const PLUGIN_TABLES = [
   'bw_quotas',
   'bw_agents',
   'bw_events',
+  'bw_locks',
 ] as const;
 
 const source: Knex.MigrationSource<string> = {

@@ -11,7 +11,7 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return `\`${value.slice(0, 40)}\``;
   if (typeof value === 'number') return `\`${value}\``;
-  return `a ${typeof value}`;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
 /**

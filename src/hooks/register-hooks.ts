@@ -3,6 +3,7 @@ import { getLimit, getLimits, isLimited, type LimitRow } from '../db/limits.js';
 import type { LimitsService } from '../limits/service.js';
 import { bandwidthInput } from './bandwidth-fields.js';
 import { peerSubject, vmSubject } from './subjects.js';
+import { formatPrefix, parseCidr } from '../shaping/addresses.js';
 
 /** The fields a host's API responses and tables gain for a subject. */
 export function bandwidthFields(row: LimitRow | undefined): Record<string, unknown> {
@@ -12,6 +13,22 @@ export function bandwidthFields(row: LimitRow | undefined): Record<string, unkno
     bandwidth_status: !row || !isLimited(row) ? 'unlimited' : row.status,
     bandwidth_error: row && isLimited(row) ? row.lastError : null,
   };
+}
+
+/** Trimmed, canonical and de-duplicated CIDRs (a bare address is a host route); unparsable ones stay for the check to name. */
+function canonicalAddresses(raw: string[]): string[] {
+  const result: string[] = [];
+  for (const text of raw.map((value) => value.trim()).filter((value) => value !== '')) {
+    let canonical = text;
+    try {
+      const withPrefix = text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`;
+      canonical = formatPrefix(parseCidr(withPrefix));
+    } catch {
+      // left as typed: the shaping check reports it
+    }
+    if (!result.includes(canonical)) result.push(canonical);
+  }
+  return result;
 }
 
 /** Caps from the input, falling back to what is stored for directions the input does not mention. */
@@ -35,13 +52,15 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
       const stored = existing ? await getLimit(db, 'peer', String(existing.id)) : undefined;
       const { issues, caps } = wantedCaps(input, stored);
       if (issues.length > 0) return issues;
-      // Hosts pass the raw body: a form sends allowed IPs as one comma/space separated string.
-      const allowed = Array.isArray(input.allowed_ips)
-        ? (input.allowed_ips as unknown[]).map(String)
+      // Hosts pass the raw body: a form sends allowed IPs as one comma/space separated string, and
+      // a list may hold padding or the same address twice, which the host cleans up before storing.
+      const raw = Array.isArray(input.allowed_ips)
+        ? (input.allowed_ips as unknown[]).map((value) => String(value))
         : typeof input.allowed_ips === 'string'
-          ? input.allowed_ips.split(/[\s,]+/).filter((part) => part !== '')
+          ? input.allowed_ips.split(/[\s,]+/)
           : (existing?.allowed_ips ?? []);
-      const peer = { id: existing?.id ?? -1, network_id: network.id, name: String(input.name ?? existing?.name ?? ''), public_key: '', allowed_ips: allowed };
+      const allowed = canonicalAddresses(raw);
+      const peer = { id: existing?.id ?? 0, network_id: network.id, name: String(input.name ?? existing?.name ?? ''), public_key: '', allowed_ips: allowed };
       return service.validate(peerSubject(peer, network, caps));
     }),
     hooks.on('peer.created', async ({ peer, network, input, actor }) => {

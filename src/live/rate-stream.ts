@@ -31,7 +31,8 @@ export interface RateStreamOptions {
  */
 export class RateStream {
   private readonly clients = new Set<Client>();
-  private nextId = 1;
+  /** A bigint: a client may send any Last-Event-ID, and ids must keep increasing past it. */
+  private nextId = 1n;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private sampling = false;
@@ -44,8 +45,8 @@ export class RateStream {
   }
 
   attach(req: Request, res: Response): void {
-    const last = Number(req.get('last-event-id'));
-    if (Number.isSafeInteger(last) && last >= this.nextId) this.nextId = last + 1;
+    const header = req.get('last-event-id') ?? '';
+    if (/^\d{1,40}$/.test(header) && BigInt(header) >= this.nextId) this.nextId = BigInt(header) + 1n;
     res.status(200).set({
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',

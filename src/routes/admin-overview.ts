@@ -81,8 +81,13 @@ export function mountOverview(
     return result;
   }
 
-  async function render(req: Request, res: Response, formError: { key: string; message: string } | null = null) {
-    const query = readOverviewQuery(req.query as Record<string, unknown>);
+  async function render(
+    req: Request,
+    res: Response,
+    formError: { key: string; message: string } | null = null,
+    queryText: Record<string, unknown> = req.query as Record<string, unknown>,
+  ) {
+    const query = readOverviewQuery(queryText);
     const now = Date.now();
     const total = await countSubjects(db, query);
     const pages = Math.max(1, Math.ceil(total / settings.page_size));
@@ -175,7 +180,9 @@ export function mountOverview(
         views.flash(req, message);
         return res.redirect(303, back);
       }
-      return render(req, res, { key, message });
+      // Show the page the form came from (its page and filters are in return_to), with the message on its row.
+      const from = Object.fromEntries(new URL(back, 'http://panel.invalid').searchParams);
+      return render(req, res, { key, message }, from);
     };
     if (issue) return refuse(issue.message);
     let subject;

@@ -5,7 +5,7 @@ import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import { bandwidthFields } from '../hooks/register-hooks.js';
 import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
-import { inputError, notFound, pageParams, parseId, routeErrors } from './errors.js';
+import { inputError, notFound, pageParams, parseId } from './errors.js';
 import { lastRates, type Collector } from '../accounting/collector.js';
 import { totalsBySubject } from '../accounting/queries.js';
 import { sendJson } from './json.js';
@@ -171,5 +171,4 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
     });
   });
 
-  router.use('/api', routeErrors);
 }

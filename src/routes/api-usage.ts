@@ -25,7 +25,7 @@ export function mountUsageApi(host: Host): void {
     }
     if (query.subject_type === undefined) throw inputError('subject_type', '`subject_type` is required: `peer` or `vm`');
     if (query.subject_id === undefined) throw inputError('subject_id', '`subject_id` is required');
-    const subject = await lookupSubject(host, query.subject_type, query.subject_id);
+    const subject = await lookupSubject(host, query.subject_type, query.subject_id, { type: 'subject_type', id: 'subject_id', badIdIsInput: true });
     const totals = (await totalsBySubject(host.db, from, to, { subjectType: subject.subjectType, subjectIds: [subject.subjectId] })).get(
       `${subject.subjectType}:${subject.subjectId}`,
     );

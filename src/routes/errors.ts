@@ -16,10 +16,19 @@ export class RouteError extends Error {
 export const inputError = (field: string, message: string) => new RouteError(400, 'invalid_input', message, field);
 export const notFound = (what: string, id: string) => new RouteError(404, 'not_found', `No ${what} with id \`${id.slice(0, 40)}\``);
 
-/** The one error middleware of the plugin's JSON routes; other errors go on to the host. */
-export const routeErrors: ErrorRequestHandler = (error, _req, res, next) => {
+/**
+ * The one error middleware of the plugin's routes, mounted after all of them: JSON
+ * `{"error":{"code","message","field"}}` under /api, plain text elsewhere (CSV and stream URLs).
+ * Errors that are not the plugin's go on to the host.
+ */
+export const routeErrors: ErrorRequestHandler = (error, req, res, next) => {
   if (!(error instanceof RouteError)) return next(error);
-  res.status(error.status).json({ error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } });
+  if (res.headersSent) return next(error);
+  if (req.path.startsWith('/api/')) {
+    res.status(error.status).json({ error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } });
+  } else {
+    res.status(error.status).type('text').send(`${error.message}\n`);
+  }
 };
 
 /** A positive integer id from a route, or undefined. */

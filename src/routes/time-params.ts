@@ -9,6 +9,11 @@ export function parseTime(field: string, value: unknown, fallback: number): numb
   // A time without a zone is UTC, like every time this plugin stores.
   const hasZone = /(Z|[+-]\d{2}:\d{2})$/.test(value);
   const time = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : hasZone ? value : `${value}Z`);
-  if (Number.isNaN(time)) throw inputError(field, `\`${field}\` is not a valid time`);
+  // Date.parse rolls 2026-02-30 over to March: a date that does not exist is refused instead.
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number);
+  const check = new Date(Date.UTC(year!, month! - 1, day!));
+  if (Number.isNaN(time) || check.getUTCMonth() !== month! - 1 || check.getUTCDate() !== day) {
+    throw inputError(field, `\`${field}\` is not a valid time`);
+  }
   return time;
 }

@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -6,6 +8,7 @@ import type { Knex } from 'knex';
 import supertest from 'supertest';
 import { createPanel, type Panel } from '../../examples/host-panel/src/app.js';
 import { REPO_ROOT, type PanelConfig } from '../../examples/host-panel/src/config.js';
+import { RecordingExecutor } from '../../src/shaping/recording-executor.js';
 
 /** The bearer token every test panel accepts on /api. */
 export const API_TOKEN = 'http-layer-token-0123456789abcdef';
@@ -176,4 +179,49 @@ export async function seedHost(api: Agent): Promise<SeededHost> {
   );
   const vm = await created(api.post('/api/vms').send({ name: 'web-01', interface: 'tap-web01' }), 'vm');
   return { networkId: network.id, peerId: peer.id, vmId: vm.id };
+}
+
+/** Every row of the plugin's limits and audit log, to prove that a refused request wrote nothing. */
+export async function bandwidthRows(db: Knex): Promise<{ bw_limits: unknown[]; bw_events: unknown[] }> {
+  return { bw_limits: await db('bw_limits').orderBy('id'), bw_events: await db('bw_events').orderBy('id') };
+}
+
+/** What the plugin asked of its executor since {@link watchExecutor} started watching. */
+export interface ExecutorWatch {
+  /** Calls of `run` (reads such as `tc -j qdisc show`) and `batch` (a plan), together. */
+  calls(): number;
+  /** Calls of `batch` only: plans the plugin would have sent to the kernel. */
+  batches(): number;
+}
+
+/**
+ * Counts the calls the bandwidth plugin makes to its executor until the test ends. Test panels run
+ * the plugin with the recording executor (a dry run), which the plugin builds itself; its class is
+ * loaded once per process, so watching the class's prototype sees the plugin's instance. The watch
+ * is removed when `t` ends.
+ * @example const kernel = watchExecutor(t); await host.api.put(…); assert.equal(kernel.calls(), 0);
+ */
+export function watchExecutor(t: TestContext): ExecutorWatch {
+  const run = t.mock.method(RecordingExecutor.prototype, 'run');
+  const batch = t.mock.method(RecordingExecutor.prototype, 'batch');
+  return {
+    calls: () => run.mock.callCount() + batch.mock.callCount(),
+    batches: () => batch.mock.callCount(),
+  };
+}
+
+/**
+ * Serves `app` on 127.0.0.1 at a free port, for clients that need a real socket (streams, a
+ * browser). The server and every connection still open (SSE streams) are closed when `t` ends.
+ * @example const base = await listen(t, host.panel.app); // 'http://127.0.0.1:41234'
+ */
+export async function listen(t: TestContext, app: Panel['app']): Promise<string> {
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const { port } = server.address() as AddressInfo;
+  return `http://127.0.0.1:${port}`;
 }

@@ -56,7 +56,7 @@ export async function openEngine(
 /** Drops every plugin table and the plugin's migration tables, whatever state a failed run left. */
 export async function dropPluginTables(knex: Knex): Promise<void> {
   for (const table of [
-    'bw_events', 'bw_agents', 'bw_quotas', 'bw_usage_daily', 'bw_usage_hourly', 'bw_usage',
+    'bw_locks', 'bw_events', 'bw_agents', 'bw_quotas', 'bw_usage_daily', 'bw_usage_hourly', 'bw_usage',
     'bw_counters', 'bw_limits', 'bw_knex_migrations', 'bw_knex_migrations_lock',
   ]) {
     await knex.schema.dropTableIfExists(table);

@@ -1,0 +1,70 @@
+import type { Knex } from 'knex';
+import { connect } from '../src/db/connect.js';
+import { migrateLatest } from '../src/db/migrate.js';
+
+export const HOUR = 3_600_000;
+export const DAY = 86_400_000;
+
+/** A fresh database of this kind with the plugin's tables (dropping what a previous run left). */
+export async function freshDatabase(url: string): Promise<Knex> {
+  const db = connect(url);
+  for (const table of ['bw_locks', 'bw_events', 'bw_agents', 'bw_quotas', 'bw_usage_daily', 'bw_usage_hourly', 'bw_usage', 'bw_counters', 'bw_limits', 'bw_knex_migrations', 'bw_knex_migrations_lock']) {
+    await db.schema.dropTableIfExists(table);
+  }
+  await migrateLatest(db);
+  return db;
+}
+
+/** Inserts rows in chunks inside one transaction. */
+export async function insertChunked(db: Knex, table: string, rows: Record<string, unknown>[], chunk = 500): Promise<void> {
+  await db.transaction(async (trx) => {
+    for (let i = 0; i < rows.length; i += chunk) await trx(table).insert(rows.slice(i, i + chunk));
+  });
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** A WireGuard-shaped public key for subject n (deterministic). */
+export function keyOf(n: number): string {
+  return `${Buffer.from(`peer-${n}`.padEnd(31, '.')).toString('base64').slice(0, 42)}A=`;
+}
+
+/** Seeds `count` peers in bw_limits on one interface. */
+export async function seedPeers(db: Knex, count: number, now: number): Promise<void> {
+  const rows = Array.from({ length: count }, (_, i) => ({
+    subject_type: 'peer', subject_id: String(i + 1), name: `peer-${String(i + 1).padStart(5, '0')}`, node: 'local', network_id: '1',
+    interface: 'wg0', netns: null, interface_kind: 'wireguard', addresses: JSON.stringify([`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`]),
+    public_key: keyOf(i + 1), up_kbps: i % 3 === 0 ? 0 : 1000 + (i % 50) * 100, down_kbps: i % 3 === 0 ? 0 : 5000 + (i % 50) * 500,
+    class_minor: i % 3 === 0 ? null : i + 2, status: i % 3 === 0 ? 'applied' : 'applied', created_at: now, updated_at: now,
+  }));
+  await insertChunked(db, 'bw_limits', rows);
+}
+
+/** Seeds hourly roll-ups for `days` days and daily roll-ups for the same span. */
+export async function seedRollups(db: Knex, count: number, days: number, now: number): Promise<number> {
+  const lastHour = Math.floor(now / HOUR) * HOUR;
+  let rows = 0;
+  const hourly: Record<string, unknown>[] = [];
+  const flush = async () => {
+    await insertChunked(db, 'bw_usage_hourly', hourly.splice(0));
+  };
+  for (let h = 0; h < days * 24; h++) {
+    for (let s = 1; s <= count; s++) {
+      hourly.push({ subject_type: 'peer', subject_id: String(s), hour_start: lastHour - h * HOUR, up_bytes: String(1_000_000 + s), down_bytes: String(9_000_000 + h) });
+    }
+    rows += count;
+    if (hourly.length >= 100_000) await flush();
+  }
+  await flush();
+  const lastDay = Math.floor(now / DAY) * DAY;
+  const daily: Record<string, unknown>[] = [];
+  for (let d = 0; d < days; d++) {
+    for (let s = 1; s <= count; s++) daily.push({ subject_type: 'peer', subject_id: String(s), day_start: lastDay - d * DAY, up_bytes: String(24_000_000 + s), down_bytes: String(216_000_000 + d) });
+  }
+  await insertChunked(db, 'bw_usage_daily', daily);
+  return rows + daily.length;
+}

@@ -44,15 +44,15 @@ export async function seedPeers(db: Knex, count: number, now: number): Promise<v
   await insertChunked(db, 'bw_limits', rows);
 }
 
-/** Seeds hourly roll-ups for `days` days and daily roll-ups for the same span. */
-export async function seedRollups(db: Knex, count: number, days: number, now: number): Promise<number> {
+/** Seeds hourly roll-ups for `days` days (or `hourlyDays`) and daily roll-ups for `days` days. */
+export async function seedRollups(db: Knex, count: number, days: number, now: number, hourlyDays = days): Promise<number> {
   const lastHour = Math.floor(now / HOUR) * HOUR;
   let rows = 0;
   const hourly: Record<string, unknown>[] = [];
   const flush = async () => {
     await insertChunked(db, 'bw_usage_hourly', hourly.splice(0));
   };
-  for (let h = 0; h < days * 24; h++) {
+  for (let h = 0; h < hourlyDays * 24; h++) {
     for (let s = 1; s <= count; s++) {
       hourly.push({ subject_type: 'peer', subject_id: String(s), hour_start: lastHour - h * HOUR, up_bytes: String(1_000_000 + s), down_bytes: String(9_000_000 + h) });
     }

@@ -28,16 +28,15 @@ export class ViewRegistry implements HostViews {
       user: req.session?.user ?? null,
       currentPath: req.path,
     };
-    const body = await ejs.renderFile(path, { ...common, ...locals, slots: this.slotHelpers(common, locals) }, { async: false });
+    // Templates are compiled once and cached by file name (restart the panel to pick up edits).
+    const body = await ejs.renderFile(path, { ...common, ...locals, slots: this.slotHelpers(common, locals) }, { async: false, cache: true });
     const flash = req.session?.flash;
     if (req.session && flash) delete req.session.flash;
-    const html = await ejs.renderFile(join(VIEWS_DIR, 'layout.ejs'), {
-      ...common,
-      title: locals.title,
-      body,
-      flash: flash ?? null,
-      nav: [...CORE_NAV, ...this.nav],
-    });
+    const html = await ejs.renderFile(
+      join(VIEWS_DIR, 'layout.ejs'),
+      { ...common, title: locals.title, body, flash: flash ?? null, nav: [...CORE_NAV, ...this.nav] },
+      { cache: true },
+    );
     res.type('html').send(html);
   }
 
@@ -47,7 +46,7 @@ export class ViewRegistry implements HostViews {
       partials: (slot: ViewSlot, extra: Record<string, unknown> = {}): string =>
         this.partials
           .filter((p) => p.slot === slot)
-          .map((p) => ejs.render(ejs.fileLoader(p.template).toString(), { ...common, ...locals, ...extra }, { filename: p.template }) as string)
+          .map((p) => ejs.render(ejs.fileLoader(p.template).toString(), { ...common, ...locals, ...extra }, { filename: p.template, cache: true }) as string)
           .join('\n'),
       /** Extra columns of a table slot. */
       columns: (slot: TableSlot) => this.columns.filter((c) => c.slot === slot).map((c) => c.column as TableColumn<Record<string, unknown>>),

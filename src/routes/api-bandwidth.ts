@@ -45,59 +45,44 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
   const { router, auth, db } = host;
   const actor = (req: Request) => auth.actor(req).name;
 
+  /** Caps, status, current rates and 24 h bytes of subjects of one type, keyed by id. */
+  async function bandwidthOf(subjectType: 'peer' | 'vm', ids: string[]) {
+    const rows = await getLimits(db, subjectType, ids);
+    const now = Date.now();
+    const totals = await totalsBySubject(db, now - DAY_MS, now, { subjectType, subjectIds: ids });
+    const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType, subjectId })));
+    return (id: string) => {
+      const fields = bandwidthFields(rows.get(id));
+      const rate = rates.get(`${subjectType}:${id}`);
+      const total = totals.get(`${subjectType}:${id}`);
+      return {
+        bandwidth_up_kbps: fields.bandwidth_up_kbps,
+        bandwidth_down_kbps: fields.bandwidth_down_kbps,
+        current_up_kbps: rate?.upKbps ?? 0,
+        current_down_kbps: rate?.downKbps ?? 0,
+        up_bytes_24h: total?.upBytes ?? 0n,
+        down_bytes_24h: total?.downBytes ?? 0n,
+        status: fields.bandwidth_status,
+        error: fields.bandwidth_error,
+      };
+    };
+  }
+
   router.get('/api/networks/:id/bandwidth', auth.api, async (req, res) => {
     const id = parseId(req.params.id);
     const network = id === undefined ? undefined : await host.records.network(id);
     if (!network) throw notFound('network', String(req.params.id));
     const peers = await host.records.peers(network.id);
-    const ids = peers.map((p) => String(p.id));
-    const rows = await getLimits(db, 'peer', ids);
-    const now = Date.now();
-    const totals = await totalsBySubject(db, now - DAY_MS, now, { subjectType: 'peer', subjectIds: ids });
-    const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType: 'peer', subjectId })));
-    sendJson(res, {
-      network_id: network.id,
-      peers: peers.map((peer) => {
-        const fields = bandwidthFields(rows.get(String(peer.id)));
-        const rate = rates.get(`peer:${peer.id}`);
-        const total = totals.get(`peer:${peer.id}`);
-        return {
-          peer_id: peer.id,
-          name: peer.name,
-          bandwidth_up_kbps: fields.bandwidth_up_kbps,
-          bandwidth_down_kbps: fields.bandwidth_down_kbps,
-          current_up_kbps: rate?.upKbps ?? 0,
-          current_down_kbps: rate?.downKbps ?? 0,
-          up_bytes_24h: total?.upBytes ?? 0n,
-          down_bytes_24h: total?.downBytes ?? 0n,
-          status: fields.bandwidth_status,
-          error: fields.bandwidth_error,
-        };
-      }),
-    });
+    const of = await bandwidthOf('peer', peers.map((p) => String(p.id)));
+    sendJson(res, { network_id: network.id, peers: peers.map((peer) => ({ peer_id: peer.id, name: peer.name, ...of(String(peer.id)) })) });
   });
 
   router.get('/api/vms/:id/bandwidth', auth.api, async (req, res) => {
     const id = parseId(req.params.id);
     const vm = id === undefined ? undefined : await host.records.vm(id);
     if (!vm) throw notFound('VM', String(req.params.id));
-    const fields = bandwidthFields(await getLimit(db, 'vm', String(vm.id)));
-    const now = Date.now();
-    const total = (await totalsBySubject(db, now - DAY_MS, now, { subjectType: 'vm', subjectIds: [String(vm.id)] })).get(`vm:${vm.id}`);
-    const rate = (await currentRates(db, collector, [{ subjectType: 'vm', subjectId: String(vm.id) }])).get(`vm:${vm.id}`);
-    sendJson(res, {
-      vm_id: vm.id,
-      name: vm.name,
-      interface: vm.interface,
-      bandwidth_up_kbps: fields.bandwidth_up_kbps,
-      bandwidth_down_kbps: fields.bandwidth_down_kbps,
-      current_up_kbps: rate?.upKbps ?? 0,
-      current_down_kbps: rate?.downKbps ?? 0,
-      up_bytes_24h: total?.upBytes ?? 0n,
-      down_bytes_24h: total?.downBytes ?? 0n,
-      status: fields.bandwidth_status,
-      error: fields.bandwidth_error,
-    });
+    const of = await bandwidthOf('vm', [String(vm.id)]);
+    sendJson(res, { vm_id: vm.id, name: vm.name, interface: vm.interface, ...of(String(vm.id)) });
   });
 
   router.get('/api/bandwidth/limits', auth.api, async (req, res) => {

@@ -14,8 +14,16 @@ export function csvField(value: string): string {
   return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
 }
 
+/** Writes, and when the socket's buffer is full waits for it to drain — or for the client to go. */
 async function write(res: Response, text: string): Promise<void> {
-  if (!res.write(text)) await once(res, 'drain');
+  // A client that already went away gets nothing more, and no 'drain' or 'close' will come.
+  if (res.destroyed || res.closed) return;
+  if (res.write(text) || res.destroyed || res.closed) return;
+  const stop = new AbortController();
+  const drained = once(res, 'drain', { signal: stop.signal }).catch(() => undefined);
+  const closed = once(res, 'close', { signal: stop.signal }).catch(() => undefined);
+  await Promise.race([drained, closed]);
+  stop.abort();
 }
 
 /**
@@ -55,6 +63,8 @@ export function exportCsv(host: Host): RequestHandler {
         .limit(CHUNK);
       if (after) {
         const { bucket, id } = after;
+        // The plain `>=` lets the index start at the last bucket; the OR then skips what was sent.
+        chunk.andWhere(`u.${column}`, '>=', bucket);
         chunk.andWhere((q) => q.where(`u.${column}`, '>', bucket).orWhere((q2) => q2.where(`u.${column}`, '=', bucket).andWhere('u.id', '>', id)));
       }
       const rows = (await chunk) as Record<string, unknown>[];

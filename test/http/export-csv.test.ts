@@ -235,7 +235,7 @@ test('an export of 10,000 subjects × 30 days (300,000 rows)', async (t) => {
     assert.ok(growthMb < 100, `RSS grew by ${growthMb.toFixed(1)} MiB`);
   });
 
-  await t.test('the request handler returns once a client that stopped reading goes away', { todo: 'bug: src/routes/export-csv.ts write() awaits once(res, \'drain\'), which never fires after the client disconnects, so the handler hangs forever holding its response and last chunk' }, async (t) => {
+  await t.test('the request handler returns once a client that stopped reading goes away', async (t) => {
     const handler = exportCsv({ db: host.db } as unknown as Host);
     let settled = false;
     const app = express();
@@ -261,7 +261,7 @@ test('an export of 10,000 subjects × 30 days (300,000 rows)', async (t) => {
       req.on('error', () => {});
       req.end();
     });
-    const deadline = Date.now() + 2000;
+    const deadline = Date.now() + 1000;
     while (!settled && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.ok(settled, 'the handler returned after the client went away');
   });

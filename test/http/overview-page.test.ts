@@ -294,6 +294,7 @@ test('with 10,000 subjects the overview pages, sorts, searches and filters on th
     for (const [query, matches] of cases) {
       const page = await timed(`${OVERVIEW}?${query}`);
       const expected = byName.filter(matches);
+      assert.ok(expected.length > 1, `${query}: the seed has subjects to find`);
       assert.equal(pager(page)?.total, `${expected.length} subjects`, query);
       assert.deepEqual(rows(page).map((r) => r.key), expected.slice(0, 50).map((s) => s.key), query);
     }
@@ -301,6 +302,20 @@ test('with 10,000 subjects the overview pages, sorts, searches and filters on th
     assert.ok(vms.every((r) => r.cells[1] === 'VM'));
     const unlimited = rows(await timed(`${OVERVIEW}?status=unlimited`));
     assert.ok(unlimited.every((r) => r.cells[9] === 'unlimited' && r.cells[3] === 'Unlimited'));
+  });
+
+  await t.test('a network page with 1,000 peers shows each one\'s cap in the Limit column', async () => {
+    const networkId = seeded.networkIds[0]!;
+    const page = await timed(`/admin/networks/${networkId}`);
+    const peerRows = [...page.matchAll(/<tr>\s*<td><a href="\/admin\/networks\/\d+\/peers\/\d+">([^<]+)<\/a><\/td>([\s\S]*?)<\/tr>/g)];
+    const onNetwork = seeded.subjects.filter((s) => s.networkId === networkId);
+    assert.equal(peerRows.length, onNetwork.length);
+    assert.equal(onNetwork.length, 1000);
+    const capped = onNetwork.find((s) => s.status === 'applied' && s.upKbps > 0)!;
+    const unlimited = onNetwork.find((s) => s.upKbps === 0 && s.downKbps === 0)!;
+    const cell = (name: string) => text(peerRows.find((m) => m[1] === name)![2]!.split('<td>').at(-1)!);
+    assert.equal(cell(capped.name), `${capped.upKbps / 1000} / ${capped.downKbps / 1000} Mbps`);
+    assert.equal(cell(unlimited.name), 'Unlimited');
   });
 
   await t.test('an unknown sort, order or filter value falls back to the default', async () => {

@@ -44,27 +44,28 @@ export async function seedPeers(db: Knex, count: number, now: number): Promise<v
   await insertChunked(db, 'bw_limits', rows);
 }
 
-/** Seeds hourly roll-ups for `days` days (or `hourlyDays`) and daily roll-ups for `days` days. */
+/**
+ * Seeds hourly roll-ups for `hourlyDays` days and daily roll-ups for `days` days for `count`
+ * peers, generated inside the database (a recursive CTE) so millions of rows take seconds.
+ */
 export async function seedRollups(db: Knex, count: number, days: number, now: number, hourlyDays = days): Promise<number> {
   const lastHour = Math.floor(now / HOUR) * HOUR;
-  let rows = 0;
-  const hourly: Record<string, unknown>[] = [];
-  const flush = async () => {
-    await insertChunked(db, 'bw_usage_hourly', hourly.splice(0));
-  };
-  for (let h = 0; h < hourlyDays * 24; h++) {
-    for (let s = 1; s <= count; s++) {
-      hourly.push({ subject_type: 'peer', subject_id: String(s), hour_start: lastHour - h * HOUR, up_bytes: String(1_000_000 + s), down_bytes: String(9_000_000 + h) });
-    }
-    rows += count;
-    if (hourly.length >= 100_000) await flush();
-  }
-  await flush();
   const lastDay = Math.floor(now / DAY) * DAY;
-  const daily: Record<string, unknown>[] = [];
-  for (let d = 0; d < days; d++) {
-    for (let s = 1; s <= count; s++) daily.push({ subject_type: 'peer', subject_id: String(s), day_start: lastDay - d * DAY, up_bytes: String(24_000_000 + s), down_bytes: String(216_000_000 + d) });
-  }
-  await insertChunked(db, 'bw_usage_daily', daily);
-  return rows + daily.length;
+  const mysql = String(db.client.config.client).includes('mysql');
+  const text = mysql ? 'CAST(s.n AS CHAR)' : "'' || s.n";
+  const generate = (table: string, column: string, buckets: number, last: number, step: number, up: number, down: number) =>
+    db.transaction(async (trx) => {
+      // MariaDB stops recursive CTEs after 1,000 iterations by default.
+      if (mysql) await trx.raw('SET SESSION max_recursive_iterations = 1000000');
+      await trx.raw(
+      `INSERT INTO ${table} (subject_type, subject_id, ${column}, up_bytes, down_bytes)
+       WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?),
+                      b(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM b WHERE k < ?)
+       SELECT 'peer', ${text}, ? - b.k * ?, ? + s.n, ? + b.k FROM s CROSS JOIN b`,
+      [count, buckets - 1, last, step, up, down],
+      );
+    });
+  await generate('bw_usage_hourly', 'hour_start', hourlyDays * 24, lastHour, HOUR, 1_000_000, 9_000_000);
+  await generate('bw_usage_daily', 'day_start', days, lastDay, DAY, 24_000_000, 216_000_000);
+  return count * (hourlyDays * 24 + days);
 }

@@ -10,6 +10,7 @@ import * as m0008 from '../../migrations/0008_create_bw_events.js';
 import * as m0009 from '../../migrations/0009_add_bw_limits_network_and_class_index.js';
 import * as m0010 from '../../migrations/0010_add_bw_limits_public_key.js';
 import * as m0011 from '../../migrations/0011_create_bw_locks.js';
+import * as m0012 from '../../migrations/0012_cover_usage_rollup_ranges.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -29,6 +30,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0009_add_bw_limits_network_and_class_index', m0009],
   ['0010_add_bw_limits_public_key', m0010],
   ['0011_create_bw_locks', m0011],
+  ['0012_cover_usage_rollup_ranges', m0012],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */

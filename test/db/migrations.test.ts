@@ -61,7 +61,7 @@ for (const engine of ENGINES) {
       await dropPluginTables(knex);
 
       const ran = await migrateLatest(knex);
-      assert.equal(ran.length, 11);
+      assert.equal(ran.length, 12);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
       assert.ok(await knex.schema.hasTable(MIGRATION_TABLE), 'the plugin keeps its own migration table');
       assert.deepEqual(await pendingMigrations(knex), []);
@@ -69,11 +69,11 @@ for (const engine of ENGINES) {
 
       await knex('bw_limits').insert(sampleRows().bw_limits);
       const down = await migrateDownAll(knex);
-      assert.equal(down.length, 11);
+      assert.equal(down.length, 12);
       assert.deepEqual(await tablesPresent(knex), []);
       assert.equal(await knex.schema.hasTable(MIGRATION_TABLE), false, 'uninstall leaves no bw_ table behind');
       assert.equal(await knex.schema.hasTable(`${MIGRATION_TABLE}_lock`), false);
-      assert.equal((await pendingMigrations(knex)).length, 11);
+      assert.equal((await pendingMigrations(knex)).length, 12);
 
       await migrateLatest(knex);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);

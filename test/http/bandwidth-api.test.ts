@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Knex } from 'knex';
 import { writeTick } from '../../src/accounting/store.js';
 import type { Sample } from '../../src/accounting/sample.js';
+import { counterSample } from '../support/samples.js';
 import {
   bandwidthRows, created, hostRows, seedHost, startPanel, watchExecutor, wgKey,
   type Agent,
@@ -33,16 +34,8 @@ async function events(api: Agent, query = '') {
 
 /** Two readings of one counter series an hour apart, written as two collector ticks. */
 async function usage(db: Knex, subject: { type: 'peer' | 'vm'; id: number; iface: string; key: string }, from: number, up: bigint, down: bigint) {
-  const sample = (at: number, rx: bigint, tx: bigint): Sample => ({
-    identity: { node: 'local', source: subject.type === 'peer' ? 'wireguard' : 'sysfs', interface: subject.iface, seriesKey: subject.key, ifindex: null, bootId: 'boot-1' },
-    subjectType: subject.type,
-    subjectId: String(subject.id),
-    rxBytes: rx,
-    txBytes: tx,
-    rxPackets: null,
-    txPackets: null,
-    at,
-  });
+  const sample = (at: number, rx: bigint, tx: bigint): Sample => counterSample(subject, at, rx, tx);
+
   await writeTick(db, [sample(from, 1_000n, 2_000n)]);
   // The host receives what the subject sends: rx is the subject's up, tx its down.
   const result = await writeTick(db, [sample(from + HOUR, 1_000n + up, 2_000n + down)]);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Knex } from 'knex';
 import { writeTick } from '../../src/accounting/store.js';
 import type { Sample } from '../../src/accounting/sample.js';
+import { counterSample } from '../support/samples.js';
 import { seedHost, startPanel, wgKey, type Agent } from '../support/panel.js';
 
 const HOUR = 3_600_000;
@@ -16,16 +17,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 async function readings(db: Knex, subject: { type: 'peer' | 'vm'; id: number; key: string }, points: [string, bigint, bigint][]) {
   for (const [time, rx, tx] of points) {
-    const sample: Sample = {
-      identity: { node: 'local', source: subject.type === 'peer' ? 'wireguard' : 'sysfs', interface: subject.type === 'peer' ? 'wg0' : 'tap-web01', seriesKey: subject.key, ifindex: null, bootId: 'boot-1' },
-      subjectType: subject.type,
-      subjectId: String(subject.id),
-      rxBytes: rx,
-      txBytes: tx,
-      rxPackets: null,
-      txPackets: null,
-      at: at(time),
-    };
+    const sample: Sample = counterSample({ ...subject, iface: subject.type === 'peer' ? 'wg0' : 'tap-web01' }, at(time), rx, tx);
     await writeTick(db, [sample]);
   }
 }

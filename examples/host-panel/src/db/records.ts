@@ -1,6 +1,11 @@
 import type { Knex } from 'knex';
 import type { NetworkRecord, PeerRecord, VmRecord } from '../../../../src/plugin-api.js';
 
+/** Epoch-millisecond columns as ISO strings, as the API shows them. */
+function timestamps(row: Record<string, unknown>): { created_at: string; updated_at: string } {
+  return { created_at: new Date(Number(row.created_at)).toISOString(), updated_at: new Date(Number(row.updated_at)).toISOString() };
+}
+
 /** Database rows → the records of the host contract ('' netns is the root namespace: null). */
 export function toNetwork(row: Record<string, unknown>): NetworkRecord & { created_at: string; updated_at: string } {
   return {
@@ -8,8 +13,7 @@ export function toNetwork(row: Record<string, unknown>): NetworkRecord & { creat
     name: String(row.name),
     interface: String(row.interface),
     netns: row.netns ? String(row.netns) : null,
-    created_at: new Date(Number(row.created_at)).toISOString(),
-    updated_at: new Date(Number(row.updated_at)).toISOString(),
+    ...timestamps(row),
   };
 }
 
@@ -20,8 +24,7 @@ export function toPeer(row: Record<string, unknown>): PeerRecord {
     name: String(row.name),
     public_key: String(row.public_key),
     allowed_ips: JSON.parse(String(row.allowed_ips)) as string[],
-    created_at: new Date(Number(row.created_at)).toISOString(),
-    updated_at: new Date(Number(row.updated_at)).toISOString(),
+    ...timestamps(row),
   };
 }
 
@@ -31,8 +34,7 @@ export function toVm(row: Record<string, unknown>): VmRecord {
     name: String(row.name),
     interface: String(row.interface),
     netns: row.netns ? String(row.netns) : null,
-    created_at: new Date(Number(row.created_at)).toISOString(),
-    updated_at: new Date(Number(row.updated_at)).toISOString(),
+    ...timestamps(row),
   };
 }
 

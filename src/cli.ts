@@ -40,6 +40,7 @@ Options:
   --database-url URL  database (default: $DATABASE_URL, else sqlite:./data/panel.sqlite)
   --offline           plan: do not read the kernel
   --dry-run           reconcile: run nothing
+  --vm-source SOURCE  collect: VMs' bytes from sysfs (default) or vnstat
   -h, --help          show this help`;
 
 type Command = (db: Knex, flags: Record<string, string | boolean | undefined>) => Promise<number>;
@@ -91,8 +92,10 @@ const commands: Record<string, Command> = {
     return 0;
   },
 
-  async collect(db) {
-    const collector = new Collector({ db, executor: new LocalExecutor(), logger: stderrLogger });
+  async collect(db, flags) {
+    const vmSource = flags['vm-source'] ?? 'sysfs';
+    if (vmSource !== 'sysfs' && vmSource !== 'vnstat') throw new Error(`Expected \`--vm-source\` to be sysfs or vnstat, got \`${String(vmSource)}\``);
+    const collector = new Collector({ db, executor: new LocalExecutor(), logger: stderrLogger, vmSource });
     const result = await collector.tick();
     console.log(
       `collected ${result.samples} series: ${result.deltas} deltas, ${result.resets} resets, ${result.discarded} discarded, ${result.usageRows} usage rows`,
@@ -137,6 +140,7 @@ export async function main(argv: string[]): Promise<number> {
         down: { type: 'boolean' },
         offline: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
+        'vm-source': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });

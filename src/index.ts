@@ -118,6 +118,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
       logger: host.logger,
       retention: { rawDays: settings.retention_raw_days, hourlyDays: settings.retention_hourly_days, dailyDays: settings.retention_daily_days },
       ceilingBitsPerSecond: BigInt(settings.ceiling_mbps) * 1_000_000n,
+      vmSource: settings.vm_counter_source,
     })
     : null;
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');

@@ -21,6 +21,8 @@ export interface Settings {
   ceiling_mbps: number;
   /** Bearer token for /metrics; empty = open. @default '' */
   metrics_token: string;
+  /** VMs' byte source: `sysfs` or `vnstat` (hosts running vnstatd). @default 'sysfs' */
+  vm_counter_source: 'sysfs' | 'vnstat';
 }
 
 /**

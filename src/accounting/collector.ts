@@ -6,6 +6,7 @@ import { parseWgDump } from './wg-dump.js';
 import { parseClassText } from '../shaping/parse-class-text.js';
 import { ifbNameFor } from '../shaping/ifb-name.js';
 import { classSamples } from './tc-classes.js';
+import { parseVnstatJson } from './vnstat.js';
 import { parseSysfsValues, SYSFS_FILES, type InterfaceCounters } from './sysfs.js';
 import type { Sample } from './sample.js';
 import { enforceRetention, writeTick, type Retention, type TickResult } from './store.js';
@@ -28,6 +29,14 @@ export interface CollectorOptions {
   now?: () => number;
   /** Reads the machine's boot id. @default /proc/sys/kernel/random/boot_id */
   bootId?: () => Promise<string>;
+  /**
+   * Where VMs' bytes come from: `sysfs` (the tap's kernel counters, read every tick) or `vnstat`
+   * (vnStat's per-interface totals, for hosts that already run vnstatd: they survive reboots and
+   * interface re-creation, but move only when vnstatd saves, every few minutes). VMs inside a
+   * network namespace are always read from sysfs: vnStat sees only its own namespace.
+   * @default 'sysfs'
+   */
+  vmSource?: 'sysfs' | 'vnstat';
 }
 
 const readBootId = async () => (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
@@ -71,6 +80,31 @@ export class Collector {
     return this.lastRun;
   }
 
+  /**
+   * VM samples from `vnstat --json` (source `vnstat`): the series is the VM, its identity has no
+   * ifindex and a fixed boot id because vnStat's totals survive both, and the sample time is
+   * vnStat's own last update, so a tick that sees no new vnStat data counts nothing.
+   */
+  private async vnstatSamples(vms: { subjectId: string; interface: string }[]): Promise<Sample[]> {
+    if (vms.length === 0) return [];
+    const { stdout } = await this.options.executor.run(['vnstat', '--json']);
+    const totals = new Map(parseVnstatJson(stdout).map((t) => [t.name, t]));
+    return vms.flatMap((vm) => {
+      const total = totals.get(vm.interface);
+      if (!total) return [];
+      return [{
+        identity: { node: this.node, source: 'vnstat' as const, interface: vm.interface, seriesKey: `vm:${vm.subjectId}`, ifindex: null, bootId: 'vnstat' },
+        subjectType: 'vm' as const,
+        subjectId: vm.subjectId,
+        rxBytes: total.rxBytes,
+        txBytes: total.txBytes,
+        rxPackets: null,
+        txPackets: null,
+        at: total.updatedAt,
+      }];
+    });
+  }
+
   /** Reads every subject's counters now (without writing them). */
   async sample(): Promise<Sample[]> {
     const { db, executor, logger } = this.options;
@@ -86,6 +120,14 @@ export class Collector {
       limited: Number(row.up_kbps) > 0 || Number(row.down_kbps) > 0,
     }));
     const samples: Sample[] = [];
+    const fromVnstat = this.options.vmSource === 'vnstat' ? rows.filter((row) => row.subjectType === 'vm' && row.netns === null) : [];
+    if (fromVnstat.length > 0) {
+      try {
+        samples.push(...(await this.vnstatSamples(fromVnstat)));
+      } catch (error) {
+        logger.warn('cannot read vnstat --json', { error: (error as Error).message });
+      }
+    }
     const groups = new Map<string, typeof rows>();
     for (const row of rows) {
       const key = `${row.subjectType === 'vm' ? 'vm' : 'wg'}\u0000${row.netns ?? ''}\u0000${row.interface}`;
@@ -99,6 +141,7 @@ export class Collector {
         samples.push(...(await this.classCounters(first.interface, first.netns, members, { ifindex: counters.ifindex, bootId })));
         if (key.startsWith('vm')) {
           for (const vm of members) {
+            if (fromVnstat.includes(vm)) continue;
             samples.push({
               identity: { node: this.node, source: 'sysfs', interface: vm.interface, seriesKey: `vm:${vm.subjectId}`, ifindex: counters.ifindex, bootId },
               subjectType: 'vm',
@@ -169,6 +212,7 @@ export class Collector {
     try {
       const samples = await this.sample();
       const result = await writeTick(this.options.db, samples, {
+        billedSources: ['wireguard', 'sysfs', ...(this.options.vmSource === 'vnstat' ? (['vnstat'] as const) : [])],
         logger: this.options.logger,
         ...(this.options.ceilingBitsPerSecond ? { ceilingBitsPerSecond: this.options.ceilingBitsPerSecond } : {}),
       });

@@ -37,15 +37,15 @@ if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_for "PostgreSQL" pg_isready -h 127.0.0.1 -p 5432
 fi
-if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+if ! psql -w -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
   # A fresh cluster asks TCP clients for a password: trust 127.0.0.1 like the test machines do.
   version=$(ls /etc/postgresql | sort -V | tail -1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
   sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
   su postgres -c "psql -Atc 'select pg_reload_conf()'" >/dev/null
-  wait_for "PostgreSQL trust auth" psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1'
+  wait_for "PostgreSQL trust auth" psql -w -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1'
 fi
-if [[ $(psql -h 127.0.0.1 -U postgres -d postgres -Atc "select count(*) from pg_database where datname = 'test'") == 0 ]]; then
-  psql -h 127.0.0.1 -U postgres -d postgres -Atc 'CREATE DATABASE test' >/dev/null
+if [[ $(psql -w -h 127.0.0.1 -U postgres -d postgres -Atc "select count(*) from pg_database where datname = 'test'") == 0 ]]; then
+  psql -w -h 127.0.0.1 -U postgres -d postgres -Atc 'CREATE DATABASE test' >/dev/null
 fi
 echo "start-databases: PostgreSQL ready"

@@ -23,11 +23,11 @@ export interface ChartOptions {
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const fixed = (n: number) => (Math.round(n * 10) / 10).toString();
 
-/** A "nice" upper bound for the axis: 1, 2 or 5 × 10^n at or above `value`. */
+/** A "nice" upper bound for the axis: 1, 2, 2.5 or 5 × 10^n at or above `value`. */
 export function niceCeiling(value: number): number {
   if (value <= 0) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 5, 10]) if (step * power >= value * (1 - 1e-12)) return step * power;
+  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value * (1 - 1e-12)) return step * power;
   return 10 * power;
 }
 

@@ -25,6 +25,6 @@ test('unlimited draws no cap line, and an empty series still renders axes', () =
   assert.match(svg, /class="grid"/);
 });
 
-test('axis tops are 1, 2 or 5 times a power of ten', () => {
-  assert.deepEqual([0, 0.3, 1, 1.2, 3, 7, 11, 4800, 51_000].map(niceCeiling), [1, 0.5, 1, 2, 5, 10, 20, 5000, 100_000]);
+test('axis tops are 1, 2, 2.5 or 5 times a power of ten', () => {
+  assert.deepEqual([0, 0.3, 1, 1.2, 3, 7, 11, 4800, 51_000, 210_000].map(niceCeiling), [1, 0.5, 1, 2, 5, 10, 20, 5000, 100_000, 250_000]);
 });

@@ -56,9 +56,15 @@ export async function totalsBySubject(
       .where(piece.column, piece.table === 'bw_usage' ? '>' : '>=', piece.from)
       .andWhere(piece.column, piece.table === 'bw_usage' ? '<=' : '<', piece.to)
       .groupBy('subject_type', 'subject_id');
-    if (filter.subjectType) query.where({ subject_type: filter.subjectType });
-    if (filter.subjectIds) query.whereIn('subject_id', filter.subjectIds);
+    // With ids, the (type, id, bucket) index answers by seeks. Without, a range scan of the covering
+    // (bucket, …) index is cheapest; an equality on the type would tempt planners (SQLite without
+    // statistics) into scanning the whole (type, id, bucket) index instead, so the type is filtered here.
+    if (filter.subjectIds) {
+      if (filter.subjectType) query.where({ subject_type: filter.subjectType });
+      query.whereIn('subject_id', filter.subjectIds);
+    }
     for (const row of (await query) as Record<string, unknown>[]) {
+      if (filter.subjectType && row.subject_type !== filter.subjectType) continue;
       const key = `${String(row.subject_type)}:${String(row.subject_id)}`;
       const entry = totals.get(key) ?? { upBytes: 0n, downBytes: 0n };
       entry.upBytes += toBigInt(row.up) ?? 0n;

@@ -50,11 +50,15 @@ for (const layer of layers) {
     '--import', 'tsx',
     '--test',
     `--test-concurrency=${layer.serial ? 1 : 2}`,
+    // A hung test fails after 3 minutes instead of holding CI until its own limit.
+    '--test-timeout=180000',
     '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=./scripts/summary-reporter.mjs', `--test-reporter-destination=${summaryFile}`,
     ...files,
   ];
-  const run = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, TEST_LAYER: layer.name } });
+  // A layer whose process never exits (a handle left open) is killed after 20 minutes.
+  const run = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, TEST_LAYER: layer.name }, timeout: 20 * 60_000, killSignal: 'SIGKILL' });
+  if (run.error || run.signal) console.error(`${layer.name} layer did not finish: ${run.error?.message ?? `killed by ${run.signal}`}`);
   const counts = existsSync(summaryFile)
     ? JSON.parse(readFileSync(summaryFile, 'utf8').trim() || '{"passed":0,"failed":0,"skipped":0}')
     : { passed: 0, failed: 0, skipped: 0 };

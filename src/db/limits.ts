@@ -183,7 +183,8 @@ export interface LimitFilter {
   limitedOnly?: boolean;
 }
 
-function applyFilter(query: Knex.QueryBuilder, filter: LimitFilter): Knex.QueryBuilder {
+/** Narrows a `bw_limits` query by type, network, status (`unlimited` = 0/0) and limited-ness. */
+export function applyFilter(query: Knex.QueryBuilder, filter: LimitFilter): Knex.QueryBuilder {
   if (filter.subjectType) query.where({ subject_type: filter.subjectType });
   if (filter.networkId) query.where({ network_id: filter.networkId });
   if (filter.status === 'unlimited') query.where({ up_kbps: 0, down_kbps: 0 });

@@ -1,7 +1,6 @@
 import type { Knex } from 'knex';
-import type { SubjectType } from '../plugin-api.js';
 import type { LimitRow } from './limits.js';
-import { toLimitRow } from './limits.js';
+import { applyFilter, toLimitRow, type LimitFilter } from './limits.js';
 
 export const SORT_KEYS = ['name', 'type', 'interface', 'up', 'down', 'status', 'rate', 'usage_24h', 'usage_30d', 'utilisation'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
@@ -15,11 +14,9 @@ const SQL_SORTS: Partial<Record<SortKey, string[]>> = {
   status: ['status', 'name', 'id'],
 };
 
-export interface SubjectQuery {
+/** The limits filter plus a search text and an order. */
+export interface SubjectQuery extends LimitFilter {
   search?: string;
-  subjectType?: SubjectType;
-  networkId?: string;
-  status?: 'pending' | 'applied' | 'failed' | 'unlimited';
   sort: SortKey;
   order: 'asc' | 'desc';
 }
@@ -30,11 +27,7 @@ function likePattern(text: string): string {
 }
 
 function filtered(db: Knex, query: SubjectQuery): Knex.QueryBuilder {
-  const builder = db('bw_limits');
-  if (query.subjectType) builder.where({ subject_type: query.subjectType });
-  if (query.networkId) builder.where({ network_id: query.networkId });
-  if (query.status === 'unlimited') builder.where({ up_kbps: 0, down_kbps: 0 });
-  else if (query.status) builder.where({ status: query.status }).andWhere((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0));
+  const builder = applyFilter(db('bw_limits'), query);
   if (query.search) {
     const pattern = likePattern(query.search.toLowerCase());
     builder.andWhere((q) =>

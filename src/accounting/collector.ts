@@ -252,3 +252,12 @@ export async function lastRates(db: Knex, keys: { subjectType: string; subjectId
   return rates;
 }
 
+
+/** Live rates from the collector in this process, else from each subject's last usage row. */
+export async function currentRates(
+  db: Knex,
+  collector: Collector | null,
+  keys: { subjectType: string; subjectId: string }[],
+): Promise<ReadonlyMap<string, Rate>> {
+  return collector ? collector.rates() : lastRates(db, keys);
+}

@@ -11,11 +11,11 @@ import { bandwidthInput } from '../hooks/bandwidth-fields.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
 import { RouteError } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
-import { lastRates, type Collector, type Rate } from '../accounting/collector.js';
+import { currentRates, type Collector, type Rate } from '../accounting/collector.js';
+import { DAY_MS } from '../accounting/buckets.js';
 import { grandTotals, totalsBySubject, type Totals } from '../accounting/queries.js';
 
 export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'views');
-const DAY_MS = 86_400_000;
 
 export interface ExecutorInfo {
   mode: 'local' | 'recording';
@@ -65,8 +65,8 @@ export function mountOverview(
 ): void {
   const { router, auth, db, views } = host;
 
-  const ratesFor = async (rows: LimitRow[]): Promise<ReadonlyMap<string, Rate>> =>
-    collector ? collector.rates() : lastRates(db, rows.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })));
+  const ratesFor = (rows: LimitRow[]): Promise<ReadonlyMap<string, Rate>> =>
+    currentRates(db, collector, rows.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })));
 
   async function totalsFor(rows: LimitRow[], from: number, to: number): Promise<Map<string, Totals>> {
     const result = new Map<string, Totals>();

@@ -4,7 +4,7 @@ import { getLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
 import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
-import { lastRates, type Collector } from '../accounting/collector.js';
+import { currentRates, type Collector } from '../accounting/collector.js';
 import { renderChart } from '../views/chart.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
 import { RouteError } from './errors.js';
@@ -59,7 +59,7 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
       total(now - 7 * DAY_MS, now),
       total(now - 30 * DAY_MS, now),
       listEvents(db, { offset: 0, limit: 50, subjectType: subject.subjectType, subjectId: subject.subjectId }),
-      collector ? Promise.resolve(collector.rates()) : lastRates(db, [{ subjectType: subject.subjectType, subjectId: subject.subjectId }]),
+      currentRates(db, collector, [{ subjectType: subject.subjectType, subjectId: subject.subjectId }]),
     ]);
     const capUp = limit?.upKbps ?? 0;
     const capDown = limit?.downKbps ?? 0;

@@ -6,7 +6,8 @@ import type { LimitsService } from '../limits/service.js';
 import { bandwidthFields } from '../hooks/register-hooks.js';
 import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
 import { inputError, notFound, pageParams, parseId } from './errors.js';
-import { lastRates, type Collector } from '../accounting/collector.js';
+import { currentRates, type Collector } from '../accounting/collector.js';
+import { DAY_MS } from '../accounting/buckets.js';
 import { totalsBySubject } from '../accounting/queries.js';
 import { sendJson } from './json.js';
 import { lookupSubject } from './subject-lookup.js';
@@ -27,12 +28,6 @@ function limitJson(row: LimitRow) {
   };
 }
 
-/** Live rates from the collector in this process, else from each subject's last usage row. */
-async function currentRates(db: Host['db'], collector: Collector | null, keys: { subjectType: string; subjectId: string }[]) {
-  return collector ? collector.rates() : lastRates(db, keys);
-}
-
-const DAY_MS = 86_400_000;
 
 function body(req: Request): Record<string, unknown> {
   const value: unknown = req.body;

@@ -126,7 +126,8 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   mountUsageApi(host);
   mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
-  const live = new LiveRates(() => (collector ? collector.sample() : Promise.resolve([])));
+  // Live rates come from the billed counters; the once-a-second reads skip the tc class counters.
+  const live = new LiveRates(() => (collector ? collector.sample({ classCounters: false }) : Promise.resolve([])));
   const stream = new RateStream({ sample: () => live.next(), onIdle: () => live.reset(), logger: host.logger });
   if (overview) {
     host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));

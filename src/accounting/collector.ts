@@ -105,8 +105,11 @@ export class Collector {
     });
   }
 
-  /** Reads every subject's counters now (without writing them). */
-  async sample(): Promise<Sample[]> {
+  /**
+   * Reads every subject's counters now (without writing them). `classCounters: false` skips the
+   * HTB class counters (two tc processes per limited interface) for readers that only need rates.
+   */
+  async sample(options: { classCounters?: boolean } = {}): Promise<Sample[]> {
     const { db, executor, logger } = this.options;
     const now = this.options.now ?? Date.now;
     const bootId = await (this.options.bootId ?? readBootId)();
@@ -138,7 +141,9 @@ export class Collector {
       try {
         const counters = await readInterfaceCounters(executor, first.interface, first.netns);
         const at = now();
-        samples.push(...(await this.classCounters(first.interface, first.netns, members, { ifindex: counters.ifindex, bootId })));
+        if (options.classCounters !== false) {
+          samples.push(...(await this.classCounters(first.interface, first.netns, members, { ifindex: counters.ifindex, bootId })));
+        }
         if (key.startsWith('vm')) {
           for (const vm of members) {
             if (fromVnstat.includes(vm)) continue;

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { connect } from '../src/db/connect.js';
 import { migrateLatest } from '../src/db/migrate.js';
+import { dropPluginTables } from '../test/support/databases.js';
 
 export const HOUR = 3_600_000;
 export const DAY = 86_400_000;
@@ -8,9 +9,7 @@ export const DAY = 86_400_000;
 /** A fresh database of this kind with the plugin's tables (dropping what a previous run left). */
 export async function freshDatabase(url: string): Promise<Knex> {
   const db = connect(url);
-  for (const table of ['bw_locks', 'bw_events', 'bw_agents', 'bw_quotas', 'bw_usage_daily', 'bw_usage_hourly', 'bw_usage', 'bw_counters', 'bw_limits', 'bw_knex_migrations', 'bw_knex_migrations_lock']) {
-    await db.schema.dropTableIfExists(table);
-  }
+  await dropPluginTables(db);
   await migrateLatest(db);
   return db;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Knex } from 'knex';
 import { connect } from '../../src/db/connect.js';
+import { MIGRATION_TABLE, PLUGIN_TABLES } from '../../src/db/migrate.js';
 import { requireOrSkip } from './layer.js';
 
 export interface Engine {
@@ -55,10 +56,7 @@ export async function openEngine(
 
 /** Drops every plugin table and the plugin's migration tables, whatever state a failed run left. */
 export async function dropPluginTables(knex: Knex): Promise<void> {
-  for (const table of [
-    'bw_locks', 'bw_events', 'bw_agents', 'bw_quotas', 'bw_usage_daily', 'bw_usage_hourly', 'bw_usage',
-    'bw_counters', 'bw_limits', 'bw_knex_migrations', 'bw_knex_migrations_lock',
-  ]) {
+  for (const table of [...[...PLUGIN_TABLES].reverse(), MIGRATION_TABLE, `${MIGRATION_TABLE}_lock`]) {
     await knex.schema.dropTableIfExists(table);
   }
 }

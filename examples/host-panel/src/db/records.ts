@@ -6,8 +6,8 @@ function timestamps(row: Record<string, unknown>): { created_at: string; updated
   return { created_at: new Date(Number(row.created_at)).toISOString(), updated_at: new Date(Number(row.updated_at)).toISOString() };
 }
 
-/** Database rows → the records of the host contract ('' netns is the root namespace: null). */
-export function toNetwork(row: Record<string, unknown>): NetworkRecord & { created_at: string; updated_at: string } {
+/** A network or a VM row: both own a kernel interface ('' netns is the root namespace: null). */
+function interfaceOwner(row: Record<string, unknown>) {
   return {
     id: Number(row.id),
     name: String(row.name),
@@ -15,6 +15,11 @@ export function toNetwork(row: Record<string, unknown>): NetworkRecord & { creat
     netns: row.netns ? String(row.netns) : null,
     ...timestamps(row),
   };
+}
+
+/** Database rows → the records of the host contract. */
+export function toNetwork(row: Record<string, unknown>): NetworkRecord & { created_at: string; updated_at: string } {
+  return interfaceOwner(row);
 }
 
 export function toPeer(row: Record<string, unknown>): PeerRecord {
@@ -29,13 +34,7 @@ export function toPeer(row: Record<string, unknown>): PeerRecord {
 }
 
 export function toVm(row: Record<string, unknown>): VmRecord {
-  return {
-    id: Number(row.id),
-    name: String(row.name),
-    interface: String(row.interface),
-    netns: row.netns ? String(row.netns) : null,
-    ...timestamps(row),
-  };
+  return interfaceOwner(row);
 }
 
 /** Parses a route id; anything but a positive integer finds nothing. */

@@ -134,7 +134,9 @@ export class Collector {
     const groups = new Map<string, typeof rows>();
     for (const row of rows) {
       const key = `${row.subjectType === 'vm' ? 'vm' : 'wg'}\u0000${row.netns ?? ''}\u0000${row.interface}`;
-      groups.set(key, [...(groups.get(key) ?? []), row]);
+      const group = groups.get(key);
+      if (group) group.push(row);
+      else groups.set(key, [row]);
     }
     for (const [key, members] of groups) {
       const first = members[0]!;

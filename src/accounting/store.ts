@@ -137,7 +137,11 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
     await trx('bw_locks').where({ name: 'collector' }).update({ held_at: Date.now() });
     const previous = new Map<string, Sample>();
     const byNode = new Map<string, Sample[]>();
-    for (const sample of samples) byNode.set(sample.identity.node, [...(byNode.get(sample.identity.node) ?? []), sample]);
+    for (const sample of samples) {
+      const list = byNode.get(sample.identity.node);
+      if (list) list.push(sample);
+      else byNode.set(sample.identity.node, [sample]);
+    }
     for (const [node, nodeSamples] of byNode) {
       const interfaces = [...new Set(nodeSamples.map((s) => s.identity.interface))];
       for (let i = 0; i < interfaces.length; i += 200) {

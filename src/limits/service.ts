@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger, SubjectType, ValidationIssue } from '../plugin-api.js';
-import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, type LimitRow, type SubjectLimit } from '../db/limits.js';
+import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, toLimitRow, type LimitRow, type SubjectLimit } from '../db/limits.js';
 import { recordEvent } from '../db/events.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
 import { DesiredStateError, parseDesiredInterface } from '../shaping/model.js';
@@ -101,10 +101,9 @@ export class LimitsService {
 
   /** A network's interface appeared (or was renamed): move its peers there and apply. */
   async interfaceAppeared(networkId: string, iface: string, netns: string | null, actor: string): Promise<InterfaceOutcome> {
-    const rows = (await this.db('bw_limits').where({ subject_type: 'peer', network_id: networkId }).pluck('subject_id')) as string[];
-    for (const id of rows) {
-      const row = await getLimit(this.db, 'peer', String(id));
-      if (row && (row.interface !== iface || row.netns !== netns)) {
+    const rows = ((await this.db('bw_limits').where({ subject_type: 'peer', network_id: networkId })) as Record<string, unknown>[]).map(toLimitRow);
+    for (const row of rows) {
+      if (row.interface !== iface || row.netns !== netns) {
         await saveLimit(this.db, { ...row, interface: iface, netns });
       }
     }

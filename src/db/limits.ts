@@ -144,14 +144,16 @@ export async function deleteLimit(db: Knex, subjectType: SubjectType, subjectId:
 /** Records what the kernel answered for these rows, unless a newer write (updated_at) superseded them. */
 export async function setStatus(
   db: Knex,
-  rows: { id: number; updatedAt: Date }[],
+  rows: { id: number; updatedAt: Date; status?: LimitStatus; lastError?: string | null }[],
   status: LimitStatus,
   error: string | null,
   now = Date.now(),
 ): Promise<void> {
-  for (const row of rows) {
+  // A reconcile that changes nothing writes nothing (applied_at keeps the time of the first apply).
+  const changed = rows.filter((row) => row.status !== status || row.lastError !== error);
+  for (let i = 0; i < changed.length; i += 200) {
     await db('bw_limits')
-      .where({ id: row.id, updated_at: row.updatedAt.getTime() })
+      .whereIn(['id', 'updated_at'], changed.slice(i, i + 200).map((row) => [row.id, row.updatedAt.getTime()]))
       .update({ status, last_error: error, ...(status === 'applied' ? { applied_at: now } : {}) });
   }
 }

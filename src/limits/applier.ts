@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../plugin-api.js';
-import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type InterfaceRef, type LimitRow } from '../db/limits.js';
+import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type InterfaceRef } from '../db/limits.js';
 import type { Executor } from '../shaping/executor.js';
 import { KeyedMutex, interfaceLockKey } from '../shaping/lock.js';
 import { commandLine, type Operation } from '../shaping/operations.js';
@@ -84,16 +84,11 @@ export class LimitApplier {
         outcome.error = (error as Error).message;
         logger.warn('applying caps failed', { interface: iface, netns, error: outcome.error });
       }
-      await setStatus(db, outcome.status === 'applied' ? rows : limited, outcome.status, outcome.error);
-      if (outcome.status !== 'applied') await this.markUnlimitedDone(rows);
+      await setStatus(db, limited, outcome.status, outcome.error);
+      // Unlimited subjects need nothing from the kernel: they are never pending or failed.
+      await setStatus(db, rows.filter((row) => !isLimited(row)), 'applied', null);
       return outcome;
     });
-  }
-
-  /** Unlimited subjects need nothing from the kernel: they are never pending or failed. */
-  private async markUnlimitedDone(rows: LimitRow[]): Promise<void> {
-    const unlimited = rows.filter((row) => !isLimited(row) && row.status !== 'applied');
-    if (unlimited.length > 0) await setStatus(this.options.db, unlimited, 'applied', null);
   }
 
   /** Removes everything the plugin put on an interface (it went away, or its network was deleted). */

@@ -52,6 +52,22 @@ export class LimitsService {
     }
   }
 
+  /**
+   * Sets the directions `caps` mentions (the others keep their stored value), checks the result can
+   * be shaped, then stores and applies it. Returns the first problem instead when it cannot.
+   */
+  async change(
+    subject: SubjectLimit,
+    caps: { upKbps?: number; downKbps?: number },
+    actor: string,
+  ): Promise<{ limit: LimitRow; issue?: never } | { issue: ValidationIssue; limit?: never }> {
+    const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
+    const wanted = { ...subject, upKbps: caps.upKbps ?? stored?.upKbps ?? 0, downKbps: caps.downKbps ?? stored?.downKbps ?? 0 };
+    const issue = (await this.validate(wanted))[0];
+    if (issue) return { issue };
+    return { limit: (await this.set(wanted, actor)).limit };
+  }
+
   /** Stores and applies a subject's caps; returns the stored row after applying and the kernel's answer. */
   async set(subject: SubjectLimit, actor: string, action = 'limit.set'): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
     const { previous, current } = await saveLimit(this.db, subject);

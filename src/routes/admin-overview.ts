@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Request, Response } from 'express';
 import type { Host, SubjectType } from '../plugin-api.js';
-import { countLimitsByStatus, getLimit, type LimitRow } from '../db/limits.js';
+import { countLimitsByStatus, type LimitRow } from '../db/limits.js';
 import { countSubjects, listSubjects, SORT_KEYS, type SortKey, type SubjectQuery } from '../db/subject-list.js';
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
@@ -195,12 +195,9 @@ export function mountOverview(
       }
       throw error;
     }
-    const stored = await getLimit(db, subject.subjectType, subject.subjectId);
-    subject.upKbps = parsed.upKbps ?? stored?.upKbps ?? 0;
-    subject.downKbps = parsed.downKbps ?? stored?.downKbps ?? 0;
-    const problem = (await service.validate(subject))[0];
-    if (problem) return refuse(problem.message);
-    const { limit } = await service.set(subject, auth.actor(req).name);
+    const changed = await service.change(subject, parsed, auth.actor(req).name);
+    if (changed.issue) return refuse(changed.issue.message);
+    const { limit } = changed;
     const verdict = limit.status === 'failed' ? ` — the kernel refused: ${limit.lastError ?? ''}` : limit.status === 'pending' ? ` (pending: ${limit.lastError ?? ''})` : '';
     views.flash(req, `${limit.name}: ${formatCaps(limit.upKbps, limit.downKbps)}${verdict}`);
     res.redirect(303, back);

@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { Host, SubjectType } from '../plugin-api.js';
-import { countLimits, getLimit, getLimits, listLimits, type LimitRow, type LimitStatus } from '../db/limits.js';
+import { countLimits, getLimits, listLimits, type LimitRow, type LimitStatus } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import { bandwidthFields } from '../hooks/register-hooks.js';
@@ -109,13 +109,9 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
     const issue = parsed.issues[0];
     if (issue) throw inputError(issue.field, issue.message);
     const subject = await lookupSubject(host, req.params.type, req.params.id);
-    const stored = await getLimit(db, subject.subjectType, subject.subjectId);
-    subject.upKbps = parsed.upKbps ?? stored?.upKbps ?? 0;
-    subject.downKbps = parsed.downKbps ?? stored?.downKbps ?? 0;
-    const problem = (await service.validate(subject))[0];
-    if (problem) throw inputError(problem.field, problem.message);
-    const { limit } = await service.set(subject, actor(req));
-    res.json({ limit: limitJson(limit) });
+    const changed = await service.change(subject, parsed, actor(req));
+    if (changed.issue) throw inputError(changed.issue.field, changed.issue.message);
+    res.json({ limit: limitJson(changed.limit) });
   });
 
   router.delete('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {

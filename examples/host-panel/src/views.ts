@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ejs from 'ejs';
@@ -14,7 +15,7 @@ const CORE_NAV: NavItem[] = [
 
 /** The host's views: an admin layout around every page, and the slots plugins extend. */
 export class ViewRegistry implements HostViews {
-  private partials: { slot: ViewSlot; template: string }[] = [];
+  private partials: { slot: ViewSlot; render: ejs.TemplateFunction }[] = [];
   private columns: { slot: TableSlot; column: TableColumn<PeerRecord> | TableColumn<VmRecord> }[] = [];
   private nav: NavItem[] = [];
 
@@ -46,7 +47,7 @@ export class ViewRegistry implements HostViews {
       partials: (slot: ViewSlot, extra: Record<string, unknown> = {}): string =>
         this.partials
           .filter((p) => p.slot === slot)
-          .map((p) => ejs.render(ejs.fileLoader(p.template).toString(), { ...common, ...locals, ...extra }, { filename: p.template, cache: true }) as string)
+          .map((p) => p.render({ ...common, ...locals, ...extra }))
           .join('\n'),
       /** Extra columns of a table slot. */
       columns: (slot: TableSlot) => this.columns.filter((c) => c.slot === slot).map((c) => c.column as TableColumn<Record<string, unknown>>),
@@ -54,7 +55,8 @@ export class ViewRegistry implements HostViews {
   }
 
   addPartial(slot: ViewSlot, template: string): () => void {
-    const entry = { slot, template };
+    // Compiled once, when the plugin adds it (a syntax error fails the plugin's start, not a page).
+    const entry = { slot, render: ejs.compile(readFileSync(template, 'utf8'), { filename: template }) };
     this.partials.push(entry);
     return () => {
       this.partials = this.partials.filter((p) => p !== entry);

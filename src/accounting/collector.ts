@@ -8,7 +8,7 @@ import { ifbNameFor } from '../shaping/ifb-name.js';
 import { classSamples } from './tc-classes.js';
 import { parseVnstatJson } from './vnstat.js';
 import { parseSysfsValues, SYSFS_FILES, type InterfaceCounters } from './sysfs.js';
-import type { Sample } from './sample.js';
+import { kbpsOf, type Sample } from './sample.js';
 import { enforceRetention, writeTick, type Retention, type TickResult } from './store.js';
 
 /** Live rate of one subject, from its last two samples and the measured time between them. */
@@ -52,7 +52,6 @@ export async function readInterfaceCounters(executor: Executor, iface: string, n
   return parseSysfsValues(stdout);
 }
 
-const kbps = (bytes: bigint, elapsedMs: number) => (elapsedMs > 0 ? Number((bytes * 8n) / BigInt(elapsedMs)) : 0);
 
 /**
  * One collector: reads the counters of every known subject (peers from `wg show dump`, VMs from
@@ -226,7 +225,7 @@ export class Collector {
       const seen = new Set<string>();
       for (const [key, counted] of result.counted) {
         seen.add(key);
-        this.rateBySubject.set(key, { upKbps: kbps(counted.up, counted.elapsedMs), downKbps: kbps(counted.down, counted.elapsedMs), at: counted.at });
+        this.rateBySubject.set(key, { upKbps: kbpsOf(counted.up, counted.elapsedMs), downKbps: kbpsOf(counted.down, counted.elapsedMs), at: counted.at });
       }
       for (const key of [...this.rateBySubject.keys()]) if (!seen.has(key)) this.rateBySubject.delete(key);
       await enforceRetention(this.options.db, (this.options.now ?? Date.now)(), this.options.retention);
@@ -251,8 +250,8 @@ export async function lastRates(db: Knex, keys: { subjectType: string; subjectId
     if (!row) continue;
     const elapsed = Number(row.period_end) - Number(row.period_start);
     rates.set(`${subjectType}:${subjectId}`, {
-      upKbps: kbps(BigInt(String(row.up_bytes)), elapsed),
-      downKbps: kbps(BigInt(String(row.down_bytes)), elapsed),
+      upKbps: kbpsOf(BigInt(String(row.up_bytes)), elapsed),
+      downKbps: kbpsOf(BigInt(String(row.down_bytes)), elapsed),
       at: Number(row.period_end),
     });
   }

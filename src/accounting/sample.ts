@@ -45,3 +45,8 @@ export function subjectDirections(host: { rx: bigint; tx: bigint }): { up: bigin
 export function seriesKeyOf(identity: Pick<SeriesIdentity, 'node' | 'source' | 'interface' | 'seriesKey'>): string {
   return `${identity.node}\u0000${identity.source}\u0000${identity.interface}\u0000${identity.seriesKey}`;
 }
+
+/** Bytes over a time as kbit/s (bits per millisecond), the unit of caps and rates; 0 for no time. */
+export function kbpsOf(bytes: bigint, elapsedMs: number): number {
+  return elapsedMs > 0 ? Number((bytes * 8n) / BigInt(Math.round(elapsedMs))) : 0;
+}

@@ -1,5 +1,5 @@
 import { computeDelta } from '../accounting/deltas.js';
-import { seriesKeyOf, subjectDirections, type Sample } from '../accounting/sample.js';
+import { kbpsOf, seriesKeyOf, subjectDirections, type Sample } from '../accounting/sample.js';
 
 /** kbit/s up and down per subject key (`peer:12`). */
 export type RateMap = Map<string, { upKbps: number; downKbps: number }>;
@@ -25,8 +25,8 @@ export class LiveRates {
       const { up, down } = subjectDirections({ rx: delta.rxBytes, tx: delta.txBytes });
       const subject = `${sample.subjectType}:${sample.subjectId}`;
       const sum = rates.get(subject) ?? { upKbps: 0, downKbps: 0 };
-      sum.upKbps += Number((up * 8n) / BigInt(delta.elapsedMs));
-      sum.downKbps += Number((down * 8n) / BigInt(delta.elapsedMs));
+      sum.upKbps += kbpsOf(up, delta.elapsedMs);
+      sum.downKbps += kbpsOf(down, delta.elapsedMs);
       rates.set(subject, sum);
     }
     this.previous = seen;

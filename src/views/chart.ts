@@ -1,4 +1,5 @@
 import { formatRate } from './format.js';
+import { kbpsOf } from '../accounting/sample.js';
 
 /** One bucket of bytes transferred (from `usageSeries`). */
 export interface ChartPoint {
@@ -42,7 +43,7 @@ export function renderChart(options: ChartOptions): string {
   const pad = { left: 86, right: 24, top: 14, bottom: 28 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
-  const kbps = (bytes: bigint) => Number((bytes * 8n) / BigInt(options.bucketMs));
+  const kbps = (bytes: bigint) => kbpsOf(bytes, options.bucketMs);
   const ups = options.points.map((p) => kbps(p.upBytes));
   const downs = options.points.map((p) => kbps(p.downBytes));
   const top = niceCeiling(Math.max(1, ...ups, ...downs, options.capUpKbps, options.capDownKbps) * 1.05);

@@ -24,6 +24,8 @@ export interface TcFilter {
   link?: number;
   /** u32 link filter: offset of the hashed word (`hashkey … at N`). */
   hashOffset?: number;
+  /** u32 link filter: mask of the hashed word (`hashkey mask 0x0000ff00 …`). */
+  hashMask?: number;
   /** Target class minor (`flowid 1:2` → 2). */
   flowidMinor?: number;
   keys: U32Key[];
@@ -85,6 +87,7 @@ export function parseFilterJson(text: string): TcFilter[] {
     if (typeof options.ht_divisor === 'number') filter.divisor = options.ht_divisor;
     if (typeof options.link === 'string') filter.link = parseU32Handle(options.link)[0];
     if (typeof options.hash_off === 'number') filter.hashOffset = options.hash_off;
+    if (typeof options.hash_mask === 'string') filter.hashMask = parseInt(options.hash_mask, 16) >>> 0;
     if (typeof options.flowid === 'string') {
       const minor = options.flowid.split(':')[1];
       if (minor !== undefined && minor !== '') filter.flowidMinor = parseInt(minor, 16);

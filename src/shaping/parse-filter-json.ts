@@ -29,8 +29,10 @@ export interface TcFilter {
   /** Target class minor (`flowid 1:2` → 2). */
   flowidMinor?: number;
   keys: U32Key[];
-  /** mirred redirect target device. */
+  /** mirred redirect target device (`*` when the device it pointed at was deleted). */
   mirredTo?: string;
+  /** True when the filter carries a mirred action (with or without a target). */
+  hasMirred?: boolean;
 }
 
 // Checked by hand rather than with a zod schema per item: a 10,000-subject interface lists tens of
@@ -99,6 +101,7 @@ export function parseFilterJson(text: string): TcFilter[] {
     }
     if (Array.isArray(options.actions)) {
       const mirred = options.actions.find((action: unknown) => isRecord(action) && action.kind === 'mirred') as Record<string, unknown> | undefined;
+      if (mirred !== undefined) filter.hasMirred = true;
       if (typeof mirred?.to_dev === 'string') filter.mirredTo = mirred.to_dev;
     }
     return filter;

@@ -1,12 +1,18 @@
 import type { ActualInterface, ActualTree } from './actual.js';
 import { parseCidr, type Prefix } from './addresses.js';
 import {
+  CLASSIFY_PRIO,
+  DISPATCH_HTID,
   entriesFor,
+  isEngineHtid,
+  KERNEL_HTID_MIN,
   MATCH_ALL_PRIO,
+  MAX_NODE,
+  placementProblems,
   prefixFromKeys,
   u32Handle,
   type EntrySpec,
-  type TableSpec,
+  type LengthTable,
 } from './classify.js';
 import { capOn, placementOf, type MatchKey, type TreeSide } from './directions.js';
 import { ifbNameFor } from './ifb-name.js';
@@ -23,7 +29,20 @@ export interface PlanCapabilities {
   leaf: LeafKind;
 }
 
-/** Thrown when the desired state cannot be expressed (a bucket is full, a foreign clsact is in the way). */
+/** Options of {@link planInterface}. */
+export interface PlanOptions {
+  /**
+   * Rebuild every tree of the interface from scratch (delete the engine's root qdiscs and IFB, then
+   * build), whatever the kernel has: the repair when the kernel refused an incremental plan.
+   * @default false
+   */
+  rebuild?: boolean;
+}
+
+/**
+ * Thrown when the engine refuses to touch the interface: a foreign root qdisc, a clsact, a foreign
+ * filter where the ingress redirect must go. The message names the object and why.
+ */
 export class PlanError extends Error {
   override name = 'PlanError';
 }
@@ -51,22 +70,47 @@ const hex = (n: number): string => n.toString(16);
 const classId = (minor: number): string => `1:${hex(minor)}`;
 
 /**
+ * Subjects of `desired` the planner leaves out because their prefixes cannot be placed (see
+ * `placementProblems`): the rest of the interface is planned without them. Callers report these
+ * subjects as failed (`plan_invalid`); validation refuses them before they are stored.
+ */
+export function rejectedSubjects(desired: DesiredInterface): Map<string, string> {
+  const rejected = new Map<string, string>();
+  if (desired.kind === 'vm') return rejected;
+  for (const direction of ['down', 'up'] as const) {
+    const { side, key } = placementOf(desired.kind, direction);
+    if (key === 'all') continue;
+    const capped = desired.subjects
+      .filter((subject) => capOn(subject, side) > 0)
+      .map((subject) => ({ ...subject, prefixes: subject.addresses.map((cidr) => parseCidr(cidr)) }));
+    for (const [id, message] of placementProblems(capped, key)) if (!rejected.has(id)) rejected.set(id, message);
+  }
+  return rejected;
+}
+
+/**
  * Pure planner: the ordered operations that take `actual` to `desired` for one interface.
  *
  * - a tree (HTB `1:` with `default ffff`) on the interface's egress for subjects' `down`, and on its IFB
  *   (fed by an `ingress` qdisc redirecting with `act_mirred`) for subjects' `up`; no tree, no ingress
  *   qdisc and no IFB where no subject is limited;
- * - a missing or foreign root ⇒ full build; otherwise only the difference: a rate change is one
- *   `class change`, adding or removing a subject touches its class, leaf and filters only;
- * - deletions of filters come before deletions of classes (HTB refuses to delete a class filters
- *   point at), additions of classes before the filters that point at them.
+ * - a missing root, the kernel's default root (handle `0:`) or a tree whose classification layout is
+ *   not the engine's ⇒ full build; otherwise only the difference: a rate change is one `class change`,
+ *   adding or removing a subject touches its class, leaf and filter entries only;
+ * - every filter key that targets a class is deleted (by handle: the kernel unbinds it at once) before
+ *   the class, on every device; additions of classes come before the filters that point at them;
+ * - a foreign root qdisc on the interface, a clsact, or a foreign filter at the redirect's priority is
+ *   refused with a {@link PlanError} naming it: the engine never replaces what it did not create.
+ *
+ * Subjects in {@link rejectedSubjects} are left out.
  *
  * @param desired - validated with `parseDesiredInterface`.
  * @param actual - from `readActual` (or `emptyActual` for a fresh interface).
  */
-export function planInterface(desired: DesiredInterface, actual: ActualInterface, caps: PlanCapabilities): Operation[] {
+export function planInterface(desired: DesiredInterface, actual: ActualInterface, caps: PlanCapabilities, options: PlanOptions = {}): Operation[] {
   const netns = desired.netns;
   const ifb = ifbNameFor(desired.name, netns);
+  const rebuild = options.rebuild === true;
   const before: Operation[] = [];
   const tc: Operation[] = [];
   const after: Operation[] = [];
@@ -76,47 +120,57 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
     return after;
   }
 
+  const rejected = rejectedSubjects(desired);
   const subjectsOn = (side: TreeSide): TreeSubject[] =>
     desired.subjects
-      .filter((subject) => capOn(subject, side) > 0)
+      .filter((subject) => capOn(subject, side) > 0 && !rejected.has(subject.id))
       .sort((a, b) => a.classMinor - b.classMinor)
       .map((subject) => ({ subject, kbps: capOn(subject, side), prefixes: subject.addresses.map((cidr) => parseCidr(cidr)) }));
 
   // Down: the interface's own egress.
   const down = placementOf(desired.kind, 'down');
-  tc.push(
-    ...planTree(
-      { device: desired.name, netns, side: down.side, key: down.key, leaf: caps.leaf },
-      subjectsOn(down.side),
-      actual.egress,
-    ),
-  );
+  const downSubjects = subjectsOn(down.side);
+  if (downSubjects.length > 0) refuseForeignRoot(desired.name, actual.egress);
+  tc.push(...planTree({ device: desired.name, netns, side: down.side, key: down.key, leaf: caps.leaf }, downSubjects, actual.egress, rebuild));
 
   // Up: ingress → IFB.
   const up = placementOf(desired.kind, 'up');
   const upSubjects = subjectsOn(up.side);
-  const ours = (filter: TcFilter): boolean => filter.prio === INGRESS_REDIRECT_PRIO;
-  // At prio 1 the kernel lists a header, the root table (`800:`) and our one redirect entry.
-  const redirect = actual.ingressFilters.filter((filter) => ours(filter) && filter.mirredTo !== undefined);
-  const otherEntries = actual.ingressFilters.filter(
-    (filter) => ours(filter) && filter.mirredTo === undefined && filter.handle !== undefined && filter.divisor === undefined,
-  );
-  const hasIngressQdisc = ingressQdisc(actual.egress) !== null;
+  const ingress = actual.egress?.qdiscs.find((q) => q.kind === 'ingress') ?? null;
+  const redirectKeys = actual.ingressFilters.filter((f) => f.prio === INGRESS_REDIRECT_PRIO && isKey(f));
+  const ours = (f: TcFilter): boolean => f.hasMirred === true && (f.mirredTo === undefined || f.mirredTo === ifb || f.mirredTo === '*');
+  const hasOurRedirect = ingress !== null && redirectKeys.some(ours);
+  const deleteRedirect = (why: string): Operation =>
+    actual.ingressFilters.some((f) => f.prio !== INGRESS_REDIRECT_PRIO)
+      ? op('tc', ['filter', 'del', 'dev', desired.name, 'parent', 'ffff:', 'prio', String(INGRESS_REDIRECT_PRIO)], netns, why)
+      : op('tc', ['qdisc', 'del', 'dev', desired.name, 'ingress'], netns, why);
+
   if (upSubjects.length > 0) {
-    if (!actual.ifb.exists) {
-      before.push(op('ip', ['link', 'add', 'name', ifb, 'type', 'ifb'], netns, `IFB for the ingress of ${desired.name} (subjects' up)`));
-    }
-    if (!actual.ifb.exists || !actual.ifb.up) before.push(op('ip', ['link', 'set', 'dev', ifb, 'up'], netns, `bring ${ifb} up`));
     const clsact = actual.egress?.qdiscs.find((q) => q.kind === 'clsact');
-    if (clsact) throw new PlanError(`${desired.name} has a clsact qdisc; the engine needs the ingress qdisc to redirect to ${ifb}`);
-    if (!hasIngressQdisc) {
-      tc.push(op('tc', ['qdisc', 'add', 'dev', desired.name, 'handle', 'ffff:', 'ingress'], netns, `ingress of ${desired.name}`));
+    if (clsact) throw new PlanError(`${desired.name} has a clsact qdisc (not panel-bandwidth's): the engine needs the ingress qdisc to redirect uploads to ${ifb}; remove it or clear the up caps`);
+    const foreign = redirectKeys.find((f) => !ours(f));
+    if (ingress !== null && foreign) {
+      const what = foreign.mirredTo !== undefined ? `a redirect to ${foreign.mirredTo}` : `filter ${foreign.handle ?? '?'}`;
+      throw new PlanError(
+        `${desired.name}'s ingress holds ${what} at prio ${INGRESS_REDIRECT_PRIO} (not panel-bandwidth's): the engine redirects uploads to ${ifb} at that priority; move it to another priority or clear the up caps`,
+      );
     }
+    const ifbFresh = rebuild || !actual.ifb.exists;
+    if (rebuild && actual.ifb.exists) before.push(op('ip', ['link', 'del', 'dev', ifb], netns, `rebuild: remove ${ifb} with everything on it`));
+    if (ifbFresh) before.push(op('ip', ['link', 'add', 'name', ifb, 'type', 'ifb'], netns, `IFB for the ingress of ${desired.name} (subjects' up)`));
+    if (ifbFresh || !actual.ifb.up) before.push(op('ip', ['link', 'set', 'dev', ifb, 'up'], netns, `bring ${ifb} up`));
+    if (ingress === null) tc.push(op('tc', ['qdisc', 'add', 'dev', desired.name, 'handle', 'ffff:', 'ingress'], netns, `ingress of ${desired.name}`));
+    // A re-created IFB is a new device: a redirect to the old one points nowhere (`to_dev *`).
     const redirectOk =
-      hasIngressQdisc && redirect.length === 1 && redirect[0]?.mirredTo === ifb && redirect[0]?.protocol === 'all' && otherEntries.length === 0;
+      !ifbFresh &&
+      ingress !== null &&
+      redirectKeys.length === 1 &&
+      redirectKeys[0]?.mirredTo === ifb &&
+      redirectKeys[0]?.protocol === 'all' &&
+      redirectKeys[0]?.keys.every((k) => k.mask === 0) === true;
     if (!redirectOk) {
-      if (hasIngressQdisc && actual.ingressFilters.some(ours)) {
-        tc.push(op('tc', ['filter', 'del', 'dev', desired.name, 'parent', 'ffff:', 'prio', String(INGRESS_REDIRECT_PRIO)], netns, 'wrong ingress redirect'));
+      if (ingress !== null && actual.ingressFilters.some((f) => f.prio === INGRESS_REDIRECT_PRIO)) {
+        tc.push(op('tc', ['filter', 'del', 'dev', desired.name, 'parent', 'ffff:', 'prio', String(INGRESS_REDIRECT_PRIO)], netns, 'replace the ingress redirect'));
       }
       tc.push(
         op(
@@ -130,29 +184,17 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
         ),
       );
     }
-    tc.push(
-      ...planTree(
-        { device: ifb, netns, side: up.side, key: up.key, leaf: caps.leaf },
-        upSubjects,
-        actual.ifb.exists ? actual.ifb.tree : null,
-      ),
-    );
+    tc.push(...planTree({ device: ifb, netns, side: up.side, key: up.key, leaf: caps.leaf }, upSubjects, ifbFresh ? null : actual.ifb.tree, false));
   } else {
-    if (hasIngressQdisc && redirect.some((filter) => filter.mirredTo === ifb)) {
-      const foreign = actual.ingressFilters.some((filter) => !ours(filter));
-      tc.push(
-        foreign
-          ? op('tc', ['filter', 'del', 'dev', desired.name, 'parent', 'ffff:', 'prio', String(INGRESS_REDIRECT_PRIO)], netns, 'no subject limits its up: drop the redirect')
-          : op('tc', ['qdisc', 'del', 'dev', desired.name, 'ingress'], netns, 'no subject limits its up: drop the ingress qdisc'),
-      );
-    }
+    if (hasOurRedirect) tc.push(deleteRedirect('no subject limits its up: drop the redirect'));
     if (actual.ifb.exists) after.push(op('ip', ['link', 'del', 'dev', ifb], netns, 'no subject limits its up: remove the IFB'));
   }
   return [...before, ...tc, ...after];
 }
 
-function ingressQdisc(tree: ActualTree | null): TcQdisc | null {
-  return tree?.qdiscs.find((q) => q.kind === 'ingress') ?? null;
+/** A u32 key (a rule), not a priority's header line or a hash table. */
+function isKey(filter: TcFilter): boolean {
+  return filter.handle !== undefined && filter.divisor === undefined && (filter.node ?? 0) !== 0;
 }
 
 function rootQdisc(tree: ActualTree | null): TcQdisc | null {
@@ -164,26 +206,37 @@ export function isEngineRoot(qdisc: TcQdisc | null): boolean {
   return qdisc !== null && qdisc.kind === 'htb' && qdisc.handle === '1:' && htbDefaultMinor(qdisc) === UNLIMITED_MINOR;
 }
 
-function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree | null): Operation[] {
+/**
+ * The interface's root must be the engine's HTB or the kernel's default (handle `0:`, e.g. noqueue,
+ * pfifo_fast, mq): a root someone configured (a tbf, a cake, an HTB with another default) is theirs.
+ */
+function refuseForeignRoot(ifname: string, tree: ActualTree | null): void {
+  const root = rootQdisc(tree);
+  if (root === null || root.handle === '0:' || isEngineRoot(root)) return;
+  throw new PlanError(
+    `${ifname} has a root qdisc ${root.kind} ${root.handle} that panel-bandwidth did not create: the engine does not replace it. ` +
+      `Remove it (tc qdisc del dev ${ifname} root) to let panel-bandwidth cap downloads on ${ifname}`,
+  );
+}
+
+function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree | null, rebuild: boolean): Operation[] {
   const { device, netns } = ctx;
   const root = rootQdisc(actual);
   const ours = isEngineRoot(root);
   if (subjects.length === 0) {
     return ours ? [op('tc', ['qdisc', 'del', 'dev', device, 'root'], netns, `no limited subject on ${device}: remove the engine's tree`)] : [];
   }
-  const filters = desiredFilters(ctx, subjects);
-  if (!ours || actual === null) return fullBuild(ctx, subjects, filters, root);
+  if (!ours || actual === null || rebuild || !layoutOk(ctx, actual.filters)) return fullBuild(ctx, subjects, root);
 
   const ops = { filterDel: [] as Operation[], classDel: [] as Operation[], classSet: [] as Operation[], structure: [] as Operation[], entryAdd: [] as Operation[] };
-  diffFilters(ctx, filters, actual.filters, ops);
+  diffFilters(ctx, subjects, actual.filters, ops);
 
   const wanted = new Map(subjects.map((s) => [s.subject.classMinor, s]));
   const classes = new Map(actual.classes.filter((c) => c.kind === 'htb' && c.major === 1).map((c) => [c.minor, c]));
-  for (const [minor] of classes) {
-    if (minor !== UNLIMITED_MINOR && !wanted.has(minor)) {
-      ops.classDel.push(op('tc', ['class', 'del', 'dev', device, 'classid', classId(minor)], netns, `stray class ${classId(minor)}`));
-    }
-  }
+  // Children first: HTB refuses to delete a class that has children (a hand-made sub-class).
+  const stray = [...classes.values()].filter((c) => c.minor !== UNLIMITED_MINOR && !wanted.has(c.minor));
+  stray.sort((a, b) => Number(b.parent !== null && b.parent !== '1:') - Number(a.parent !== null && a.parent !== '1:'));
+  for (const c of stray) ops.classDel.push(op('tc', ['class', 'del', 'dev', device, 'classid', classId(c.minor)], netns, `stray class ${classId(c.minor)}`));
   const unlimited = classes.get(UNLIMITED_MINOR);
   if (unlimited === undefined) ops.classSet.push(unlimitedClass(ctx, 'add'));
   else if (!rateMatches(unlimited, UNLIMITED_KBPS)) ops.classSet.push(unlimitedClass(ctx, 'change'));
@@ -195,6 +248,10 @@ function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree 
     if (current === undefined) {
       ops.classSet.push(subjectClass(ctx, s, 'add'), subjectLeaf(ctx, s, 'add'));
       continue;
+    }
+    if (current.parent !== null && current.parent !== '1:') {
+      // A class of ours moved under another parent by hand: HTB cannot re-parent; rebuild the tree.
+      return fullBuild(ctx, subjects, root);
     }
     if (!rateMatches(current, s.kbps)) ops.classSet.push(subjectClass(ctx, s, 'change'));
     const leaf = leaves.get(classId(minor));
@@ -244,79 +301,82 @@ function subjectLeaf(ctx: TreeContext, s: TreeSubject, verb: 'add' | 'replace'):
 
 // ---- filters -------------------------------------------------------------------------------
 
-interface DesiredFilters {
-  /** VM interface: the one match-all target. */
-  matchAll: { minor: number; note: string } | null;
-  tables: Map<number, TableSpec>;
-  /** Entries per table prio, in planning order. */
-  entries: Map<number, { entry: EntrySpec; note: string }[]>;
+/** The priority a tree classifies at: a VM's match-all or the peers' address tables. */
+function treePrio(ctx: TreeContext): number {
+  return ctx.key === 'all' ? MATCH_ALL_PRIO : CLASSIFY_PRIO;
 }
 
-function desiredFilters(ctx: TreeContext, subjects: TreeSubject[]): DesiredFilters {
-  const result: DesiredFilters = { matchAll: null, tables: new Map(), entries: new Map() };
-  if (ctx.key === 'all') {
-    const first = subjects[0];
-    if (first) result.matchAll = { minor: first.subject.classMinor, note: `all traffic of ${describe(ctx, first)}` };
-    return result;
-  }
-  for (const s of subjects) {
-    for (const entry of entriesFor(s.prefixes, s.subject.classMinor, ctx.key)) {
-      result.tables.set(entry.table.prio, entry.table);
-      const list = result.entries.get(entry.table.prio) ?? [];
-      list.push({ entry, note: `${entry.prefixText} → ${describe(ctx, s)}` });
-      result.entries.set(entry.table.prio, list);
-    }
-  }
-  return result;
+function filterArgs(ctx: TreeContext, prio: number): string[] {
+  return ['filter', 'add', 'dev', ctx.device, 'parent', '1:', 'prio', String(prio), 'protocol', 'all'];
 }
 
-function matchAllOp(ctx: TreeContext, minor: number, note: string): Operation {
+function matchAllOp(ctx: TreeContext, s: TreeSubject): Operation {
+  return op('tc', [...filterArgs(ctx, MATCH_ALL_PRIO), 'u32', 'match', 'u32', '0', '0', 'flowid', classId(s.subject.classMinor)], ctx.netns, `all traffic of ${describe(ctx, s)}`);
+}
+
+/** The classifying filter with its dispatch table and the root's one link into it. */
+function skeletonOps(ctx: TreeContext): Operation[] {
+  const base = filterArgs(ctx, CLASSIFY_PRIO);
+  const dispatch = `${hex(DISPATCH_HTID)}:`;
+  return [
+    op('tc', [...base, 'u32'], ctx.netns, `u32 at prio ${CLASSIFY_PRIO}`),
+    op('tc', [...base, 'handle', dispatch, 'u32', 'divisor', '1'], ctx.netns, `dispatch table ${dispatch} (one link per prefix length)`),
+    op('tc', [...base, 'u32', 'match', 'u32', '0', '0', 'link', dispatch], ctx.netns, `root → ${dispatch}`),
+  ];
+}
+
+function tableOp(ctx: TreeContext, table: LengthTable): Operation {
   return op(
     'tc',
-    ['filter', 'add', 'dev', ctx.device, 'parent', '1:', 'prio', String(MATCH_ALL_PRIO), 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'flowid', classId(minor)],
+    [...filterArgs(ctx, CLASSIFY_PRIO), 'handle', `${hex(table.htid)}:`, 'u32', 'divisor', String(table.divisor)],
     ctx.netns,
-    note,
+    `table of IPv${table.family} /${table.length} prefixes (${table.divisor} bucket${table.divisor === 1 ? '' : 's'})`,
   );
 }
 
-function tableOps(ctx: TreeContext, table: TableSpec): Operation[] {
-  const base = ['filter', 'add', 'dev', ctx.device, 'parent', '1:', 'prio', String(table.prio), 'protocol', table.protocol];
-  const ht = `${hex(table.htid)}:`;
-  const link =
-    table.hashOffset === null
-      ? ['u32', 'match', 'u32', '0', '0', 'link', ht]
-      : ['u32', 'match', 'u32', '0', '0', 'hashkey', 'mask', '0x000000ff', 'at', String(table.hashOffset), 'link', ht];
-  const what = table.hashOffset === null ? `linear table ${ht} (${table.protocol})` : `hash table ${ht} (${table.protocol}, last byte at ${table.hashOffset})`;
-  return [
-    op('tc', [...base, 'u32'], ctx.netns, `u32 at prio ${table.prio}`),
-    op('tc', [...base, 'handle', ht, 'u32', 'divisor', String(table.divisor)], ctx.netns, what),
-    // No `ht 800::` here: the root table's id is allocated by the kernel per priority (800:, 801:, … and
-    // cyclically after deletions), so the link goes to this priority's root by omitting `ht`.
-    op('tc', [...base, ...link], ctx.netns, `link into ${ht}`),
-  ];
+function dispatchKeyOp(ctx: TreeContext, table: LengthTable): Operation {
+  const version = ['match', 'u8', `0x${hex(table.versionKey.value >>> 24)}`, '0xf0', 'at', '0'];
+  const hash = table.hashOffset === null ? [] : ['hashkey', 'mask', `0x${table.hashMask.toString(16).padStart(8, '0')}`, 'at', String(table.hashOffset)];
+  return op(
+    'tc',
+    [...filterArgs(ctx, CLASSIFY_PRIO), 'handle', u32Handle(DISPATCH_HTID, 0, table.dispatchNode), 'u32', 'ht', `${hex(DISPATCH_HTID)}:0:`, ...version, ...hash, 'link', `${hex(table.htid)}:`],
+    ctx.netns,
+    `IPv${table.family} /${table.length} → table ${hex(table.htid)}:`,
+  );
 }
 
 function entryOp(ctx: TreeContext, entry: EntrySpec, node: number, note: string): Operation {
   const t = entry.table;
-  const bucketHt = `${hex(t.htid)}:${hex(entry.bucket)}:`;
-  const family = t.protocol === 'ip' ? 'ip' : 'ip6';
   return op(
     'tc',
     [
-      'filter', 'add', 'dev', ctx.device, 'parent', '1:', 'prio', String(t.prio), 'protocol', t.protocol,
-      'handle', u32Handle(t.htid, entry.bucket, node), 'u32', 'ht', bucketHt,
-      'match', family, ctx.key, entry.prefixText, 'flowid', classId(entry.minor),
+      ...filterArgs(ctx, CLASSIFY_PRIO), 'handle', u32Handle(t.htid, entry.bucket, node), 'u32', 'ht', `${hex(t.htid)}:${hex(entry.bucket)}:`,
+      'match', t.family === 4 ? 'ip' : 'ip6', ctx.key, entry.prefixText, 'flowid', classId(entry.minor),
     ],
     ctx.netns,
     note,
   );
 }
 
-function deletePrio(ctx: TreeContext, prio: number, why: string): Operation {
-  return op('tc', ['filter', 'del', 'dev', ctx.device, 'parent', '1:', 'prio', String(prio)], ctx.netns, why);
+/** Deletes one key by handle: the kernel unbinds its class at once (a whole priority's tables would linger). */
+function deleteKey(ctx: TreeContext, filter: TcFilter, why: string): Operation {
+  return op('tc', ['filter', 'del', 'dev', ctx.device, 'parent', '1:', 'prio', String(filter.prio), 'protocol', filter.protocol, 'handle', filter.handle ?? '', filter.kind], ctx.netns, why);
 }
 
-/** Allocates node ids per (table, bucket), lowest free in the entry's band. */
+/**
+ * Removes a priority that is not the tree's own: first every key that targets a class, by handle
+ * (deleting only the priority would leave its non-root u32 tables, and their keys' hold on classes,
+ * alive and invisible while another u32 priority exists), then the priority.
+ */
+function deletePrio(ctx: TreeContext, prio: number, present: readonly TcFilter[], why: string): Operation[] {
+  const keys = present.filter((f) => isKey(f) && f.flowidMinor !== undefined && f.kind === 'u32');
+  return [
+    ...keys.map((f) => deleteKey(ctx, f, `${why}: key ${f.handle ?? '?'} → 1:${hex(f.flowidMinor ?? 0)}`)),
+    op('tc', ['filter', 'del', 'dev', ctx.device, 'parent', '1:', 'prio', String(prio)], ctx.netns, why),
+  ];
+}
+
+/** Allocates node ids per (table, bucket), lowest free. */
 class NodeAllocator {
   private readonly used = new Map<string, Set<number>>();
 
@@ -326,16 +386,14 @@ class NodeAllocator {
 
   allocate(entry: EntrySpec): number {
     const used = this.bucket(entry.table.htid, entry.bucket);
-    for (let node = entry.band[0]; node <= entry.band[1]; node += 1) {
+    for (let node = 1; node <= MAX_NODE; node += 1) {
       if (!used.has(node)) {
         used.add(node);
         return node;
       }
     }
-    throw new PlanError(
-      `Bucket ${hex(entry.table.htid)}:${hex(entry.bucket)}: is full for /${entry.prefix.length} prefixes ` +
-        `(${entry.band[1] - entry.band[0] + 1} entries); cannot place ${entry.prefixText}`,
-    );
+    // rejectedSubjects() leaves out every subject that would not fit: reaching this is a bug.
+    throw new Error(`Bucket ${hex(entry.table.htid)}:${hex(entry.bucket)}: is full; cannot place ${entry.prefixText}`);
   }
 
   private bucket(htid: number, bucket: number): Set<number> {
@@ -349,114 +407,159 @@ class NodeAllocator {
   }
 }
 
-function fullBuild(ctx: TreeContext, subjects: TreeSubject[], filters: DesiredFilters, root: TcQdisc | null): Operation[] {
-  const { device, netns } = ctx;
-  const verb = root === null || root.handle === '0:' ? 'add' : 'replace';
-  const out: Operation[] = [
-    op('tc', ['qdisc', verb, 'dev', device, 'root', 'handle', '1:', 'htb', 'default', 'ffff'], netns, `engine's HTB on ${device}`),
-    unlimitedClass(ctx, 'add'),
-  ];
-  for (const s of subjects) out.push(subjectClass(ctx, s, 'add'), subjectLeaf(ctx, s, 'add'));
-  if (filters.matchAll) out.push(matchAllOp(ctx, filters.matchAll.minor, filters.matchAll.note));
-  const nodes = new NodeAllocator();
-  for (const prio of [...filters.tables.keys()].sort((a, b) => a - b)) {
-    const table = filters.tables.get(prio);
-    if (table) out.push(...tableOps(ctx, table));
-    for (const { entry, note } of filters.entries.get(prio) ?? []) out.push(entryOp(ctx, entry, nodes.allocate(entry), note));
+interface WantedEntry {
+  entry: EntrySpec;
+  note: string;
+}
+
+/** The tables and entries a peer tree needs, by table id. */
+function wantedEntries(ctx: TreeContext, subjects: TreeSubject[]): { tables: Map<number, LengthTable>; entries: WantedEntry[] } {
+  const tables = new Map<number, LengthTable>();
+  const entries: WantedEntry[] = [];
+  if (ctx.key === 'all') return { tables, entries };
+  for (const s of subjects) {
+    for (const entry of entriesFor(s.prefixes, s.subject.classMinor, ctx.key)) {
+      tables.set(entry.table.htid, entry.table);
+      entries.push({ entry, note: `${entry.prefixText} → ${describe(ctx, s)}` });
+    }
   }
+  return { tables, entries };
+}
+
+function fullBuild(ctx: TreeContext, subjects: TreeSubject[], root: TcQdisc | null): Operation[] {
+  const { device, netns } = ctx;
+  const out: Operation[] = [];
+  // `replace` of a qdisc with the same kind and handle only changes its options and keeps every
+  // class and filter: anything that is not the kernel's default root is deleted first.
+  if (root !== null && root.handle !== '0:') out.push(op('tc', ['qdisc', 'del', 'dev', device, 'root'], netns, `rebuild ${device} from scratch`));
+  out.push(op('tc', ['qdisc', 'add', 'dev', device, 'root', 'handle', '1:', 'htb', 'default', 'ffff'], netns, `engine's HTB on ${device}`), unlimitedClass(ctx, 'add'));
+  for (const s of subjects) out.push(subjectClass(ctx, s, 'add'), subjectLeaf(ctx, s, 'add'));
+  if (ctx.key === 'all') {
+    const first = subjects[0];
+    if (first) out.push(matchAllOp(ctx, first));
+    return out;
+  }
+  const { tables, entries } = wantedEntries(ctx, subjects);
+  out.push(...skeletonOps(ctx));
+  for (const table of [...tables.values()].sort((a, b) => a.htid - b.htid)) out.push(tableOp(ctx, table), dispatchKeyOp(ctx, table));
+  const nodes = new NodeAllocator();
+  for (const { entry, note } of entries) out.push(entryOp(ctx, entry, nodes.allocate(entry), note));
   return out;
 }
 
-function diffFilters(
-  ctx: TreeContext,
-  wanted: DesiredFilters,
-  actual: readonly TcFilter[],
-  ops: { filterDel: Operation[]; structure: Operation[]; entryAdd: Operation[] },
-): void {
+/**
+ * The tree's own priority is in a shape the incremental diff can work from: for a VM tree anything
+ * (it is replaced whole), for a peer tree either absent or exactly the engine's skeleton: one root
+ * table linking to `3ff:`, only engine table ids with the divisor their length needs. Anything else
+ * (a hand-made table, a key in the root) means a rebuild: deleting the engine's tables one by one
+ * is not possible while the tree lives (see classify.ts).
+ */
+function layoutOk(ctx: TreeContext, filters: readonly TcFilter[]): boolean {
+  if (ctx.key === 'all') return true;
+  const present = filters.filter((f) => f.prio === CLASSIFY_PRIO);
+  if (present.length === 0) return true;
+  if (present.some((f) => f.kind !== 'u32' || f.protocol !== 'all')) return false;
+  const tables = present.filter((f) => f.divisor !== undefined && f.handle !== undefined);
+  const roots = tables.filter((f) => (f.htid ?? 0) >= KERNEL_HTID_MIN);
+  if (roots.length !== 1) return false;
+  const rootId = roots[0]?.htid;
+  const rootKeys = present.filter((f) => isKey(f) && f.htid === rootId);
+  const link = rootKeys[0];
+  if (rootKeys.length !== 1 || link?.link !== DISPATCH_HTID || link.flowidMinor !== undefined || link.hashMask !== undefined || !link.keys.every((k) => k.mask === 0)) return false;
+  for (const table of tables) {
+    const htid = table.htid ?? 0;
+    if (htid >= KERNEL_HTID_MIN) continue;
+    if (!isEngineHtid(htid)) return false;
+    if (htid === DISPATCH_HTID ? table.divisor !== 1 : table.divisor !== divisorOf(htid)) return false;
+  }
+  if (!tables.some((t) => t.htid === DISPATCH_HTID)) return false;
+  // Every key sits in an engine table.
+  return present.filter(isKey).every((f) => f.htid === rootId || isEngineHtid(f.htid ?? 0));
+}
+
+/** Divisor of the engine's length table `htid` (0x3LL / 0x4LL). */
+function divisorOf(htid: number): number {
+  const length = htid & 0xff;
+  if (length === 0) return 1;
+  return 2 ** (length - Math.floor((length - 1) / 8) * 8);
+}
+
+function diffFilters(ctx: TreeContext, subjects: TreeSubject[], actual: readonly TcFilter[], ops: { filterDel: Operation[]; structure: Operation[]; entryAdd: Operation[] }): void {
+  const own = treePrio(ctx);
   const byPrio = new Map<number, TcFilter[]>();
   for (const filter of actual) {
     const list = byPrio.get(filter.prio) ?? [];
     list.push(filter);
     byPrio.set(filter.prio, list);
   }
+  for (const [prio, present] of [...byPrio].sort((a, b) => a[0] - b[0])) {
+    if (prio !== own) ops.filterDel.push(...deletePrio(ctx, prio, present, `prio ${prio} is not the engine's`));
+  }
+  const present = byPrio.get(own) ?? [];
 
-  // The VM's match-all priority.
-  const matchAll = byPrio.get(MATCH_ALL_PRIO) ?? [];
-  if (wanted.matchAll) {
-    const targets = matchAll.filter((f) => f.flowidMinor !== undefined);
+  if (ctx.key === 'all') {
+    const first = subjects[0];
+    if (!first) return;
+    const keys = present.filter(isKey);
     const ok =
-      targets.length === 1 &&
-      targets[0]?.flowidMinor === wanted.matchAll.minor &&
-      targets[0]?.protocol === 'all' &&
-      targets[0]?.keys.every((k) => k.mask === 0) === true &&
-      matchAll.every((f) => f.flowidMinor !== undefined || f.link === undefined);
+      keys.length === 1 &&
+      keys[0]?.flowidMinor === first.subject.classMinor &&
+      keys[0]?.protocol === 'all' &&
+      keys[0]?.link === undefined &&
+      keys[0]?.keys.every((k) => k.mask === 0) === true &&
+      present.filter((f) => f.divisor !== undefined).length <= 1;
     if (!ok) {
-      if (matchAll.length > 0) ops.filterDel.push(deletePrio(ctx, MATCH_ALL_PRIO, 'wrong match-all filter'));
-      ops.entryAdd.push(matchAllOp(ctx, wanted.matchAll.minor, wanted.matchAll.note));
+      if (present.length > 0) ops.filterDel.push(...deletePrio(ctx, own, present, 'wrong match-all filter'));
+      ops.entryAdd.push(matchAllOp(ctx, first));
     }
-  } else if (matchAll.length > 0) {
-    ops.filterDel.push(deletePrio(ctx, MATCH_ALL_PRIO, 'stray filters at prio 1'));
+    return;
   }
 
+  const { tables: wantedTables, entries } = wantedEntries(ctx, subjects);
+  if (present.length === 0) ops.structure.push(...skeletonOps(ctx));
+  const tablesPresent = new Set(present.filter((f) => f.divisor !== undefined).map((f) => f.htid ?? 0));
+
+  // Dispatch keys: exactly one per length in use, at its node.
+  const keptLinks = new Set<number>();
+  for (const key of present.filter((f) => isKey(f) && f.htid === DISPATCH_HTID)) {
+    const table = key.link === undefined ? undefined : wantedTables.get(key.link);
+    const ok =
+      table !== undefined &&
+      key.node === table.dispatchNode &&
+      key.flowidMinor === undefined &&
+      key.keys.length === 1 &&
+      key.keys[0]?.value === table.versionKey.value &&
+      key.keys[0]?.mask === table.versionKey.mask &&
+      key.keys[0]?.off === 0 &&
+      (table.hashOffset === null ? (key.hashMask ?? 0) === 0 : key.hashMask === table.hashMask && key.hashOffset === table.hashOffset);
+    if (ok && table) keptLinks.add(table.htid);
+    else ops.filterDel.push(deleteKey(ctx, key, `stray link ${key.handle ?? '?'}`));
+  }
+  for (const table of [...wantedTables.values()].sort((a, b) => a.htid - b.htid)) {
+    if (!tablesPresent.has(table.htid)) ops.structure.push(tableOp(ctx, table));
+    if (!keptLinks.has(table.htid)) ops.structure.push(dispatchKeyOp(ctx, table));
+  }
+
+  // Entries: keep those that already match (same table, bucket, prefix and class); delete the rest.
+  const want = new Map<string, WantedEntry>();
+  for (const item of entries) want.set(`${item.entry.table.htid}|${item.entry.bucket}|${item.entry.prefixText}`, item);
+  const kept = new Set<string>();
   const nodes = new NodeAllocator();
-  const prios = new Set<number>([...byPrio.keys(), ...wanted.tables.keys()]);
-  for (const prio of [...prios].sort((a, b) => a - b)) {
-    if (prio === MATCH_ALL_PRIO) continue;
-    const table = wanted.tables.get(prio);
-    const present = byPrio.get(prio) ?? [];
-    if (table === undefined) {
-      ops.filterDel.push(deletePrio(ctx, prio, `no entry left at prio ${prio}`));
+  for (const filter of present) {
+    if (!isKey(filter) || filter.htid === DISPATCH_HTID || (filter.htid ?? 0) >= KERNEL_HTID_MIN) continue;
+    const htid = filter.htid ?? 0;
+    const family = htid >= 0x400 ? 6 : 4;
+    const prefix = filter.link === undefined ? prefixFromKeys(filter.keys, family, ctx.key === 'src' ? 'src' : 'dst') : null;
+    const id = `${htid}|${filter.bucket ?? -1}|${prefix ?? '?'}`;
+    const item = want.get(id);
+    if (item && !kept.has(id) && item.entry.minor === filter.flowidMinor && prefix !== null && Number(prefix.split('/')[1]) === (htid & 0xff)) {
+      kept.add(id);
+      nodes.reserve(htid, item.entry.bucket, filter.node ?? 0);
       continue;
     }
-    const desiredEntries = wanted.entries.get(prio) ?? [];
-    if (present.length > 0 && !structureOk(table, present)) {
-      ops.filterDel.push(deletePrio(ctx, prio, `prio ${prio} is not the engine's table ${hex(table.htid)}: rebuild it`));
-    }
-    if (present.length === 0 || !structureOk(table, present)) {
-      ops.structure.push(...tableOps(ctx, table));
-      for (const { entry, note } of desiredEntries) ops.entryAdd.push(entryOp(ctx, entry, nodes.allocate(entry), note));
-      continue;
-    }
-    // Keep entries that already match (same bucket, prefix, class, node in band); delete the rest.
-    const family = table.protocol === 'ip' ? 4 : 6;
-    const key = ctx.key === 'all' ? 'dst' : ctx.key;
-    const want = new Map<string, { entry: EntrySpec; note: string }>();
-    for (const item of desiredEntries) want.set(`${item.entry.bucket}|${item.entry.prefixText}`, item);
-    const kept = new Set<string>();
-    for (const filter of present) {
-      if (filter.flowidMinor === undefined || filter.handle === undefined) continue; // header, table, link
-      const prefix = filter.htid === table.htid ? prefixFromKeys(filter.keys, family, key) : null;
-      const id = `${filter.bucket ?? -1}|${prefix ?? '?'}`;
-      const item = want.get(id);
-      const node = filter.node ?? 0;
-      if (item && !kept.has(id) && item.entry.minor === filter.flowidMinor && node >= item.entry.band[0] && node <= item.entry.band[1]) {
-        kept.add(id);
-        nodes.reserve(table.htid, item.entry.bucket, node);
-        continue;
-      }
-      ops.filterDel.push(
-        op(
-          'tc',
-          ['filter', 'del', 'dev', ctx.device, 'parent', '1:', 'prio', String(prio), 'protocol', table.protocol, 'handle', filter.handle, 'u32'],
-          ctx.netns,
-          `stray filter ${filter.handle}${prefix ? ` (${prefix} → 1:${hex(filter.flowidMinor)})` : ''}`,
-        ),
-      );
-    }
-    for (const [id, item] of want) {
-      if (!kept.has(id)) ops.entryAdd.push(entryOp(ctx, item.entry, nodes.allocate(item.entry), item.note));
-    }
+    ops.filterDel.push(deleteKey(ctx, filter, `stray entry ${filter.handle ?? '?'}${prefix ? ` (${prefix} → 1:${hex(filter.flowidMinor ?? 0)})` : ''}`));
   }
-}
-
-/** The priority holds the engine's table (right id, divisor, protocol) and a link into it with the right hash. */
-function structureOk(table: TableSpec, present: readonly TcFilter[]): boolean {
-  if (present.some((f) => f.protocol !== table.protocol || f.kind !== 'u32')) return false;
-  const hasTable = present.some((f) => f.divisor === table.divisor && f.htid === table.htid && f.bucket === 0 && f.node === 0);
-  const links = present.filter((f) => f.link !== undefined);
-  const linkOk =
-    links.length === 1 &&
-    links[0]?.link === table.htid &&
-    (table.hashOffset === null ? links[0]?.hashOffset === undefined : links[0]?.hashOffset === table.hashOffset);
-  return hasTable && linkOk;
+  for (const [id, item] of want) {
+    if (!kept.has(id)) ops.entryAdd.push(entryOp(ctx, item.entry, nodes.allocate(item.entry), item.note));
+  }
 }

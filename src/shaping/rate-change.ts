@@ -5,7 +5,7 @@ import { ifbNameFor } from './ifb-name.js';
 import { interfaceLockKey, interfaceLocks } from './lock.js';
 import { parseDesiredInterface, type DesiredInterface } from './model.js';
 import { op, type Operation } from './operations.js';
-import type { PlanCapabilities } from './plan.js';
+import { rejectedSubjects, type PlanCapabilities } from './plan.js';
 import { htbClassArgs } from './rates.js';
 import { reconcileInterface, type ReconcileOptions, type ReconcileResult } from './reconcile.js';
 
@@ -36,7 +36,8 @@ export async function changeSubjectRate(
   const valid = parseDesiredInterface(desired);
   const subject = valid.subjects.find((s) => s.id === subjectId);
   const fallback = async (): Promise<RateChangeResult> => ({ ...(await reconcileInterface(valid, executor, caps, options)), fastPath: false });
-  if (subject === undefined) return fallback();
+  const rejected = [...rejectedSubjects(valid)].map(([id, message]) => ({ subjectId: id, message }));
+  if (subject === undefined || rejected.some((r) => r.subjectId === subjectId)) return fallback();
   const operations: Operation[] = [];
   for (const direction of ['down', 'up'] as const) {
     const now = direction === 'down' ? subject.downKbps : subject.upKbps;
@@ -54,7 +55,7 @@ export async function changeSubjectRate(
       ),
     );
   }
-  if (operations.length === 0) return { operations, changed: false, interfaceExists: true, fastPath: true };
+  if (operations.length === 0) return { operations, changed: false, interfaceExists: true, rejected, fastPath: true };
   const locks = options.locks ?? interfaceLocks;
   try {
     await locks.run(interfaceLockKey(valid.name, valid.netns), () => executor.batch(operations, valid.netns));
@@ -62,5 +63,5 @@ export async function changeSubjectRate(
     if (error instanceof KernelError) return fallback();
     throw error;
   }
-  return { operations, changed: true, interfaceExists: true, fastPath: true };
+  return { operations, changed: true, interfaceExists: true, rejected, fastPath: true };
 }

@@ -1,10 +1,11 @@
 import { emptyActual, type ActualInterface } from './actual.js';
+import { KernelError } from './errors.js';
 import type { Executor } from './executor.js';
 import { ifbNameFor } from './ifb-name.js';
 import { interfaceLockKey, interfaceLocks, type KeyedMutex } from './lock.js';
 import { parseDesiredInterface, type DesiredInterface } from './model.js';
 import { formatOperations, type Operation } from './operations.js';
-import { planInterface, type PlanCapabilities } from './plan.js';
+import { planInterface, rejectedSubjects, type PlanCapabilities } from './plan.js';
 import { readActual } from './read.js';
 
 /** What a reconcile did. */
@@ -14,6 +15,13 @@ export interface ReconcileResult {
   changed: boolean;
   /** False when the interface does not exist (nothing could be shaped; its IFB, if any, was removed). */
   interfaceExists: boolean;
+  /** Subjects left out because they cannot be placed (see `rejectedSubjects`), with why. */
+  rejected: { subjectId: string; message: string }[];
+  /**
+   * Set when the kernel refused the incremental plan and the interface was rebuilt from scratch:
+   * what it refused (the repair worked; the tree now matches).
+   */
+  repaired?: string;
 }
 
 /** Options of {@link reconcileInterface} and {@link removeInterface}. */
@@ -41,11 +49,24 @@ export async function reconcileInterface(
 ): Promise<ReconcileResult> {
   const valid = parseDesiredInterface(desired);
   const locks = options.locks ?? interfaceLocks;
+  const rejected = [...rejectedSubjects(valid)].map(([subjectId, message]) => ({ subjectId, message }));
   return locks.run(interfaceLockKey(valid.name, valid.netns), async () => {
     const actual = await readActual(executor, valid.name, valid.netns);
     const operations = planInterface(valid, actual, caps);
-    if (operations.length > 0) await executor.batch(operations, valid.netns);
-    return { operations, changed: operations.length > 0, interfaceExists: actual.exists };
+    if (operations.length === 0) return { operations, changed: false, interfaceExists: actual.exists, rejected };
+    try {
+      await executor.batch(operations, valid.netns);
+      return { operations, changed: true, interfaceExists: actual.exists, rejected };
+    } catch (error) {
+      // The kernel refused a step of the difference (a hand-edited tree, objects the reader cannot
+      // see, a half-applied batch): rebuild the interface's trees from scratch in the same pass.
+      // A rebuild that is refused too is the error to report.
+      if (!(error instanceof KernelError) || error.timedOut) throw error;
+      const now = await readActual(executor, valid.name, valid.netns);
+      const rebuild = planInterface(valid, now, caps, { rebuild: true });
+      await executor.batch(rebuild, valid.netns);
+      return { operations: rebuild, changed: true, interfaceExists: now.exists, rejected, repaired: error.shortMessage };
+    }
   });
 }
 

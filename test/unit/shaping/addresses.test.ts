@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { formatPrefix, parseCidr } from '../../../src/shaping/addresses.js';
-import { entriesFor, placePrefix, prefixFromKeys } from '../../../src/shaping/classify.js';
+import { bucketOf, entriesFor, lengthTable, placementProblems, prefixFromKeys } from '../../../src/shaping/classify.js';
 
 test('CIDRs are parsed, host bits cleared, bare addresses are hosts', () => {
   assert.deepEqual(parseCidr('10.0.0.5/24'), { family: 4, bytes: [10, 0, 0, 0], length: 24 });
@@ -19,48 +19,70 @@ test('malformed CIDRs are refused', () => {
   }
 });
 
-test('an IPv4 host goes to one bucket of table 10: keyed on its last byte (dst at 16, src at 12)', () => {
-  const dst = placePrefix(parseCidr('10.0.0.200/32'), 'dst');
-  assert.deepEqual(dst, { table: { prio: 10, protocol: 'ip', htid: 0x10, divisor: 256, hashOffset: 16 }, buckets: [200], band: [1, 0x7ff] });
-  assert.equal(placePrefix(parseCidr('10.0.0.200/32'), 'src').table.hashOffset, 12);
+test('an IPv4 host goes to the /32 table, bucket = its last byte (dst word at 16, src at 12)', () => {
+  const table = lengthTable(4, 32, 'dst');
+  assert.deepEqual(table, {
+    family: 4, length: 32, htid: 0x320, divisor: 256, hashOffset: 16, hashMask: 0x000000ff, dispatchNode: 1,
+    versionKey: { value: 0x40000000, mask: 0xf0000000, off: 0 },
+  });
+  assert.equal(lengthTable(4, 32, 'src').hashOffset, 12);
+  assert.equal(bucketOf(parseCidr('10.0.0.200/32')), 200);
 });
 
-test('an IPv6 host goes to table 11: keyed on its last byte (dst at 36, src at 20)', () => {
-  const dst = placePrefix(parseCidr('fd00::1:ab/128'), 'dst');
-  assert.deepEqual(dst.table, { prio: 11, protocol: 'ipv6', htid: 0x11, divisor: 256, hashOffset: 36 });
-  assert.deepEqual(dst.buckets, [0xab]);
-  assert.equal(placePrefix(parseCidr('fd00::1/128'), 'src').table.hashOffset, 20);
+test('an IPv6 host goes to the /128 table keyed on its last byte (dst word at 36, src at 20)', () => {
+  const table = lengthTable(6, 128, 'dst');
+  assert.deepEqual([table.htid, table.divisor, table.hashOffset, table.hashMask, table.dispatchNode], [0x480, 256, 36, 0xff, 0x40]);
+  assert.equal(table.versionKey.value, 0x60000000);
+  assert.equal(lengthTable(6, 128, 'src').hashOffset, 20);
+  assert.equal(bucketOf(parseCidr('fd00::1:ab/128')), 0xab);
 });
 
-test('a /30 is enumerated over its 4 buckets, a /24 over all 256, in a band after the hosts', () => {
-  const slash30 = placePrefix(parseCidr('10.0.1.4/30'), 'dst');
-  assert.deepEqual(slash30.buckets, [4, 5, 6, 7]);
-  assert.deepEqual(slash30.band, [0x900, 0x9ff]);
-  const slash24 = placePrefix(parseCidr('10.0.1.0/24'), 'dst');
-  assert.equal(slash24.buckets.length, 256);
-  assert.deepEqual(slash24.band, [0xf00, 0xfff]);
-  assert.deepEqual(placePrefix(parseCidr('fd00::/120'), 'dst').band, [0xf00, 0xfff]);
+test('a prefix of any length sits in ONE bucket: the fixed bits of its last fixed byte', () => {
+  // /30: byte 3, 6 fixed bits → 64 buckets; 10.0.1.4 → 4 >> 2 = 1.
+  const slash30 = lengthTable(4, 30, 'dst');
+  assert.deepEqual([slash30.divisor, slash30.hashOffset, slash30.hashMask], [64, 16, 0x000000fc]);
+  assert.equal(bucketOf(parseCidr('10.0.1.4/30')), 1);
+  // /24: byte 2, all 8 bits → bucket = third octet, mask 0x0000ff00.
+  assert.deepEqual([lengthTable(4, 24, 'dst').divisor, lengthTable(4, 24, 'dst').hashMask], [256, 0x0000ff00]);
+  assert.equal(bucketOf(parseCidr('10.0.77.0/24')), 77);
+  // /17: byte 2, 1 fixed bit → 2 buckets.
+  assert.deepEqual([lengthTable(4, 17, 'dst').divisor, lengthTable(4, 17, 'dst').hashMask], [2, 0x00008000]);
+  assert.equal(bucketOf(parseCidr('10.0.128.0/17')), 1);
+  // /64 (IPv6): byte 7, in the word at 24 + 4 = 28 (dst), low byte.
+  assert.deepEqual([lengthTable(6, 64, 'dst').hashOffset, lengthTable(6, 64, 'dst').hashMask], [28, 0xff]);
+  assert.equal(bucketOf(parseCidr('fd00:1:2:3::/64')), 3);
+  // /0: one bucket, no hash.
+  assert.deepEqual([lengthTable(4, 0, 'dst').divisor, lengthTable(4, 0, 'dst').hashOffset, bucketOf(parseCidr('0.0.0.0/0'))], [1, null, 0]);
 });
 
-test('shorter prefixes go to a linear table of their length, tried after the hashed ones', () => {
-  const v4 = placePrefix(parseCidr('10.8.0.0/16'), 'dst');
-  assert.deepEqual(v4, { table: { prio: 184, protocol: 'ip', htid: 0x110, divisor: 1, hashOffset: null }, buckets: [0], band: [1, 0xfff] });
-  const v4wider = placePrefix(parseCidr('10.0.0.0/8'), 'dst');
-  assert.ok(v4wider.table.prio > v4.table.prio, 'a /8 is tried after a /16');
-  const v6 = placePrefix(parseCidr('fd00:1::/64'), 'src');
-  assert.deepEqual(v6.table, { prio: 936, protocol: 'ipv6', htid: 0x240, divisor: 1, hashOffset: null });
+test('dispatch keys order the lengths longest first, per family', () => {
+  const v4 = [32, 30, 24, 16, 8, 0].map((l) => lengthTable(4, l, 'dst').dispatchNode);
+  assert.deepEqual(v4, [...v4].sort((a, b) => a - b));
+  const v6 = [128, 120, 64, 48, 0].map((l) => lengthTable(6, l, 'dst').dispatchNode);
+  assert.deepEqual(v6, [...v6].sort((a, b) => a - b));
+  assert.ok(Math.max(...v6) <= 0xfff && Math.max(...v4) < Math.min(...v6));
 });
 
-test('a subject with two allowed IPs gets one entry per address and bucket', () => {
+test('a subject with two allowed IPs gets one entry per address', () => {
   const entries = entriesFor([parseCidr('10.0.0.2/32'), parseCidr('10.0.1.0/31')], 2, 'dst');
   assert.deepEqual(
     entries.map((e) => [e.table.htid, e.bucket, e.prefixText]),
     [
-      [0x10, 2, '10.0.0.2/32'],
-      [0x10, 0, '10.0.1.0/31'],
-      [0x10, 1, '10.0.1.0/31'],
+      [0x320, 2, '10.0.0.2/32'],
+      [0x31f, 0, '10.0.1.0/31'],
     ],
   );
+});
+
+test('placement refuses the subject whose prefix would be the 4096th of a bucket, and only it', () => {
+  const hosts = (from: number, count: number, minor: number) =>
+    Array.from({ length: count }, (_, i) => ({ id: `p${from + i}`, type: 'peer', classMinor: minor + i, prefixes: [parseCidr(`10.${((from + i) >> 8) & 0xff}.${(from + i) & 0xff}.9/32`)] }));
+  assert.equal(placementProblems(hosts(0, 4095, 2), 'dst').size, 0);
+  const over = placementProblems([...hosts(0, 4095, 2), ...hosts(4095, 2, 5000)], 'dst');
+  assert.deepEqual([...over.keys()], ['p4095', 'p4096']);
+  // Two prefixes of one subject in the same nearly full bucket count both.
+  const pair = { id: 'pair', type: 'peer', classMinor: 9000, prefixes: [parseCidr('10.200.0.9/32'), parseCidr('10.200.1.9/32')] };
+  assert.deepEqual([...placementProblems([...hosts(0, 4094, 2), pair], 'dst').keys()], ['pair']);
 });
 
 test('u32 keys read back into the prefix they match', () => {

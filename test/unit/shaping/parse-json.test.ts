@@ -27,19 +27,21 @@ test('a fresh veth has a noqueue root with handle 0:', () => {
   assert.deepEqual([root?.kind, root?.handle, root?.root], ['noqueue', '0:', true]);
 });
 
-test('u32 filters: header, hash table, link with hash offset and host entries', () => {
-  const filters = parseFilterJson(fixture('filter-egress')).filter((f) => f.prio === 10);
-  const table = filters.find((f) => f.divisor === 256);
-  assert.deepEqual([table?.handle, table?.htid], ['10:', 0x10]);
-  const link = filters.find((f) => f.link !== undefined);
-  assert.deepEqual([link?.link, link?.hashOffset, link?.htid], [0x10, 16, 0x800]);
-  const host = filters.find((f) => f.handle === '10:2:1');
+test('u32 filters: header, tables, links with hash mask and offset, and host entries', () => {
+  const filters = parseFilterJson(fixture('filter-egress')).filter((f) => f.prio === 5);
+  const table = filters.find((f) => f.handle === '320:');
+  assert.deepEqual([table?.htid, table?.divisor], [0x320, 256]);
+  const dispatch = filters.find((f) => f.handle === '3ff::3');
+  assert.deepEqual([dispatch?.link, dispatch?.hashOffset, dispatch?.hashMask, dispatch?.keys], [0x31e, 16, 0xfc, [{ value: 0x40000000, mask: 0xf0000000, off: 0 }]]);
+  const root = filters.find((f) => f.link === 0x3ff);
+  assert.deepEqual([root?.htid, root?.hashMask, root?.keys], [0x800, undefined, [{ value: 0, mask: 0, off: 0 }]]);
+  const host = filters.find((f) => f.handle === '320:2:1');
   assert.deepEqual(host, {
-    prio: 10,
-    protocol: 'ip',
+    prio: 5,
+    protocol: 'all',
     kind: 'u32',
-    handle: '10:2:1',
-    htid: 0x10,
+    handle: '320:2:1',
+    htid: 0x320,
     bucket: 2,
     node: 1,
     flowidMinor: 2,
@@ -48,13 +50,16 @@ test('u32 filters: header, hash table, link with hash offset and host entries', 
 });
 
 test('IPv6 entries keep all four keys although iproute2 repeats the "match" key', () => {
-  const v6 = parseFilterJson(fixture('filter-egress')).find((f) => f.handle === '11:2:1');
+  const v6 = parseFilterJson(fixture('filter-egress')).find((f) => f.handle === '480:2:1');
   assert.deepEqual(v6?.keys, [
     { value: 0xfd000000, mask: 0xffffffff, off: 24 },
     { value: 0, mask: 0xffffffff, off: 28 },
     { value: 0, mask: 0xffffffff, off: 32 },
     { value: 2, mask: 0xffffffff, off: 36 },
   ]);
+  // The layout before issue 9 parses the same way.
+  const legacy = parseFilterJson(fixture('legacy-filter-egress')).find((f) => f.handle === '11:2:1');
+  assert.equal(legacy?.keys.length, 4);
 });
 
 test('the ingress redirect names its IFB', () => {

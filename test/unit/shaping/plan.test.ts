@@ -6,8 +6,9 @@ import { ifbNameFor } from '../../../src/shaping/ifb-name.js';
 import type { DesiredInterface } from '../../../src/shaping/model.js';
 import { commandLine, type Operation } from '../../../src/shaping/operations.js';
 import { parseQdiscJson } from '../../../src/shaping/parse-qdisc-json.js';
-import { planInterface, PlanError } from '../../../src/shaping/plan.js';
-import { FIXTURE_IFB, fixtureActual, fixtureDesired } from './fixtures.js';
+import { planInterface, PlanError, rejectedSubjects } from '../../../src/shaping/plan.js';
+import { parseFilterJson } from '../../../src/shaping/parse-filter-json.js';
+import { fixture, FIXTURE_IFB, fixtureActual, fixtureDesired } from './fixtures.js';
 
 const pfifo = { leaf: 'pfifo' } as const;
 const lines = (ops: Operation[]): string[] => ops.map((o) => commandLine(o).join(' '));
@@ -31,20 +32,24 @@ test('a fresh WireGuard interface with one capped peer: the full tree, exact arg
       ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:', 'classid', '1:ffff', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
       ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:', 'classid', '1:2', 'htb', 'rate', '8000kbit', 'ceil', '8000kbit', 'quantum', '60000', 'burst', '10000', 'cburst', '10000'],
       ['tc', 'qdisc', 'add', 'dev', 'wg0', 'parent', '1:2', 'handle', '2:', 'pfifo', 'limit', '200'],
-      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'u32'],
-      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'handle', '10:', 'u32', 'divisor', '256'],
-      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'u32', 'match', 'u32', '0', '0', 'hashkey', 'mask', '0x000000ff', 'at', '16', 'link', '10:'],
-      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'handle', '10:2:1', 'u32', 'ht', '10:2:', 'match', 'ip', 'dst', '10.0.0.2/32', 'flowid', '1:2'],
+      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'u32'],
+      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '3ff:', 'u32', 'divisor', '1'],
+      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'link', '3ff:'],
+      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '320:', 'u32', 'divisor', '256'],
+      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '3ff:0:1', 'u32', 'ht', '3ff:0:', 'match', 'u8', '0x40', '0xf0', 'at', '0', 'hashkey', 'mask', '0x000000ff', 'at', '16', 'link', '320:'],
+      ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '320:2:1', 'u32', 'ht', '320:2:', 'match', 'ip', 'dst', '10.0.0.2/32', 'flowid', '1:2'],
       ['tc', 'qdisc', 'add', 'dev', 'wg0', 'handle', 'ffff:', 'ingress'],
       ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', 'ffff:', 'prio', '1', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', ifb],
       ['tc', 'qdisc', 'add', 'dev', ifb, 'root', 'handle', '1:', 'htb', 'default', 'ffff'],
       ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:', 'classid', '1:ffff', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
       ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:', 'classid', '1:2', 'htb', 'rate', '4000kbit', 'ceil', '4000kbit', 'quantum', '50000', 'burst', '5000', 'cburst', '5000'],
       ['tc', 'qdisc', 'add', 'dev', ifb, 'parent', '1:2', 'handle', '2:', 'pfifo', 'limit', '200'],
-      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'u32'],
-      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'handle', '10:', 'u32', 'divisor', '256'],
-      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'u32', 'match', 'u32', '0', '0', 'hashkey', 'mask', '0x000000ff', 'at', '12', 'link', '10:'],
-      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '10', 'protocol', 'ip', 'handle', '10:2:1', 'u32', 'ht', '10:2:', 'match', 'ip', 'src', '10.0.0.2/32', 'flowid', '1:2'],
+      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'u32'],
+      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '3ff:', 'u32', 'divisor', '1'],
+      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'link', '3ff:'],
+      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '320:', 'u32', 'divisor', '256'],
+      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '3ff:0:1', 'u32', 'ht', '3ff:0:', 'match', 'u8', '0x40', '0xf0', 'at', '0', 'hashkey', 'mask', '0x000000ff', 'at', '12', 'link', '320:'],
+      ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '320:2:1', 'u32', 'ht', '320:2:', 'match', 'ip', 'src', '10.0.0.2/32', 'flowid', '1:2'],
     ],
   );
   assert.ok(ops.every((o) => o.netns === undefined && o.note.length > 0));
@@ -88,34 +93,43 @@ test('a VM owns its interface: match-all filters, down on the tap egress, up on 
   assert.ok(!out.some((l) => /hashkey|divisor/.test(l)), 'no hash tables for a VM');
 });
 
-test('IPv6 hosts and prefixes: ip6 matches at the IPv6 offsets, linear table for a /64', () => {
+test('IPv6 hosts and prefixes: one table per length, hashed on the last fixed byte at the IPv6 offsets', () => {
   const desired = wgDesired([{ type: 'peer', id: 'v6', classMinor: 5, addresses: ['fd00::5/128', 'fd00:5::/64'], upKbps: 0, downKbps: 6000 }]);
   const out = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo));
   assert.deepEqual(
     out.filter((l) => l.includes('filter')),
     [
-      'tc filter add dev wg0 parent 1: prio 11 protocol ipv6 u32',
-      'tc filter add dev wg0 parent 1: prio 11 protocol ipv6 handle 11: u32 divisor 256',
-      'tc filter add dev wg0 parent 1: prio 11 protocol ipv6 u32 match u32 0 0 hashkey mask 0x000000ff at 36 link 11:',
-      'tc filter add dev wg0 parent 1: prio 11 protocol ipv6 handle 11:5:1 u32 ht 11:5: match ip6 dst fd00::5/128 flowid 1:5',
-      'tc filter add dev wg0 parent 1: prio 936 protocol ipv6 u32',
-      'tc filter add dev wg0 parent 1: prio 936 protocol ipv6 handle 240: u32 divisor 1',
-      'tc filter add dev wg0 parent 1: prio 936 protocol ipv6 u32 match u32 0 0 link 240:',
-      'tc filter add dev wg0 parent 1: prio 936 protocol ipv6 handle 240:0:1 u32 ht 240:0: match ip6 dst fd00:5::/64 flowid 1:5',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all u32',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 3ff: u32 divisor 1',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all u32 match u32 0 0 link 3ff:',
+      // The /64's last fixed byte is byte 7, in the word at 24 + 4 = 28.
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 440: u32 divisor 256',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 3ff:0:80 u32 ht 3ff:0: match u8 0x60 0xf0 at 0 hashkey mask 0x000000ff at 28 link 440:',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 480: u32 divisor 256',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 3ff:0:40 u32 ht 3ff:0: match u8 0x60 0xf0 at 0 hashkey mask 0x000000ff at 36 link 480:',
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 480:5:1 u32 ht 480:5: match ip6 dst fd00::5/128 flowid 1:5',
+      // Byte 7 of fd00:5::/64 is 0: bucket 0.
+      'tc filter add dev wg0 parent 1: prio 5 protocol all handle 440:0:1 u32 ht 440:0: match ip6 dst fd00:5::/64 flowid 1:5',
     ],
   );
 });
 
-test('hosts sharing a last byte share a bucket with distinct nodes; a /32 is tried before an overlapping /30', () => {
+test('hosts sharing a last byte share a bucket with distinct nodes; a /30 has its own table, linked after the /32s', () => {
   const desired = wgDesired([
     { type: 'peer', id: 'a', classMinor: 2, addresses: ['10.0.0.5/32'], upKbps: 0, downKbps: 100 },
     { type: 'peer', id: 'b', classMinor: 3, addresses: ['10.0.1.5/32'], upKbps: 0, downKbps: 100 },
     { type: 'peer', id: 'c', classMinor: 4, addresses: ['10.0.0.4/30'], upKbps: 0, downKbps: 100 },
   ]);
-  const handles = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo))
-    .filter((l) => l.includes(' ht 10:5:'))
-    .map((l) => /handle (\S+)/.exec(l)?.[1]);
-  assert.deepEqual(handles, ['10:5:1', '10:5:2', '10:5:900']);
+  const out = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo));
+  const handles = out.filter((l) => l.includes(' flowid ')).map((l) => /handle (\S+)/.exec(l)?.[1]);
+  // 10.0.0.4/30: its last fixed byte is 4 = 0b000001|00, bucket 1 of the 64-bucket /30 table.
+  assert.deepEqual(handles, ['320:5:1', '320:5:2', '31e:1:1']);
+  // u32 tries the dispatch keys in node order: /32 (node 1) before /30 (node 3).
+  assert.deepEqual(
+    out.filter((l) => l.includes(' ht 3ff:0: ')).map((l) => /handle (\S+) .* link (\S+)/.exec(l)?.slice(1).join(' → ')),
+    ['3ff:0:3 → 31e:', '3ff:0:1 → 320:'],
+  );
+  assert.ok(out.includes('tc filter add dev wg0 parent 1: prio 5 protocol all handle 3ff:0:3 u32 ht 3ff:0: match u8 0x40 0xf0 at 0 hashkey mask 0x000000fc at 16 link 31e:'));
 });
 
 test('no-op: the kernel already matches, zero operations', () => {
@@ -147,7 +161,7 @@ test('adding one subject touches only its class, leaf and filters', () => {
   assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
     tcx('class add dev fx0 parent 1: classid 1:4 htb rate 2000kbit ceil 2000kbit quantum 25000 burst 3028 cburst 3028'),
     tcx('qdisc add dev fx0 parent 1:4 handle 4: pfifo limit 200'),
-    tcx('filter add dev fx0 parent 1: prio 10 protocol ip handle 10:4:1 u32 ht 10:4: match ip dst 10.0.0.4/32 flowid 1:4'),
+    tcx('filter add dev fx0 parent 1: prio 5 protocol all handle 320:4:1 u32 ht 320:4: match ip dst 10.0.0.4/32 flowid 1:4'),
   ]);
 });
 
@@ -155,20 +169,22 @@ test('removing one subject deletes its filters (by handle) then its classes, on 
   const desired = fixtureDesired();
   desired.subjects = desired.subjects.filter((s) => s.id !== 'c');
   assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
-    tcx('filter del dev fx0 parent 1: prio 10 protocol ip handle 10:1a:1 u32'),
+    tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 320:1a:1 u32'),
     tcx('class del dev fx0 classid 1:1a'),
-    tcx(`filter del dev ${FIXTURE_IFB} parent 1: prio 10 protocol ip handle 10:1a:1 u32`),
+    tcx(`filter del dev ${FIXTURE_IFB} parent 1: prio 5 protocol all handle 320:1a:1 u32`),
     tcx(`class del dev ${FIXTURE_IFB} classid 1:1a`),
   ]);
 });
 
-test('a cap set to 0 removes that direction\'s class and filters only (and a table left empty)', () => {
+test('a cap set to 0 removes that direction\'s class and its entries (by handle), and unlinks a table left empty', () => {
   const desired = fixtureDesired();
   desired.subjects[0]!.downKbps = 0;
   assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
-    tcx('filter del dev fx0 parent 1: prio 10 protocol ip handle 10:2:1 u32'),
-    // fd00::2 was the only IPv6 host: the IPv6 hash table at prio 11 goes with it.
-    tcx('filter del dev fx0 parent 1: prio 11'),
+    // fd00::2 was the only IPv6 /128: its table is unlinked, not deleted (the kernel frees a table's
+    // link reference only after an RCU grace period, and deleting the priority would orphan it).
+    tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 3ff::40 u32'),
+    tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 480:2:1 u32'),
+    tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 320:2:1 u32'),
     tcx('class del dev fx0 classid 1:2'),
   ]);
 });
@@ -192,7 +208,7 @@ test('a flushed interface is rebuilt in full: tree, ingress and redirect; the in
   const out = lines(planInterface(fixtureDesired(), flushed(fixtureActual()), pfifo));
   assert.equal(out[0], tcx('qdisc add dev fx0 root handle 1: htb default ffff'));
   assert.equal(out.filter((l) => l.includes(' class add dev fx0 ')).length, 4, '1:ffff + three peers');
-  assert.equal(out.filter((l) => / filter add dev fx0 .* flowid /.test(l)).length, 1 + 4 + 1 + 1 + 1 + 1, 'a: v4+v6, b: 4 buckets + /16 + /64, c: 1');
+  assert.equal(out.filter((l) => / filter add dev fx0 .* flowid /.test(l)).length, 2 + 3 + 1, 'a: v4+v6, b: /30 + /16 + /64 (one entry each), c: 1');
   assert.ok(out.includes(tcx('qdisc add dev fx0 handle ffff: ingress')));
   assert.ok(out.includes(tcx(`filter add dev fx0 parent ffff: prio 1 protocol all u32 match u32 0 0 action mirred egress redirect dev ${FIXTURE_IFB}`)));
   assert.ok(!out.some((l) => l.includes(`dev ${FIXTURE_IFB} `)), 'nothing on the IFB');
@@ -216,11 +232,17 @@ test('drift: a wrong rate, a missing class, a lost leaf, stray classes and filte
     .filter((c) => c.minor !== 0x1a)
     .concat([{ kind: 'htb', classid: '1:99', major: 1, minor: 0x99, parent: null, leaf: null, rateBits: 1000, ceilBits: 1000 }]);
   egress.qdiscs = egress.qdiscs.filter((q) => q.parent !== '1:3');
-  egress.filters = egress.filters.concat([{ prio: 10, protocol: 'ip', kind: 'u32', handle: '10:63:1', htid: 0x10, bucket: 0x63, node: 1, flowidMinor: 0x99, keys: [{ value: 0x0a000063, mask: 0xffffffff, off: 16 }] }]);
-  egress.filters.push({ prio: 50, protocol: 'ip', kind: 'u32', keys: [] });
+  egress.filters = egress.filters.concat([{ prio: 5, protocol: 'all', kind: 'u32', handle: '320:63:1', htid: 0x320, bucket: 0x63, node: 1, flowidMinor: 0x99, keys: [{ value: 0x0a000063, mask: 0xffffffff, off: 16 }] }]);
+  // A foreign priority holding a table with a key on class 1:2: the key goes first, by handle.
+  egress.filters.push(
+    { prio: 50, protocol: 'ip', kind: 'u32', keys: [] },
+    { prio: 50, protocol: 'ip', kind: 'u32', handle: '7:', htid: 7, bucket: 0, node: 0, divisor: 1, keys: [] },
+    { prio: 50, protocol: 'ip', kind: 'u32', handle: '7::1', htid: 7, bucket: 0, node: 1, flowidMinor: 2, keys: [{ value: 0x0a000002, mask: 0xffffffff, off: 16 }] },
+  );
   assert.deepEqual(lines(planInterface(fixtureDesired(), actual, pfifo)), [
-    tcx('filter del dev fx0 parent 1: prio 10 protocol ip handle 10:63:1 u32'),
+    tcx('filter del dev fx0 parent 1: prio 50 protocol ip handle 7::1 u32'),
     tcx('filter del dev fx0 parent 1: prio 50'),
+    tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 320:63:1 u32'),
     tcx('class del dev fx0 classid 1:99'),
     tcx('class change dev fx0 parent 1: classid 1:2 htb rate 8000kbit ceil 8000kbit quantum 60000 burst 10000 cburst 10000'),
     tcx('qdisc add dev fx0 parent 1:3 handle 3: pfifo limit 200'),
@@ -241,22 +263,50 @@ test('an address moved to another subject: its filter is deleted and re-added wi
   desired.subjects[0]!.addresses.push('10.0.0.26/32');
   const out = lines(planInterface(desired, fixtureActual(), pfifo));
   assert.deepEqual(out.filter((l) => l.includes('dev fx0 ')), [
-    tcx('filter del dev fx0 parent 1: prio 10 protocol ip handle 10:1a:1 u32'),
-    tcx('filter add dev fx0 parent 1: prio 10 protocol ip handle 10:1a:1 u32 ht 10:1a: match ip dst 10.0.0.26/32 flowid 1:2'),
+    tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 320:1a:1 u32'),
+    tcx('filter add dev fx0 parent 1: prio 5 protocol all handle 320:1a:1 u32 ht 320:1a: match ip dst 10.0.0.26/32 flowid 1:2'),
   ]);
 });
 
-test('a foreign root qdisc is replaced; a broken table priority is rebuilt', () => {
+test('a root qdisc someone else configured is refused, naming it; the kernel\'s default root is replaced', () => {
   const desired = wgDesired([{ type: 'peer', id: 'p1', classMinor: 2, addresses: ['10.0.0.2/32'], upKbps: 0, downKbps: 8000 }]);
   const actual = emptyActual('wg0', ifbNameFor('wg0'));
-  actual.egress!.qdiscs = parseQdiscJson('[{"kind":"fq_codel","handle":"8001:","root":true,"options":{}}]');
-  assert.equal(lines(planInterface(desired, actual, pfifo))[0], 'tc qdisc replace dev wg0 root handle 1: htb default ffff');
+  actual.egress!.qdiscs = parseQdiscJson('[{"kind":"tbf","handle":"8001:","root":true,"options":{}}]');
+  assert.throws(() => planInterface(desired, actual, pfifo), (error: unknown) => {
+    assert.ok(error instanceof PlanError);
+    assert.match(error.message, /wg0 has a root qdisc tbf 8001: that panel-bandwidth did not create/);
+    assert.match(error.message, /tc qdisc del dev wg0 root/);
+    return true;
+  });
+  // Nothing capped on that side: the foreign root is simply left alone.
+  assert.deepEqual(planInterface(wgDesired([]), actual, pfifo), []);
+  actual.egress!.qdiscs = parseQdiscJson('[{"kind":"fq_codel","handle":"0:","root":true,"options":{}}]');
+  assert.equal(lines(planInterface(desired, actual, pfifo))[0], 'tc qdisc add dev wg0 root handle 1: htb default ffff');
+});
 
+test('a classification layout that is not the engine\'s (a lost root link) rebuilds the tree from scratch', () => {
   const fixture = fixtureActual();
-  fixture.egress!.filters = fixture.egress!.filters.filter((f) => !(f.prio === 10 && f.link !== undefined)); // link lost
+  fixture.egress!.filters = fixture.egress!.filters.filter((f) => !(f.htid === 0x800 && f.link !== undefined));
   const out = lines(planInterface(fixtureDesired(), fixture, pfifo));
-  assert.equal(out[0], tcx('filter del dev fx0 parent 1: prio 10'));
-  assert.equal(out.filter((l) => l.includes('prio 10 protocol ip')).length, 3 + 1 + 4 + 1);
+  assert.deepEqual(out.slice(0, 2), [tcx('qdisc del dev fx0 root'), tcx('qdisc add dev fx0 root handle 1: htb default ffff')]);
+  assert.ok(!out.some((l) => l.includes(FIXTURE_IFB)), 'the intact IFB is left alone');
+});
+
+test('a tree in the layout before issue 9 (prio 10/11 and one prio per length) migrates without orphaning a table', () => {
+  const actual = fixtureActual();
+  actual.egress!.filters = parseFilterJson(fixture('legacy-filter-egress'));
+  actual.ifb.tree!.filters = parseFilterJson(fixture('legacy-filter-ifb'));
+  const out = lines(planInterface(fixtureDesired(), actual, pfifo));
+  const egress = out.filter((l) => l.includes(' dev fx0 '));
+  // Every old key that targets a class is deleted by handle before its priority.
+  for (const prio of ['10', '11', '184', '936']) {
+    const keyDeletes = egress.filter((l) => l.includes(` prio ${prio} protocol `) && / handle \S+ u32$/.test(l)).length;
+    const prioDelete = egress.indexOf(tcx(`filter del dev fx0 parent 1: prio ${prio}`));
+    assert.ok(keyDeletes > 0 && prioDelete > 0, `prio ${prio}: keys then the priority`);
+    assert.ok(egress.slice(prioDelete + 1).every((l) => !l.includes(` prio ${prio} `)));
+  }
+  assert.equal(egress.filter((l) => / filter add .* flowid /.test(l)).length, 6, 'the new entries');
+  assert.ok(!out.some((l) => / class (del|add) /.test(l)), 'classes are kept');
 });
 
 test('an interface that does not exist gets nothing (its stale IFB is removed)', () => {
@@ -266,8 +316,9 @@ test('an interface that does not exist gets nothing (its stale IFB is removed)',
   assert.deepEqual(planInterface(desired, emptyActual('fx0', FIXTURE_IFB, false, NS), pfifo), []);
 });
 
-test('a full bucket is a PlanError, not a silent misclassification', () => {
-  const subjects = Array.from({ length: 2048 }, (_, i) => ({
+test('a subject that would overflow a bucket is left out and named; the rest of the interface is planned', () => {
+  // 4095 /32s ending in .7 fill bucket 7 of the /32 table; the 4096th cannot be classified.
+  const subjects = Array.from({ length: 4096 }, (_, i) => ({
     type: 'peer' as const,
     id: `p${i}`,
     classMinor: i + 2,
@@ -275,11 +326,14 @@ test('a full bucket is a PlanError, not a silent misclassification', () => {
     upKbps: 0,
     downKbps: 100,
   }));
-  assert.throws(() => planInterface(wgDesired(subjects), emptyActual('wg0', ifbNameFor('wg0')), pfifo), (error: unknown) => {
-    assert.ok(error instanceof PlanError);
-    assert.match(error.message, /Bucket 10:7: is full for \/32 prefixes \(2047 entries\)/);
-    return true;
-  });
+  subjects.push({ type: 'peer', id: 'other', classMinor: 5000, addresses: ['10.99.0.8/32'], upKbps: 0, downKbps: 100 });
+  const desired = wgDesired(subjects);
+  const rejected = rejectedSubjects(desired);
+  assert.deepEqual([...rejected.keys()], ['p4095']);
+  assert.match(rejected.get('p4095') ?? '', /10\.15\.255\.7\/32: bucket 320:7: of the IPv4 \/32 table already holds 4095 prefixes/);
+  const out = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo));
+  assert.ok(!out.some((l) => l.includes('10.15.255.7/32')));
+  assert.ok(out.some((l) => l.includes('10.99.0.8/32 flowid 1:1388')), 'an unrelated subject is still placed');
 });
 
 test('a foreign clsact qdisc blocks the ingress redirect with a clear error', () => {

@@ -33,7 +33,7 @@ function kernelWithFixtureState(): RecordingExecutor {
 test('reconcile reads the kernel and, when it already matches, changes nothing', async () => {
   const kernel = kernelWithFixtureState();
   const result = await reconcileInterface(fixtureDesired(), kernel, { leaf: 'pfifo' });
-  assert.deepEqual(result, { operations: [], changed: false, interfaceExists: true });
+  assert.deepEqual(result, { operations: [], changed: false, interfaceExists: true, rejected: [] });
   assert.ok(kernel.calls.every((c) => c.kind === 'run'), 'reads only');
 });
 
@@ -52,7 +52,7 @@ test('reconcile applies a rate change as one batch holding one class change', as
 test('a missing interface is reported, not an error', async () => {
   const kernel = new RecordingExecutor({ outputs: { 'tc -j qdisc show dev wg9': { error: 'Cannot find device "wg9"' } } });
   const result = await reconcileInterface({ name: 'wg9', kind: 'wireguard', subjects: [] }, kernel, { leaf: 'pfifo' });
-  assert.deepEqual(result, { operations: [], changed: false, interfaceExists: false });
+  assert.deepEqual(result, { operations: [], changed: false, interfaceExists: false, rejected: [] });
 });
 
 test('removeInterface removes the tree, the ingress qdisc and the IFB', async () => {
@@ -71,7 +71,7 @@ test('plan without running: against the kernel, or from scratch as printable com
   assert.equal(ops.length, 1);
   const text = printPlan({ name: 'wg0', kind: 'wireguard', subjects: [{ type: 'peer', id: 'p1', classMinor: 2, addresses: ['10.0.0.2'], upKbps: 0, downKbps: 8000 }] }, { leaf: 'pfifo' });
   assert.match(text, /^tc qdisc add dev wg0 root handle 1: htb default ffff {2}# engine's HTB on wg0$/m);
-  assert.match(text, /^tc filter add dev wg0 parent 1: prio 10 protocol ip handle 10:2:1 u32 ht 10:2: match ip dst 10\.0\.0\.2\/32 flowid 1:2 {2}# 10\.0\.0\.2\/32 → peer p1 down 8000 kbit\/s$/m);
+  assert.match(text, /^tc filter add dev wg0 parent 1: prio 5 protocol all handle 320:2:1 u32 ht 320:2: match ip dst 10\.0\.0\.2\/32 flowid 1:2 {2}# 10\.0\.0\.2\/32 → peer p1 down 8000 kbit\/s$/m);
   assert.doesNotMatch(text, new RegExp(ifbNameFor('wg0')));
 });
 

@@ -1,11 +1,13 @@
 import type { Knex } from 'knex';
-import type { Logger, SubjectType, ValidationIssue } from '../plugin-api.js';
+import type { HostRecords, Logger, SubjectType, ValidationIssue } from '../plugin-api.js';
 import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, toLimitRow, type LimitRow, type SubjectLimit } from '../db/limits.js';
 import { recordEvent } from '../db/events.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
 import { DesiredStateError, parseDesiredInterface } from '../shaping/model.js';
+import { rejectedSubjects } from '../shaping/plan.js';
 import type { InterfaceOutcome, LimitApplier } from './applier.js';
 import { desiredInterface } from './desired.js';
+import { resyncWithHost, type ResyncResult } from './resync.js';
 
 const caps = (row: { upKbps: number; downKbps: number } | undefined) => ({ up_kbps: row?.upKbps ?? 0, down_kbps: row?.downKbps ?? 0 });
 
@@ -15,11 +17,27 @@ const caps = (row: { upKbps: number; downKbps: number } | undefined) => ({ up_kb
  * all come through here.
  */
 export class LimitsService {
+  /** Interfaces a resync changed that the next reconcile must visit even with no row left on them. */
+  private readonly touched = new Map<string, { interface: string; netns: string | null }>();
+
   constructor(
     private readonly db: Knex,
     readonly applier: LimitApplier,
     private readonly logger: Logger,
+    /** The host's records; without them (the CLI) there is no resync. */
+    private readonly records?: HostRecords,
   ) {}
+
+  /**
+   * Drops rows whose peer or VM the host no longer has and refreshes the host data the others
+   * copy (see {@link resyncWithHost}); the next {@link reconcileAll} brings the kernel along.
+   */
+  async resync(actor: string): Promise<ResyncResult | null> {
+    if (!this.records) return null;
+    const result = await resyncWithHost(this.db, this.records, actor, this.logger);
+    for (const ref of result.interfaces) this.touched.set(JSON.stringify([ref.interface, ref.netns]), ref);
+    return result;
+  }
 
   /**
    * Checks that a subject with these caps can be shaped next to the others on its interface
@@ -39,11 +57,22 @@ export class LimitsService {
       classMinor: nextClassMinor(used),
       status: 'pending',
       lastError: null,
+      reason: null,
       appliedAt: null,
       updatedAt: new Date(),
     };
     try {
-      parseDesiredInterface(desiredInterface({ node: candidate.node, interface: subject.interface, netns: subject.netns }, [...others, candidate]));
+      const ref = { node: candidate.node, interface: subject.interface, netns: subject.netns };
+      const desired = parseDesiredInterface(desiredInterface(ref, [...others, candidate]));
+      // The planner's own limits (a u32 bucket holds 4095 prefixes): refuse the subject that would
+      // cross them, or push an existing subject out, instead of storing a cap that cannot apply.
+      const before = rejectedSubjects(parseDesiredInterface(desiredInterface(ref, others)));
+      const after = rejectedSubjects(desired);
+      const displaced = [...after].find(([id]) => !before.has(id));
+      if (displaced) {
+        const field = subject.subjectType === 'peer' ? 'allowed_ips' : 'interface';
+        return [{ field, message: `Cannot shape this ${subject.subjectType}: ${after.get(String(subject.subjectId)) ?? displaced[1]}` }];
+      }
       return [];
     } catch (error) {
       if (!(error instanceof DesiredStateError)) throw error;
@@ -95,6 +124,7 @@ export class LimitsService {
         newValue: caps(current),
         result: outcome?.status ?? 'applied',
         message: outcome?.error ?? null,
+        reason: outcome?.reason ?? null,
       });
     }
     return { limit: (await getLimit(this.db, current.subjectType, current.subjectId)) ?? current, outcome };
@@ -110,6 +140,7 @@ export class LimitsService {
         actor, subjectType, subjectId, action: 'subject.deleted', oldValue: caps(previous), newValue: null,
         // With its interface gone the subject has nothing left in the kernel: only a tc refusal is a failure.
         result: outcome?.status === 'failed' ? 'failed' : 'applied', message: outcome?.status === 'failed' ? outcome.error : null,
+        reason: outcome?.status === 'failed' ? outcome.reason : null,
       });
     }
     return outcome;
@@ -125,7 +156,7 @@ export class LimitsService {
     }
     const outcome = await this.applier.applyInterface(iface, netns);
     if (outcome.operations.length > 0) {
-      await recordEvent(this.db, { actor, action: 'interface.applied', newValue: { interface: iface, netns }, result: outcome.status, message: outcome.error });
+      await recordEvent(this.db, { actor, action: 'interface.applied', newValue: { interface: iface, netns }, result: outcome.status, message: outcome.error, reason: outcome.reason });
     }
     return outcome;
   }
@@ -134,20 +165,33 @@ export class LimitsService {
   async interfaceGone(iface: string, netns: string | null, actor: string): Promise<InterfaceOutcome> {
     const outcome = await this.applier.removeInterface(iface, netns);
     await recordEvent(this.db, {
-      actor, action: 'interface.removed', oldValue: { interface: iface, netns }, result: outcome.status === 'applied' ? 'ok' : 'failed', message: outcome.error,
+      actor, action: 'interface.removed', oldValue: { interface: iface, netns }, result: outcome.status === 'applied' ? 'ok' : 'failed', message: outcome.error, reason: outcome.reason,
     });
     return outcome;
   }
 
-  /** Reconciles every interface; logs an audit event for each one it had to change. */
-  async reconcileAll(actor: string): Promise<InterfaceOutcome[]> {
+  /**
+   * Resyncs with the host (unless `resync` is false), then reconciles every interface; logs an
+   * audit event for each one it had to change. A failed resync is logged and the reconcile goes on.
+   */
+  async reconcileAll(actor: string, options: { resync?: boolean } = {}): Promise<InterfaceOutcome[]> {
+    if (options.resync ?? true) {
+      await this.resync(actor).catch((error: unknown) => this.logger.warn('resync with the host failed', { error: (error as Error).message }));
+    }
     const outcomes = await this.applier.reconcileAll();
+    // An interface whose last subject a resync dropped has no row left to be found by: visit it too.
+    const visited = new Set(outcomes.map((outcome) => JSON.stringify([outcome.interface, outcome.netns])));
+    for (const [key, ref] of [...this.touched]) {
+      this.touched.delete(key);
+      if (!visited.has(key)) outcomes.push(await this.applier.applyInterface(ref.interface, ref.netns));
+    }
     for (const outcome of outcomes) {
       if (outcome.operations.length === 0 && outcome.status !== 'failed') continue;
-      if (this.applier.mode === 'recording' && outcome.status === 'pending' && outcome.error?.startsWith('dry run')) continue;
+      // A dry run changed nothing: its plan stands on every pass, so logging it would repeat it forever.
+      if (outcome.reason === 'dry_run') continue;
       await recordEvent(this.db, {
         actor, action: 'reconcile', newValue: { interface: outcome.interface, netns: outcome.netns, operations: outcome.operations.length },
-        result: outcome.status, message: outcome.error,
+        result: outcome.status, message: outcome.error, reason: outcome.reason,
       });
       this.logger.info('reconciled', { interface: outcome.interface, operations: outcome.operations.length, status: outcome.status });
     }

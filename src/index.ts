@@ -52,7 +52,11 @@ function checkHost(host: Host): void {
   expect(typeof host.router === 'function' && typeof host.router.get === 'function', 'host.router to be an Express router', host.router);
   expect(typeof host.hooks?.on === 'function', 'host.hooks to be a hook bus', host.hooks);
   expect(typeof host.views?.render === 'function', 'host.views to offer render()', host.views);
-  expect(typeof host.records?.peer === 'function', 'host.records to offer network(), peers(), peer() and vm()', host.records);
+  expect(
+    ['network', 'peers', 'peer', 'vm', 'networks', 'allPeers', 'vms'].every((name) => typeof (host.records as unknown as Record<string, unknown> | undefined)?.[name] === 'function'),
+    'host.records to offer network(), peers(), peer(), vm(), networks(), allPeers() and vms()',
+    host.records,
+  );
   expect(typeof host.auth?.admin === 'function' && typeof host.auth.api === 'function', 'host.auth to offer admin() and api', host.auth);
   expect(typeof host.logger?.info === 'function', 'host.logger to be a logger', host.logger);
 }
@@ -91,7 +95,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const applier = new LimitApplier({
     db: host.db, executor: choice.executor, mode: choice.mode, reason: choice.reason, capabilities, logger: host.logger,
   });
-  const service = new LimitsService(host.db, applier, host.logger);
+  const service = new LimitsService(host.db, applier, host.logger, host.records);
 
   const releases: (() => void)[] = [];
   releases.push(...registerHooks(host, service));
@@ -138,7 +142,15 @@ export async function register(host: Host, options: Record<string, unknown> = {}
 
   host.router.use(routeErrors);
 
-  const loops = [new IntervalLoop('reconcile', () => service.reconcileAll('reconcile'), settings.reconcile_interval_s * 1000, host.logger)];
+  // Hooks are missed while the plugin is disabled: copies of host data that went stale meanwhile
+  // (a peer deleted or re-addressed) are dropped or refreshed before anything is reconciled.
+  await service.resync('register').catch((error: unknown) => host.logger.warn('resync with the host failed', { error: (error as Error).message }));
+  let resyncNext = false; // register() has just resynced: the loop's first run (now) only reconciles
+  const reconcile = async () => {
+    await service.reconcileAll('reconcile', { resync: resyncNext });
+    resyncNext = true;
+  };
+  const loops = [new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger)];
   if (collector) loops.push(new IntervalLoop('collector', () => collector.tick(), settings.collect_interval_s * 1000, host.logger));
   for (const loop of loops) loop.start();
 

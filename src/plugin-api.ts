@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { Request, RequestHandler, Response, Router } from 'express';
 
 /** Semver of this contract; `plugin.json` states the range of host API versions the plugin accepts. */
-export const HOST_API_VERSION = '1.0.0';
+export const HOST_API_VERSION = '1.1.0';
 
 export type SubjectType = 'peer' | 'vm';
 
@@ -137,7 +137,21 @@ export interface HostViews {
   flash(req: Request, message: string): void;
 }
 
-/** Read access to the host's own records, for plugin routes that start from an id. */
+/**
+ * One page of a listing in id order (keyset paging): the records whose id is greater than
+ * `afterId`, at most `limit` of them. The first page has `afterId: 0`; a page shorter than
+ * `limit` is the last. Since 1.1.0.
+ */
+export interface RecordPage {
+  afterId: number;
+  limit: number;
+}
+
+/**
+ * Read access to the host's own records: by id for plugin routes, and listings of everything the
+ * host holds, which the plugin compares with its stored copies (a peer deleted or re-addressed
+ * while the plugin was disabled) when it starts and on every reconcile.
+ */
 export interface HostRecords {
   network(id: number): Promise<NetworkRecord | undefined>;
   /** The peers of a network, in id order. */
@@ -145,6 +159,12 @@ export interface HostRecords {
   /** A peer with its network. */
   peer(id: number): Promise<{ peer: PeerRecord; network: NetworkRecord } | undefined>;
   vm(id: number): Promise<VmRecord | undefined>;
+  /** Every network, in id order. Since 1.1.0. */
+  networks(): Promise<NetworkRecord[]>;
+  /** One page of every peer of every network, in id order (`[]` past the last). Since 1.1.0. */
+  allPeers(page: RecordPage): Promise<PeerRecord[]>;
+  /** One page of every VM, in id order (`[]` past the last; a panel without VMs always returns `[]`). Since 1.1.0. */
+  vms(page: RecordPage): Promise<VmRecord[]>;
 }
 
 /** Authentication the host already has, reused by the plugin's routes. */

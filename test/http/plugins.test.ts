@@ -22,9 +22,14 @@ async function bwTables(db: Knex): Promise<string[]> {
   return rows.map((row) => row.name);
 }
 
-/** A limit row as the plugin stores it, to check that data survives a disable. */
+/** A limit row as the plugin stores it, with the host's peer it belongs to, to check that data survives a disable. */
 async function insertLimit(db: Knex): Promise<void> {
   const now = Date.now();
+  // Enabling resyncs with the host, which drops a limit of a peer the host does not have.
+  await db('networks').insert({ id: 1, name: 'office', interface: 'wg0', netns: '', created_at: now, updated_at: now });
+  await db('peers').insert({
+    id: 1, network_id: 1, name: 'laptop', public_key: wgKey(1), allowed_ips: JSON.stringify(['10.8.0.2/32']), created_at: now, updated_at: now,
+  });
   await db('bw_limits').insert({
     subject_type: 'peer', subject_id: '1', name: 'laptop', interface: 'wg0', interface_kind: 'wireguard',
     addresses: JSON.stringify(['10.8.0.2/32']), up_kbps: 10_000, down_kbps: 0, status: 'applied', created_at: now, updated_at: now,

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { SubjectType } from '../plugin-api.js';
+import { toOutcomeReason, type OutcomeReason } from '../limits/outcome-reason.js';
 
 /** One audit entry: who changed which limit when, and what the kernel answered. */
 export interface BandwidthEvent {
@@ -13,6 +14,8 @@ export interface BandwidthEvent {
   newValue: unknown;
   result: string;
   message: string | null;
+  /** Why the result is what it is (typed; the message is for people). */
+  reason: OutcomeReason | null;
 }
 
 export interface NewEvent {
@@ -24,6 +27,7 @@ export interface NewEvent {
   newValue?: unknown;
   result: 'ok' | 'applied' | 'pending' | 'failed' | 'rejected';
   message?: string | null;
+  reason?: OutcomeReason | null;
 }
 
 export async function recordEvent(db: Knex, event: NewEvent, now = Date.now()): Promise<void> {
@@ -37,6 +41,7 @@ export async function recordEvent(db: Knex, event: NewEvent, now = Date.now()): 
     new_value: event.newValue === undefined ? null : JSON.stringify(event.newValue),
     result: event.result,
     message: event.message ? event.message.slice(0, 4000) : null,
+    reason: event.reason ?? null,
   });
 }
 
@@ -70,6 +75,7 @@ export async function listEvents(
       newValue: parseJson(row.new_value),
       result: String(row.result),
       message: row.message === null ? null : String(row.message),
+      reason: toOutcomeReason(row.reason),
     })),
   };
 }

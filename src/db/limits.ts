@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { SubjectType } from '../plugin-api.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
+import { toOutcomeReason, type OutcomeReason } from '../limits/outcome-reason.js';
 
 export type LimitStatus = 'pending' | 'applied' | 'failed';
 
@@ -23,6 +24,8 @@ export interface LimitRow {
   classMinor: number | null;
   status: LimitStatus;
   lastError: string | null;
+  /** Why the status is what it is (null when applied, or not known yet). */
+  reason: OutcomeReason | null;
   appliedAt: Date | null;
   updatedAt: Date;
 }
@@ -61,6 +64,7 @@ export function toLimitRow(row: Record<string, unknown>): LimitRow {
     classMinor: row.class_minor === null || row.class_minor === undefined ? null : Number(row.class_minor),
     status: row.status as LimitStatus,
     lastError: row.last_error ? String(row.last_error) : null,
+    reason: toOutcomeReason(row.reason),
     appliedAt: row.applied_at === null || row.applied_at === undefined ? null : new Date(Number(row.applied_at)),
     updatedAt: new Date(Number(row.updated_at)),
   };
@@ -121,6 +125,7 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
           class_minor: classMinor,
           status: 'pending',
           last_error: null,
+          reason: null,
           updated_at: now,
         };
         if (previous) await trx('bw_limits').where({ id: previous.id }).update(values);
@@ -141,20 +146,24 @@ export async function deleteLimit(db: Knex, subjectType: SubjectType, subjectId:
   return previous;
 }
 
-/** Records what the kernel answered for these rows, unless a newer write (updated_at) superseded them. */
+/**
+ * Records what the kernel answered for these rows (status, message and typed reason), unless a
+ * newer write (updated_at) superseded them.
+ */
 export async function setStatus(
   db: Knex,
-  rows: { id: number; updatedAt: Date; status?: LimitStatus; lastError?: string | null }[],
+  rows: { id: number; updatedAt: Date; status?: LimitStatus; lastError?: string | null; reason?: OutcomeReason | null }[],
   status: LimitStatus,
   error: string | null,
+  reason: OutcomeReason | null,
   now = Date.now(),
 ): Promise<void> {
   // A reconcile that changes nothing writes nothing (applied_at keeps the time of the first apply).
-  const changed = rows.filter((row) => row.status !== status || row.lastError !== error);
+  const changed = rows.filter((row) => row.status !== status || row.lastError !== error || row.reason !== reason);
   for (let i = 0; i < changed.length; i += 200) {
     await db('bw_limits')
       .whereIn(['id', 'updated_at'], changed.slice(i, i + 200).map((row) => [row.id, row.updatedAt.getTime()]))
-      .update({ status, last_error: error, ...(status === 'applied' ? { applied_at: now } : {}) });
+      .update({ status, last_error: error, reason, ...(status === 'applied' ? { applied_at: now } : {}) });
   }
 }
 

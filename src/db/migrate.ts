@@ -11,6 +11,7 @@ import * as m0009 from '../../migrations/0009_add_bw_limits_network_and_class_in
 import * as m0010 from '../../migrations/0010_add_bw_limits_public_key.js';
 import * as m0011 from '../../migrations/0011_create_bw_locks.js';
 import * as m0012 from '../../migrations/0012_cover_usage_rollup_ranges.js';
+import * as m0013 from '../../migrations/0013_add_outcome_reason.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -31,6 +32,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0010_add_bw_limits_public_key', m0010],
   ['0011_create_bw_locks', m0011],
   ['0012_cover_usage_rollup_ranges', m0012],
+  ['0013_add_outcome_reason', m0013],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */

@@ -12,6 +12,7 @@ export function bandwidthFields(row: LimitRow | undefined): Record<string, unkno
     bandwidth_down_kbps: row?.downKbps ?? 0,
     bandwidth_status: !row || !isLimited(row) ? 'unlimited' : row.status,
     bandwidth_error: row && isLimited(row) ? row.lastError : null,
+    bandwidth_reason: row && isLimited(row) ? row.reason : null,
   };
 }
 

@@ -8,6 +8,8 @@ import type { PlanCapabilities } from '../shaping/plan.js';
 import { reconcileInterface, removeInterface } from '../shaping/reconcile.js';
 import { changeSubjectRate } from '../shaping/rate-change.js';
 import { desiredInterface } from './desired.js';
+import { failureReason } from './failure-reason.js';
+import type { OutcomeReason } from './outcome-reason.js';
 
 /** What applying one interface did. */
 export interface InterfaceOutcome {
@@ -17,6 +19,8 @@ export interface InterfaceOutcome {
   /** tc commands run (or, for a dry run, recorded). */
   operations: string[];
   error: string | null;
+  /** Why the status is what it is; null when applied. */
+  reason: OutcomeReason | null;
 }
 
 export interface ApplierOptions {
@@ -64,7 +68,7 @@ export class LimitApplier {
       const { db, executor, logger } = this.options;
       const rows = await limitsOnInterface(db, this.node, iface, netns);
       const limited = rows.filter(isLimited);
-      const outcome: InterfaceOutcome = { interface: iface, netns, status: 'applied', operations: [], error: null };
+      const outcome: InterfaceOutcome = { interface: iface, netns, status: 'applied', operations: [], error: null, reason: null };
       try {
         const desired = desiredInterface(ref, rows);
         const caps = await this.options.capabilities();
@@ -74,19 +78,22 @@ export class LimitApplier {
         outcome.operations = render(result.operations);
         if (!result.interfaceExists && limited.length > 0) {
           outcome.status = 'pending';
+          outcome.reason = 'interface_missing';
           outcome.error = `interface ${iface}${netns ? ` in namespace ${netns}` : ''} does not exist yet; the caps apply when it appears`;
         } else if (this.options.mode === 'recording' && limited.length > 0) {
           outcome.status = 'pending';
+          outcome.reason = 'dry_run';
           outcome.error = `dry run: ${this.options.reason}`;
         }
       } catch (error) {
         outcome.status = 'failed';
+        outcome.reason = failureReason(error);
         outcome.error = (error as Error).message;
-        logger.warn('applying caps failed', { interface: iface, netns, error: outcome.error });
+        logger.warn('applying caps failed', { interface: iface, netns, reason: outcome.reason, error: outcome.error });
       }
-      await setStatus(db, limited, outcome.status, outcome.error);
+      await setStatus(db, limited, outcome.status, outcome.error, outcome.reason);
       // Unlimited subjects need nothing from the kernel: they are never pending or failed.
-      await setStatus(db, rows.filter((row) => !isLimited(row)), 'applied', null);
+      await setStatus(db, rows.filter((row) => !isLimited(row)), 'applied', null, null);
       return outcome;
     });
   }
@@ -96,9 +103,9 @@ export class LimitApplier {
     return this.locks.run(interfaceLockKey(iface, netns ?? undefined), async () => {
       try {
         const result = await removeInterface(iface, netns ?? undefined, this.options.executor, { locks: new KeyedMutex() });
-        return { interface: iface, netns, status: 'applied', operations: render(result.operations), error: null };
+        return { interface: iface, netns, status: 'applied', operations: render(result.operations), error: null, reason: null };
       } catch (error) {
-        return { interface: iface, netns, status: 'failed', operations: [], error: (error as Error).message };
+        return { interface: iface, netns, status: 'failed', operations: [], error: (error as Error).message, reason: failureReason(error) };
       }
     });
   }

@@ -9,7 +9,8 @@ import type { LimitsService } from '../limits/service.js';
 import type { Settings } from '../settings.js';
 import { bandwidthInput } from '../hooks/bandwidth-fields.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
-import { RouteError } from './errors.js';
+import { outcomeVerdict, reasonText } from '../views/reason.js';
+import { httpAnswer } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
 import { currentRates, type Collector, type Rate } from '../accounting/collector.js';
 import { DAY_MS } from '../accounting/buckets.js';
@@ -160,6 +161,7 @@ export function mountOverview(
       formatKbps,
       formatBytes,
       formatRate,
+      reasonText,
       canEdit: auth.role(req) === 'admin',
     });
   }
@@ -189,17 +191,17 @@ export function mountOverview(
     try {
       subject = await lookupSubject(host, req.params.type, req.params.id);
     } catch (error) {
-      if (error instanceof RouteError) {
-        res.status(error.status);
-        return views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'not-found.ejs'), { title: 'Not found', message: error.message });
+      const answer = httpAnswer(error);
+      if (answer) {
+        res.status(answer.status);
+        return views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'not-found.ejs'), { title: 'Not found', message: answer.message });
       }
       throw error;
     }
     const changed = await service.change(subject, parsed, auth.actor(req).name);
     if (changed.issue) return refuse(changed.issue.message);
     const { limit } = changed;
-    const verdict = limit.status === 'failed' ? ` — the kernel refused: ${limit.lastError ?? ''}` : limit.status === 'pending' ? ` (pending: ${limit.lastError ?? ''})` : '';
-    views.flash(req, `${limit.name}: ${formatCaps(limit.upKbps, limit.downKbps)}${verdict}`);
+    views.flash(req, `${limit.name}: ${formatCaps(limit.upKbps, limit.downKbps)}${outcomeVerdict(limit)}`);
     res.redirect(303, back);
   });
 }

@@ -7,7 +7,9 @@ import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { currentRates, type Collector } from '../accounting/collector.js';
 import { renderChart } from '../views/chart.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
-import { RouteError } from './errors.js';
+import { reasonText } from '../views/reason.js';
+import { InputError } from '../errors.js';
+import { httpAnswer, inputError } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
 import { parseTime } from './time-params.js';
 import { PLUGIN_VIEWS } from './admin-overview.js';
@@ -27,9 +29,10 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
     try {
       subject = await lookupSubject(host, req.params.type, req.params.id);
     } catch (error) {
-      if (!(error instanceof RouteError)) throw error;
-      res.status(error.status);
-      return views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'not-found.ejs'), { title: 'Not found', message: error.message });
+      const answer = httpAnswer(error);
+      if (!answer) throw error;
+      res.status(answer.status);
+      return views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'not-found.ejs'), { title: 'Not found', message: answer.message });
     }
     const key = `${subject.subjectType}:${subject.subjectId}`;
     const limit = await getLimit(db, subject.subjectType, subject.subjectId);
@@ -42,10 +45,10 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
       try {
         const to = parseTime('to', req.query.to, now);
         const from = parseTime('from', req.query.from, to - 7 * DAY_MS);
-        if (from >= to) throw new RouteError(400, 'invalid_input', '`from` must be before `to`', 'from');
+        if (from >= to) throw inputError('from', '`from` must be before `to`');
         custom = { from, to, totals: await total(from, to) };
       } catch (error) {
-        if (!(error instanceof RouteError)) throw error;
+        if (!(error instanceof InputError)) throw error;
         rangeError = error.message;
         res.status(400);
       }
@@ -83,6 +86,7 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
       formatCaps,
       formatKbps,
       formatRate,
+      reasonText,
       canEdit: auth.role(req) === 'admin',
     });
   });

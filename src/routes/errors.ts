@@ -1,20 +1,28 @@
 import type { ErrorRequestHandler } from 'express';
+import { ConflictError, InputError, NotFoundError } from '../errors.js';
 
-/** An error the plugin's routes answer with JSON `{"error":{"code","message","field"}}`. */
-export class RouteError extends Error {
-  override name = 'RouteError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
+/** What a domain error becomes in an HTTP answer: JSON `{"error":{"code","message","field"}}`, or text. */
+export interface HttpAnswer {
+  status: number;
+  code: string;
+  message: string;
+  field?: string;
 }
 
-export const inputError = (field: string, message: string) => new RouteError(400, 'invalid_input', message, field);
-export const notFound = (what: string, id: string) => new RouteError(404, 'not_found', `No ${what} with id \`${id.slice(0, 40)}\``);
+/**
+ * The one mapping from domain errors to HTTP: `InputError` 400 `invalid_input` (with its field),
+ * `NotFoundError` 404 `not_found`, `ConflictError` 409 `conflict`. Anything else is not the
+ * plugin's to answer: undefined.
+ */
+export function httpAnswer(error: unknown): HttpAnswer | undefined {
+  if (error instanceof InputError) return { status: 400, code: 'invalid_input', message: error.message, field: error.field };
+  if (error instanceof NotFoundError) return { status: 404, code: 'not_found', message: error.message };
+  if (error instanceof ConflictError) return { status: 409, code: 'conflict', message: error.message, ...(error.field ? { field: error.field } : {}) };
+  return undefined;
+}
+
+export const inputError = (field: string, message: string) => new InputError(field, message);
+export const notFound = (what: string, id: string) => new NotFoundError(`No ${what} with id \`${id.slice(0, 40)}\``);
 
 /**
  * The one error middleware of the plugin's routes, mounted after all of them: JSON
@@ -22,12 +30,13 @@ export const notFound = (what: string, id: string) => new RouteError(404, 'not_f
  * Errors that are not the plugin's go on to the host.
  */
 export const routeErrors: ErrorRequestHandler = (error, req, res, next) => {
-  if (!(error instanceof RouteError)) return next(error);
+  const answer = httpAnswer(error);
+  if (!answer) return next(error);
   if (res.headersSent) return next(error);
   if (req.path.startsWith('/api/')) {
-    res.status(error.status).json({ error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } });
+    res.status(answer.status).json({ error: { code: answer.code, message: answer.message, ...(answer.field ? { field: answer.field } : {}) } });
   } else {
-    res.status(error.status).type('text').send(`${error.message}\n`);
+    res.status(answer.status).type('text').send(`${answer.message}\n`);
   }
 };
 

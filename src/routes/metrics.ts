@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { Host } from '../plugin-api.js';
 import type { Collector } from '../accounting/collector.js';
 import { sumBigint, toBigInt } from '../db/bigint.js';
+import { OUTCOME_REASONS } from '../limits/outcome-reason.js';
 
 const { Registry, Gauge } = client;
 
@@ -73,6 +74,22 @@ export function createMetrics(db: Knex, collector: Collector | null): client.Reg
         .count({ n: '*' })
         .groupBy('status')) as { status: string; n: number | string }[];
       for (const status of ['pending', 'applied', 'failed']) statuses.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0));
+    },
+  });
+  const reasons = new Gauge({
+    name: 'panel_bandwidth_limits_by_reason',
+    help: 'Limited subjects that are not applied, by the typed reason of their status (dry_run, interface_missing, …).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = (await db('bw_limits')
+        .where((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0))
+        .whereNotNull('reason')
+        .select('reason')
+        .count({ n: '*' })
+        .groupBy('reason')) as { reason: string; n: number | string }[];
+      for (const reason of OUTCOME_REASONS) reasons.set({ reason }, Number(rows.find((r) => r.reason === reason)?.n ?? 0));
     },
   });
   const lastSuccess = new Gauge({

@@ -43,13 +43,31 @@ for (const engine of ENGINES) {
       if (!knex) return;
       const { current: older } = await saveLimit(knex, peer(1, { upKbps: 1000, downKbps: 0 }), 1_000);
       await saveLimit(knex, peer(1, { upKbps: 2000, downKbps: 0 }), 2_000);
-      await setStatus(knex, [older], 'applied', null);
+      await setStatus(knex, [older], 'applied', null, null);
       assert.equal((await getLimit(knex, 'peer', '1'))?.status, 'pending');
       const latest = (await getLimit(knex, 'peer', '1'))!;
-      await setStatus(knex, [latest], 'failed', 'RTNETLINK answers: Operation not permitted');
+      await setStatus(knex, [latest], 'failed', 'RTNETLINK answers: Operation not permitted', 'kernel_refused');
       const failed = await getLimit(knex, 'peer', '1');
       assert.equal(failed?.status, 'failed');
       assert.equal(failed?.lastError, 'RTNETLINK answers: Operation not permitted');
+      assert.equal(failed?.reason, 'kernel_refused');
+    });
+
+    test('the reason is stored beside the message, cleared by a new write, and a changed reason alone is written', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const { current } = await saveLimit(knex, peer(1, { upKbps: 1000, downKbps: 0 }), 1_000);
+      assert.equal(current.reason, null, 'a fresh write has no reason yet');
+      await setStatus(knex, [current], 'pending', 'waiting', 'interface_missing');
+      const waiting = (await getLimit(knex, 'peer', '1'))!;
+      assert.deepEqual([waiting.status, waiting.lastError, waiting.reason], ['pending', 'waiting', 'interface_missing']);
+      // Same status and message, another reason (a row written before reasons existed, say): still written.
+      await setStatus(knex, [waiting], 'pending', 'waiting', 'dry_run');
+      assert.equal((await getLimit(knex, 'peer', '1'))?.reason, 'dry_run');
+      await knex('bw_limits').where({ subject_id: '1' }).update({ reason: 'a_word_from_the_future' });
+      assert.equal((await getLimit(knex, 'peer', '1'))?.reason, null, 'an unknown stored word reads as no reason');
+      const again = await saveLimit(knex, peer(1, { upKbps: 2000, downKbps: 0 }), 2_000);
+      assert.deepEqual([again.current.status, again.current.reason], ['pending', null], 'a new desired state forgets the old reason');
     });
 
     test('lists filter by type, network and status; counts cover limited subjects only', async (t) => {
@@ -61,7 +79,7 @@ for (const engine of ENGINES) {
         subjectType: 'vm', subjectId: '9', name: 'web', networkId: null, interface: 'tap9', netns: 'hv', interfaceKind: 'vm', addresses: [], upKbps: 0, downKbps: 700,
       });
       const vm = (await getLimit(knex, 'vm', '9'))!;
-      await setStatus(knex, [vm], 'applied', null);
+      await setStatus(knex, [vm], 'applied', null, null);
       assert.deepEqual((await listLimits(knex, { subjectType: 'peer' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['1', '2']);
       assert.deepEqual((await listLimits(knex, { status: 'unlimited' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['2']);
       assert.deepEqual((await listLimits(knex, { status: 'applied' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['9']);
@@ -78,9 +96,13 @@ for (const engine of ENGINES) {
       for (let i = 0; i < 5; i++) {
         await recordEvent(knex, { actor: 'admin', subjectType: 'peer', subjectId: String(i % 2), action: 'limit.set', oldValue: null, newValue: { up_kbps: i, down_kbps: 0 }, result: 'applied' }, 1000 + i);
       }
+      await recordEvent(knex, { actor: 'cli', action: 'reconcile', result: 'failed', message: 'tc: RTNETLINK answers', reason: 'kernel_refused' }, 999);
       const page = await listEvents(knex, { offset: 0, limit: 2 });
-      assert.equal(page.total, 5);
+      assert.equal(page.total, 6);
       assert.deepEqual(page.events.map((e) => (e.newValue as { up_kbps: number }).up_kbps), [4, 3]);
+      assert.deepEqual(page.events.map((e) => e.reason), [null, null], 'an event without a reason has none');
+      const [oldest] = (await listEvents(knex, { offset: 5, limit: 1 })).events;
+      assert.deepEqual([oldest?.result, oldest?.reason], ['failed', 'kernel_refused']);
       const forOne = await listEvents(knex, { offset: 0, limit: 10, subjectType: 'peer', subjectId: '1' });
       assert.deepEqual(forOne.events.map((e) => (e.newValue as { up_kbps: number }).up_kbps), [3, 1]);
       assert.equal(forOne.events[0]?.at.getTime(), 1003);

@@ -1,14 +1,18 @@
+import { readdirSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Knex } from 'knex';
 import { ENGINES, dropPluginTables, openEngine, openMigrated } from '../support/databases.js';
 import { MIGRATION_TABLE, PLUGIN_TABLES, migrateDownAll, migrateLatest, pendingMigrations } from '../../src/db/migrate.js';
+import * as addOutcomeReason from '../../migrations/0013_add_outcome_reason.js';
 import { bigintColumn, fromBigInt, sumBigint, toBigInt } from '../../src/db/bigint.js';
 
 const ABOVE_2_53 = 2n ** 53n + 1n;
 const SIGNED_MAX = 2n ** 63n - 1n;
 const U64_MAX = 2n ** 64n - 1n;
 const NOW = Date.UTC(2026, 10, 21, 12, 0, 0, 123);
+/** Every migration file in the repository: each must be registered in src/db/migrate.ts and run. */
+const MIGRATION_FILES = readdirSync(new URL('../../migrations/', import.meta.url)).filter((name) => /^\d{4}_[a-z0-9_]+\.ts$/.test(name)).length;
 
 async function tablesPresent(knex: Knex): Promise<string[]> {
   const present: string[] = [];
@@ -22,7 +26,7 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
     bw_limits: {
       subject_type: 'peer', subject_id: '42', name: 'laptop', interface: 'wg0', netns: null,
       interface_kind: 'wireguard', addresses: JSON.stringify(['10.8.0.2/32', 'fd00::2/128']),
-      up_kbps: 100_000_000, down_kbps: 0, class_minor: 0xfffe, status: 'applied', last_error: null,
+      up_kbps: 100_000_000, down_kbps: 0, class_minor: 0xfffe, status: 'failed', last_error: 'tc: RTNETLINK answers: File exists', reason: 'kernel_refused',
       applied_at: NOW, created_at: NOW, updated_at: NOW,
     },
     bw_counters: {
@@ -47,7 +51,7 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
     bw_events: {
       at: NOW, actor: 'admin', subject_type: 'peer', subject_id: '42', action: 'limit.set',
       old_value: JSON.stringify({ up_kbps: 0, down_kbps: 0 }), new_value: JSON.stringify({ up_kbps: 1000, down_kbps: 5000 }),
-      result: 'applied', message: 'ünïcode ✓ and "quotes"',
+      result: 'pending', message: 'ünïcode ✓ and "quotes"', reason: 'interface_missing',
     },
     bw_locks: { name: 'roundtrip', held_at: NOW },
   };
@@ -61,7 +65,7 @@ for (const engine of ENGINES) {
       await dropPluginTables(knex);
 
       const ran = await migrateLatest(knex);
-      assert.equal(ran.length, 12);
+      assert.equal(ran.length, MIGRATION_FILES);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
       assert.ok(await knex.schema.hasTable(MIGRATION_TABLE), 'the plugin keeps its own migration table');
       assert.deepEqual(await pendingMigrations(knex), []);
@@ -69,11 +73,11 @@ for (const engine of ENGINES) {
 
       await knex('bw_limits').insert(sampleRows().bw_limits);
       const down = await migrateDownAll(knex);
-      assert.equal(down.length, 12);
+      assert.equal(down.length, MIGRATION_FILES);
       assert.deepEqual(await tablesPresent(knex), []);
       assert.equal(await knex.schema.hasTable(MIGRATION_TABLE), false, 'uninstall leaves no bw_ table behind');
       assert.equal(await knex.schema.hasTable(`${MIGRATION_TABLE}_lock`), false);
-      assert.equal((await pendingMigrations(knex)).length, 12);
+      assert.equal((await pendingMigrations(knex)).length, MIGRATION_FILES);
 
       await migrateLatest(knex);
       assert.deepEqual(await tablesPresent(knex), [...PLUGIN_TABLES]);
@@ -107,6 +111,34 @@ for (const engine of ENGINES) {
       assert.equal(toBigInt(counter.tx_bytes), ABOVE_2_53);
       const [quota] = await knex('bw_quotas').select(bigintColumn(knex, 'allowance_bytes'));
       assert.equal(toBigInt(quota.allowance_bytes), ABOVE_2_53);
+    });
+
+    test('0013 adds a nullable reason to limits and events, down and up again, keeping their rows', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const rows = sampleRows();
+      const columns = async () => [await knex.schema.hasColumn('bw_limits', 'reason'), await knex.schema.hasColumn('bw_events', 'reason')];
+      await knex('bw_limits').insert(rows.bw_limits);
+      await knex('bw_events').insert(rows.bw_events);
+
+      await addOutcomeReason.down(knex);
+      assert.deepEqual(await columns(), [false, false]);
+      const limit = await knex('bw_limits').first();
+      assert.deepEqual([limit.subject_id, limit.status, limit.last_error, limit.class_minor], ['42', 'failed', 'tc: RTNETLINK answers: File exists', 0xfffe], 'down keeps the row, status and message');
+      assert.equal((await knex('bw_events').first()).message, rows.bw_events.message);
+      // A row written while the column was gone, as an older plugin version writes it.
+      const { reason: _gone, ...older } = rows.bw_limits;
+      await knex('bw_limits').insert({ ...older, subject_id: '43', class_minor: 7, status: 'pending' });
+
+      await addOutcomeReason.up(knex);
+      assert.deepEqual(await columns(), [true, true]);
+      const after = await knex('bw_limits').orderBy('subject_id').select('subject_id', 'status', 'last_error', 'reason');
+      assert.deepEqual(after.map((r) => [String(r.subject_id), r.status, r.reason]), [['42', 'failed', null], ['43', 'pending', null]], 'old rows have no reason until the next apply');
+      assert.equal(after[0]?.last_error, 'tc: RTNETLINK answers: File exists');
+      await addOutcomeReason.up(knex);
+      assert.deepEqual(await columns(), [true, true], 'a second up is a no-op');
+      await knex('bw_limits').where({ subject_id: '43' }).update({ reason: 'node_unreachable' });
+      assert.equal((await knex('bw_limits').where({ subject_id: '43' }).first()).reason, 'node_unreachable', 'the longest word fits');
     });
 
     test('sums of 64-bit columns stay exact past 2^53', async (t) => {

@@ -4,6 +4,8 @@ import type { Knex } from 'knex';
 import { writeTick } from '../../src/accounting/store.js';
 import type { Sample } from '../../src/accounting/sample.js';
 import { counterSample } from '../support/samples.js';
+import { KernelError } from '../../src/shaping/errors.js';
+import { RecordingExecutor } from '../../src/shaping/recording-executor.js';
 import {
   bandwidthRows, created, hostRows, seedHost, startPanel, watchExecutor, wgKey,
   type Agent,
@@ -214,11 +216,11 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
         {
           peer_id: peerId, name: 'laptop', bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000,
           current_up_kbps: 100, current_down_kbps: 1_000, up_bytes_24h: 45_000_000, down_bytes_24h: 450_000_000,
-          status: 'pending', error: laptop.error,
+          status: 'pending', error: laptop.error, reason: 'dry_run',
         },
         {
           peer_id: phone.id, name: 'phone', bandwidth_up_kbps: 0, bandwidth_down_kbps: 0,
-          current_up_kbps: 0, current_down_kbps: 0, up_bytes_24h: 0, down_bytes_24h: 0, status: 'unlimited', error: null,
+          current_up_kbps: 0, current_down_kbps: 0, up_bytes_24h: 0, down_bytes_24h: 0, status: 'unlimited', error: null, reason: null,
         },
       ],
     });
@@ -236,7 +238,7 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
     assert.deepEqual(response.body, {
       vm_id: vmId, name: 'web-01', interface: 'tap-web01', bandwidth_up_kbps: 0, bandwidth_down_kbps: 20_000,
       current_up_kbps: 2, current_down_kbps: 20, up_bytes_24h: 900_000, down_bytes_24h: 9_000_000,
-      status: 'pending', error: response.body.error,
+      status: 'pending', error: response.body.error, reason: 'dry_run',
     });
     assert.match(response.body.error, DRY_RUN);
 
@@ -283,6 +285,7 @@ describe('GET /api/bandwidth/limits', () => {
     assert.deepEqual({ ...stable, subject_id: String(stable.subject_id), network_id: String(stable.network_id) }, {
       subject_type: 'peer', subject_id: String(laptop), name: 'laptop', network_id: String(office), interface: 'wg0', netns: null,
       addresses: ['10.8.0.2/32'], bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000, bandwidth_status: 'pending',
+      bandwidth_reason: 'dry_run',
     });
     assert.match(bandwidth_error, DRY_RUN);
     assert.match(class_id, /^1:[0-9a-f]+$/);
@@ -448,7 +451,7 @@ describe('POST /api/bandwidth/reconcile', () => {
     const kernel = watchExecutor(t);
     // What a user sees of a limit; `applied_at` of an unlimited subject is refreshed by every apply.
     const limits = async () =>
-      (await db('bw_limits').orderBy('id')).map((row) => [row.subject_type, row.subject_id, row.up_kbps, row.down_kbps, row.class_minor, row.status, row.last_error, row.updated_at]);
+      (await db('bw_limits').orderBy('id')).map((row) => [row.subject_type, row.subject_id, row.up_kbps, row.down_kbps, row.class_minor, row.status, row.last_error, row.reason, row.updated_at]);
     const before = { limits: await limits(), events: await db('bw_events').orderBy('id') };
 
     const response = await api.post('/api/bandwidth/reconcile');
@@ -456,12 +459,12 @@ describe('POST /api/bandwidth/reconcile', () => {
     assert.equal(response.status, 200);
     assert.equal(response.body.changed, 1);
     assert.equal(response.body.dry_run, true);
-    interface Outcome { interface: string; netns: string | null; status: string; operations: string[]; error: string | null }
+    interface Outcome { interface: string; netns: string | null; status: string; operations: string[]; error: string | null; reason: string | null }
     const byName = Object.fromEntries((response.body.interfaces as Outcome[]).map((i) => [i.interface, i]));
     assert.deepEqual(Object.keys(byName).sort(), ['tap-web01', 'wg0']);
-    assert.deepEqual(byName['tap-web01'], { interface: 'tap-web01', netns: null, status: 'applied', operations: [], error: null });
+    assert.deepEqual(byName['tap-web01'], { interface: 'tap-web01', netns: null, status: 'applied', operations: [], error: null, reason: null });
     const wg0 = byName.wg0!;
-    assert.deepEqual([wg0.netns, wg0.status], [null, 'pending']);
+    assert.deepEqual([wg0.netns, wg0.status, wg0.reason], [null, 'pending', 'dry_run']);
     assert.match(String(wg0.error), DRY_RUN);
     assert.ok(wg0.operations.some((line) => /^tc class add dev wg0 parent 1: classid 1:[0-9a-f]+ htb rate 50000kbit ceil 50000kbit /.test(line)), wg0.operations.join('\n'));
     assert.ok(wg0.operations.some((line) => /^tc class add dev ifb-\S+ parent 1: classid 1:[0-9a-f]+ htb rate 10000kbit ceil 10000kbit /.test(line)), 'upload is shaped on the IFB');
@@ -497,6 +500,7 @@ describe('GET /api/bandwidth/events', () => {
     const times = log.events.map((e) => Date.parse(String(e.at)));
     assert.deepEqual(times, [...times].sort((a, b) => b - a), 'newest first');
     assert.match(String(log.events[0]?.message), DRY_RUN);
+    assert.deepEqual(log.events.map((e) => e.reason), ['dry_run', 'dry_run', 'dry_run'], 'the reason is typed beside the message');
 
     const second = await events(api, '?per_page=1&page=2');
     assert.deepEqual([second.total, second.page, second.per_page, second.events.length], [3, 2, 1, 1]);
@@ -511,5 +515,63 @@ describe('GET /api/bandwidth/events', () => {
       assert.equal(response.body.error.field, field, query);
     }
     assert.equal((await host.visitor().get('/api/bandwidth/events')).status, 401, 'behind the bearer token');
+  });
+});
+
+describe('typed reasons beside the status and the error', () => {
+  /** The kernel refuses every batch (tc's own words), from now until the test ends. */
+  function refuseBatches(t: Parameters<typeof startPanel>[0], stderr: string) {
+    t.mock.method(RecordingExecutor.prototype, 'batch', async () => {
+      throw new KernelError({ argv: ['tc', '-batch', '-'], stderr, exitCode: 2, timedOut: false });
+    });
+  }
+
+  test('a refused plan answers failed with kernel_refused in every API that shows the limit, and in the audit log', async (t) => {
+    const { api } = await startPanel(t);
+    const { networkId, peerId } = await seedHost(api);
+    refuseBatches(t, 'Error: Exclusivity flag on, cannot modify.\nWe have an error talking to the kernel');
+
+    const put = await api.put(`/api/bandwidth/limits/peer/${peerId}`).send({ [UP]: 10_000, [DOWN]: 50_000 });
+
+    assert.equal(put.status, 200, put.text);
+    assert.equal(put.body.limit.bandwidth_status, 'failed');
+    assert.equal(put.body.limit.bandwidth_reason, 'kernel_refused');
+    assert.match(put.body.limit.bandwidth_error, /Exclusivity flag on/);
+    const peer = (await api.get(`/api/networks/${networkId}/peers/${peerId}`)).body.peer;
+    assert.deepEqual([peer.bandwidth_status, peer.bandwidth_reason], ['failed', 'kernel_refused'], 'the host API carries the reason');
+    const [row] = (await api.get(`/api/networks/${networkId}/bandwidth`)).body.peers;
+    assert.deepEqual([row.status, row.reason, row.error], ['failed', 'kernel_refused', put.body.limit.bandwidth_error]);
+    const listed = (await api.get('/api/bandwidth/limits?status=failed')).body.limits;
+    assert.deepEqual(listed.map((l: Record<string, unknown>) => [l.name, l.bandwidth_reason]), [['laptop', 'kernel_refused']]);
+    const [event] = (await events(api, '?per_page=1')).events;
+    assert.deepEqual([event?.action, event?.result, event?.reason], ['limit.set', 'failed', 'kernel_refused']);
+  });
+
+  test('a missing interface answers pending with interface_missing, not dry_run, and reconcile reports it', async (t) => {
+    const { api } = await startPanel(t);
+    const { vmId } = await seedHost(api);
+    const run = RecordingExecutor.prototype.run;
+    t.mock.method(RecordingExecutor.prototype, 'run', function (this: RecordingExecutor, argv: readonly string[], options?: { netns?: string }) {
+      if (argv.includes('tap-web01')) throw new KernelError({ argv, stderr: 'Cannot find device "tap-web01"', exitCode: 1, timedOut: false });
+      return run.call(this, argv, options);
+    });
+
+    await api.put(`/api/bandwidth/limits/vm/${vmId}`).send({ [DOWN]: 20_000 }).expect(200);
+
+    const vm = (await api.get(`/api/vms/${vmId}/bandwidth`)).body;
+    assert.deepEqual([vm.status, vm.reason], ['pending', 'interface_missing']);
+    assert.match(vm.error, /tap-web01/);
+    const reconciled = (await api.post('/api/bandwidth/reconcile')).body.interfaces as { interface: string; status: string; reason: string | null }[];
+    assert.deepEqual(reconciled.map((i) => [i.interface, i.status, i.reason]).sort(), [['tap-web01', 'pending', 'interface_missing'], ['wg0', 'applied', null]]);
+  });
+
+  test('unlimited and applied subjects carry no reason', async (t) => {
+    const { api } = await startPanel(t);
+    const { networkId, peerId } = await seedHost(api);
+
+    const [row] = (await api.get(`/api/networks/${networkId}/bandwidth`)).body.peers;
+    assert.deepEqual([row.peer_id, row.status, row.error, row.reason], [peerId, 'unlimited', null, null]);
+    const limits = (await api.get('/api/bandwidth/limits')).body.limits as Record<string, unknown>[];
+    assert.ok(limits.length > 0 && limits.every((l) => l.bandwidth_reason === null), JSON.stringify(limits));
   });
 });

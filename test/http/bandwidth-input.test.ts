@@ -122,7 +122,7 @@ describe('malformed caps are refused with 400 naming the field, and nothing is w
       const hostBefore = await hostRows(host.db);
       const limitsBefore = await bandwidthRows(host.db);
       assert.ok(
-        (limitsBefore.bw_limits as { status: string; last_error: string }[]).every((row) => row.status === 'applied' || /^dry run: /.test(row.last_error)),
+        (limitsBefore.bw_limits as { status: string; reason: string | null }[]).every((row) => row.status === 'applied' || row.reason === 'dry_run'),
         'arranged: the capped subjects wait as a dry run',
       );
 

@@ -90,6 +90,22 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('GET /metrics by reason', () => {
+  test('limited subjects that are not applied are counted by their typed reason, every reason present', async (t) => {
+    const host = await startPanel(t);
+    const { peerId, vmId } = await seedHost(host.api);
+    const reasons = async () => samples(families((await host.visitor().get('/metrics')).text).get('panel_bandwidth_limits_by_reason'), ['reason']);
+    const none = new Map([['dry_run', 0], ['interface_missing', 0], ['kernel_refused', 0], ['plan_invalid', 0], ['node_unreachable', 0]]);
+    assert.deepEqual(await reasons(), none, 'nothing limited yet');
+
+    await host.api.put(`/api/bandwidth/limits/peer/${peerId}`).send({ bandwidth_down_kbps: 40_000 }).expect(200);
+    await host.api.put(`/api/bandwidth/limits/vm/${vmId}`).send({ bandwidth_up_kbps: 1_000 }).expect(200);
+    await host.db('bw_limits').where({ subject_type: 'vm' }).update({ status: 'failed', reason: 'kernel_refused' });
+
+    assert.deepEqual(await reasons(), new Map([...none, ['dry_run', 1], ['kernel_refused', 1]]));
+  });
+});
+
 describe('GET /metrics with the metrics_token option', () => {
   test('answers 401 without the token, with a wrong one or with the panel\'s API token', async (t) => {
     const host = await startPanel(t, { pluginOptions: { bandwidth: { ...HERMETIC_PLUGIN_OPTIONS.bandwidth, metrics_token: METRICS_TOKEN } } });

@@ -1,6 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatBytes } from '../../src/views/format.js';
+import { KernelError } from '../../src/shaping/errors.js';
+import { RecordingExecutor } from '../../src/shaping/recording-executor.js';
 import { bandwidthRows, created, startPanel, wgKey, type AdminSession, type TestPanel } from '../support/panel.js';
 import { DAY_MS, seedSubjects, seededTotal, type Seeded, type SeededSubject } from '../support/seed.js';
 
@@ -143,7 +145,27 @@ describe('the overview of one subject', () => {
     assert.match(page.text, /<p class="flash" role="status">laptop: 20 \/ 80 Mbps \(pending: dry run: [^<]*\)<\/p>/);
     const [row] = rows(page.text);
     assert.deepEqual(row?.cells.slice(3, 5), ['20 Mbps', '80 Mbps']);
-    assert.equal(row?.cells[9], 'pending', 'a dry run leaves the cap pending');
+    assert.equal(row?.cells[9], 'pending dry run', 'a dry run leaves the cap pending, and says so by its reason');
+    assert.match(row?.html ?? '', /<span class="reason small muted" data-reason="dry_run">dry run<\/span>/);
+  });
+
+  test('a save the kernel refuses flashes that the kernel refused, and the row names the reason, not just the status', async (t) => {
+    const { admin, peer } = await onePeer(t);
+    t.mock.method(RecordingExecutor.prototype, 'batch', async () => {
+      throw new KernelError({ argv: ['tc', '-batch', '-'], stderr: 'Error: Exclusivity flag on, cannot modify.', exitCode: 2, timedOut: false });
+    });
+
+    const saved = await admin.form(`${OVERVIEW}/limits/peer/${peer.id}`, {
+      return_to: OVERVIEW, bandwidth_up_kbps: '20000', bandwidth_down_kbps: '80000', action: 'set',
+    });
+
+    assert.equal(saved.status, 303, saved.text.slice(0, 300));
+    const page = await admin.agent.get(OVERVIEW);
+    assert.match(page.text, /<p class="flash" role="status">laptop: 20 \/ 80 Mbps — the kernel refused: [^<]*Exclusivity flag on, cannot modify\.<\/p>/);
+    const [row] = rows(page.text);
+    assert.equal(row?.cells[9], 'failed kernel refused');
+    assert.match(row?.html ?? '', /data-reason="kernel_refused"/);
+    assert.match(page.text, /<span class="badge failed" title="[^"]*Exclusivity[^"]*">failed<\/span> <span class="reason small muted" data-reason="kernel_refused">kernel refused<\/span>/, 'the audit log names it too');
   });
 
   test('the inline form refuses a missing, wrong or other session\'s CSRF token and writes nothing', async (t) => {

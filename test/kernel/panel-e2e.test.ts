@@ -142,6 +142,7 @@ test('caps set through the host panel\'s HTTP API hold on a real WireGuard tunne
     expectStatus(created, 201, 'POST peer on the missing interface');
     const bobId = created.body.peer.id as number;
     assert.equal(created.body.peer.bandwidth_status, 'pending');
+    assert.equal(created.body.peer.bandwidth_reason, 'interface_missing');
     assert.match(String(created.body.peer.bandwidth_error), new RegExp(`interface ${missing}\\b.*does not exist`));
 
     await lab.ip(wg.ns, ['link', 'add', missing, 'type', 'veth', 'peer', 'name', `pm${lab.id}y`]);
@@ -149,7 +150,10 @@ test('caps set through the host panel\'s HTTP API hold on a real WireGuard tunne
     const reconcile = await panel.post('/api/bandwidth/reconcile');
     expectStatus(reconcile, 200, 'POST /api/bandwidth/reconcile');
     const peer = await panel.get(`/api/networks/${laterId}/peers/${bobId}`);
-    assert.deepEqual({ status: peer.body.peer.bandwidth_status, error: peer.body.peer.bandwidth_error }, { status: 'applied', error: null });
+    assert.deepEqual(
+      { status: peer.body.peer.bandwidth_status, error: peer.body.peer.bandwidth_error, reason: peer.body.peer.bandwidth_reason },
+      { status: 'applied', error: null, reason: null },
+    );
     const bobMinor = minorOf((await limitOf(panel, laterId, bobId)).class_id);
     assert.equal(await rateOf(lab, wg.ns, missing, bobMinor), 3_000_000, 'down class on the new interface');
     assert.equal(await rateOf(lab, wg.ns, ifbNameFor(missing, wg.ns), bobMinor), 2_000_000, 'up class on its IFB');

@@ -1,11 +1,12 @@
 import type { Request } from 'express';
 import type { Host, SubjectType } from '../plugin-api.js';
-import { countLimits, getLimits, listLimits, type LimitRow, type LimitStatus } from '../db/limits.js';
+import { countLimits, getLimit, getLimits, listLimits, type LimitRow, type LimitStatus, type SubjectLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import { bandwidthFields } from '../hooks/register-hooks.js';
 import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
 import { inputError, notFound, pageParams, parseId } from './errors.js';
+import { NotFoundError } from '../errors.js';
 import { currentRates, type Collector } from '../accounting/collector.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { totalsBySubject } from '../accounting/queries.js';
@@ -116,7 +117,18 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
   });
 
   router.delete('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {
-    const subject = await lookupSubject(host, req.params.type, req.params.id);
+    let subject: SubjectLimit;
+    try {
+      subject = await lookupSubject(host, req.params.type, req.params.id);
+    } catch (error) {
+      // A row whose subject the host no longer has (deleted while the plugin was disabled) is
+      // removed, with its classes: nothing else could remove it before the next resync.
+      const stored = error instanceof NotFoundError ? await getLimit(db, req.params.type as SubjectType, String(req.params.id)) : undefined;
+      if (!stored) throw error;
+      await service.remove(stored.subjectType, stored.subjectId, actor(req));
+      res.json({ limit: null, removed: limitJson(stored) });
+      return;
+    }
     const { limit } = await service.set(subject, actor(req));
     res.json({ limit: limitJson(limit) });
   });

@@ -69,6 +69,8 @@ export class LimitApplier {
       const rows = await limitsOnInterface(db, this.node, iface, netns);
       const limited = rows.filter(isLimited);
       const outcome: InterfaceOutcome = { interface: iface, netns, status: 'applied', operations: [], error: null, reason: null };
+      // Subjects the planner had to leave out (a full u32 bucket): failed, the rest applied.
+      let rejected = new Map<string, string>();
       try {
         const desired = desiredInterface(ref, rows);
         const caps = await this.options.capabilities();
@@ -76,6 +78,10 @@ export class LimitApplier {
           ? await changeSubjectRate(desired, rateChange.subjectId, rateChange.previous, executor, caps, { locks: new KeyedMutex() })
           : await reconcileInterface(desired, executor, caps, { locks: new KeyedMutex() });
         outcome.operations = render(result.operations);
+        rejected = new Map(result.rejected.map((r) => [r.subjectId, r.message]));
+        if (result.repaired !== undefined) {
+          logger.warn('the kernel refused the incremental plan; the interface was rebuilt from scratch', { interface: iface, netns, refused: result.repaired });
+        }
         if (!result.interfaceExists && limited.length > 0) {
           outcome.status = 'pending';
           outcome.reason = 'interface_missing';
@@ -91,7 +97,9 @@ export class LimitApplier {
         outcome.error = (error as Error).message;
         logger.warn('applying caps failed', { interface: iface, netns, reason: outcome.reason, error: outcome.error });
       }
-      await setStatus(db, limited, outcome.status, outcome.error, outcome.reason);
+      const left = limited.filter((row) => rejected.has(row.subjectId));
+      for (const row of left) await setStatus(db, [row], 'failed', rejected.get(row.subjectId) ?? null, 'plan_invalid');
+      await setStatus(db, limited.filter((row) => !rejected.has(row.subjectId)), outcome.status, outcome.error, outcome.reason);
       // Unlimited subjects need nothing from the kernel: they are never pending or failed.
       await setStatus(db, rows.filter((row) => !isLimited(row)), 'applied', null, null);
       return outcome;

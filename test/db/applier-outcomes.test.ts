@@ -116,5 +116,23 @@ for (const engine of ENGINES) {
       await serviceWith(knex, new FakeKernel()).reconcileAll('reconcile');
       assert.deepEqual(await stored(knex, 1), { status: 'applied', reason: null, error: null });
     });
+
+    test('a stored subject the planner cannot place (a full u32 bucket) fails alone with plan_invalid; the others apply', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const kernel = new FakeKernel();
+      const service = serviceWith(knex, kernel);
+      // Stored before validation refused such states: 4095 /32s ending in .7 fill bucket 7 of the /32 table.
+      const filler = { ...peer(1, '10.0.0.7/32'), addresses: Array.from({ length: 4095 }, (_, i) => `10.${i >> 8}.${i & 0xff}.7/32`) };
+      await service.set(filler, 'admin');
+      await service.set(peer(2, '10.200.0.7/32'), 'admin');
+      await service.set(peer(3, '10.9.9.9/32'), 'admin');
+      await service.reconcileAll('reconcile');
+      assert.deepEqual((await stored(knex, 1)).status, 'applied');
+      assert.deepEqual((await stored(knex, 3)).status, 'applied');
+      const refused = await stored(knex, 2);
+      assert.deepEqual([refused.status, refused.reason], ['failed', 'plan_invalid']);
+      assert.match(refused.error ?? '', /10\.200\.0\.7\/32: bucket 320:7: of the IPv4 \/32 table already holds 4095 prefixes/);
+    });
   });
 }

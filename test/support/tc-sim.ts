@@ -418,14 +418,19 @@ export class TcSim implements Executor {
    * the default class when nothing matches, 0 for HTB's direct queue, null when the root is not HTB.
    */
   classify(device: string, packet: Packet, netns?: string): number | null {
+    return this.classifier(device, netns)(packet);
+  }
+
+  /** {@link classify} for many packets against the current state (rebuild it after a change). */
+  classifier(device: string, netns?: string): (packet: Packet) => number | null {
     this.flushDeferred();
     const dev = this.ns(netns ?? '').devices.get(device);
     const root = dev?.root;
-    if (!root?.htb || !root.block) return null;
+    if (!root?.htb || !root.block) return () => null;
     const classes = new Set(root.htb.classes.keys());
+    const defcls = root.htb.defcls;
     const protos: EvalProto[] = root.block.tps.map((tp) => ({ prio: tp.prio, protocol: protocolName(tp.protocol), root: evalTable(tp.root) }));
-    const result = evaluateProtos(protos, packet);
-    return htbLanding(result, classes, root.htb.defcls);
+    return (packet) => htbLanding(evaluateProtos(protos, packet), classes, defcls);
   }
 
   /** Number of u32 tables alive on a qdisc but not listed by `tc filter show` (orphans). */

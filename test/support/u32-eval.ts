@@ -150,12 +150,12 @@ function protoSees(protocol: string, family: 4 | 6): boolean {
 }
 
 /**
- * Runs the tps in prio order (as `tcf_classify` does) and returns the first result's class minor,
- * or null when no tp returns one.
+ * Runs the tps (given in ascending prio, as `tcf_classify` walks them) and returns the first
+ * result's class minor, or null when no tp returns one.
  */
 export function evaluateProtos(protos: readonly EvalProto[], packet: Packet): number | null {
   const bytes = packetBytes(packet);
-  for (const proto of [...protos].sort((a, b) => a.prio - b.prio)) {
+  for (const proto of protos) {
     if (!protoSees(proto.protocol, packet.family)) continue;
     const result = classifyProto(proto.root, bytes);
     if (result === null) continue;
@@ -254,11 +254,17 @@ export function protosFromFilters(filters: readonly TcFilter[]): EvalProto[] {
  * @example classify(readTree, { family: 4, src: [10, 0, 0, 9], dst: [10, 77, 20, 9] }) // 3
  */
 export function classify(tree: ActualTree, packet: Packet): number {
+  return treeClassifier(tree)(packet);
+}
+
+/** {@link classify} with the tree's filters decoded once, for classifying many packets. */
+export function treeClassifier(tree: ActualTree): (packet: Packet) => number {
   const root = tree.qdiscs.find((q) => q.root);
   if (root === undefined || root.kind !== 'htb') throw new U32EvalError(`${tree.device} has no HTB root`);
   const classes = new Set(tree.classes.filter((c) => c.major === root.major).map((c) => c.minor));
-  const minor = evaluateProtos(protosFromFilters(tree.filters), packet);
-  return htbLanding(minor, classes, htbDefaultMinor(root) ?? 0);
+  const protos = protosFromFilters(tree.filters).sort((a, b) => a.prio - b.prio);
+  const defaultMinor = htbDefaultMinor(root) ?? 0;
+  return (packet) => htbLanding(evaluateProtos(protos, packet), classes, defaultMinor);
 }
 
 /** `htb_classify` after the filters: an existing class, else the default class, else direct (0). */

@@ -9,7 +9,8 @@
   const current = new Map();
   const source = new EventSource('/admin/bandwidth/events');
   source.addEventListener('rates', (event) => {
-    const { rates } = JSON.parse(event.data);
+    // class_rates: kbit/s through each subject's HTB class (null: none counted), the bytes its cap governs.
+    const { rates, class_rates: classRates = {} } = JSON.parse(event.data);
     for (const [key, value] of Object.entries(rates)) {
       if (value[0] === 0 && value[1] === 0) current.delete(key);
       else current.set(key, value);
@@ -20,9 +21,12 @@
       if (cell) cell.textContent = `${rate(up)} / ${rate(down)}`;
       const capUp = Number(element.dataset.capUp);
       const capDown = Number(element.dataset.capDown);
+      // Utilisation as the server computes it (src/accounting/utilisation.ts): the class rate where
+      // one was counted, else the billed rate.
+      const [classUp = null, classDown = null] = classRates[key] ?? [];
       const parts = [];
-      if (capUp > 0) parts.push(up / capUp);
-      if (capDown > 0) parts.push(down / capDown);
+      if (capUp > 0) parts.push((classUp ?? up) / capUp);
+      if (capDown > 0) parts.push((classDown ?? down) / capDown);
       if (parts.length > 0) {
         const use = Math.round(Math.max(...parts) * 100);
         const meter = element.querySelector('[data-live-use]');

@@ -41,6 +41,8 @@ Options:
   --offline           plan: do not read the kernel
   --dry-run           reconcile: run nothing
   --vm-source SOURCE  collect: VMs' bytes from sysfs (default) or vnstat
+  --billing-bytes B   collect: peers billed by wire bytes (default: WireGuard's counters) or inner
+                      (their tc class); use the panel's billing_bytes
   -h, --help          show this help`;
 
 type Command = (db: Knex, flags: Record<string, string | boolean | undefined>) => Promise<number>;
@@ -95,7 +97,9 @@ const commands: Record<string, Command> = {
   async collect(db, flags) {
     const vmSource = flags['vm-source'] ?? 'sysfs';
     if (vmSource !== 'sysfs' && vmSource !== 'vnstat') throw new Error(`Expected \`--vm-source\` to be sysfs or vnstat, got \`${String(vmSource)}\``);
-    const collector = new Collector({ db, executor: new LocalExecutor(), logger: stderrLogger, vmSource });
+    const billing = flags['billing-bytes'] ?? 'wire';
+    if (billing !== 'wire' && billing !== 'inner') throw new Error(`Expected \`--billing-bytes\` to be wire or inner, got \`${String(billing)}\``);
+    const collector = new Collector({ db, executor: new LocalExecutor(), logger: stderrLogger, vmSource, billing });
     const result = await collector.tick();
     console.log(
       `collected ${result.samples} series: ${result.deltas} deltas, ${result.resets} resets, ${result.discarded} discarded, ${result.usageRows} usage rows`,
@@ -141,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
         offline: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         'vm-source': { type: 'string' },
+        'billing-bytes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });

@@ -18,6 +18,7 @@ import { LimitApplier } from './limits/applier.js';
 import { LimitsService } from './limits/service.js';
 import { IntervalLoop } from './interval-loop.js';
 import { Collector } from './accounting/collector.js';
+import { countOptionsOf } from './accounting/billing.js';
 import { mountUsageApi } from './routes/api-usage.js';
 import { createMetrics, mountMetrics } from './routes/metrics.js';
 import { exportCsv } from './routes/export-csv.js';
@@ -123,21 +124,24 @@ export async function register(host: Host, options: Record<string, unknown> = {}
       retention: { rawDays: settings.retention_raw_days, hourlyDays: settings.retention_hourly_days, dailyDays: settings.retention_daily_days },
       ceilingBitsPerSecond: BigInt(settings.ceiling_mbps) * 1_000_000n,
       vmSource: settings.vm_counter_source,
+      billing: settings.billing_bytes,
     })
     : null;
+  const counting = countOptionsOf(settings);
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
-  mountBandwidthApi(host, service, collector);
+  mountBandwidthApi(host, service, collector, counting);
   mountUsageApi(host);
   mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
-  // Live rates come from the billed counters; the once-a-second reads skip the tc class counters.
-  const live = new LiveRates(() => (collector ? collector.sample({ classCounters: false }) : Promise.resolve([])));
+  // Live rates read the class counters too (two tc processes per limited interface, only while a
+  // page listens): utilisation compares the bytes a cap governs with the cap.
+  const live = new LiveRates(() => (collector ? collector.sample() : Promise.resolve([])), counting);
   const stream = new RateStream({ sample: () => live.next(), onIdle: () => live.reset(), logger: host.logger });
   if (overview) {
     host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));
     host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host));
     mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
-    mountSubjectPage(host, overview.path, overview.minRole, collector);
+    mountSubjectPage(host, overview.path, overview.minRole, collector, counting);
   }
 
   host.router.use(routeErrors);

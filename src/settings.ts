@@ -23,6 +23,13 @@ export interface Settings {
   metrics_token: string;
   /** VMs' byte source: `sysfs` or `vnstat` (hosts running vnstatd). @default 'sysfs' */
   vm_counter_source: 'sysfs' | 'vnstat';
+  /**
+   * Which bytes a peer's bill counts (totals, usage API, CSV): `wire`, WireGuard's counters (what the
+   * tunnel carries, the same source for every peer); `inner`, the bytes through its HTB class (what
+   * its cap governs), WireGuard's counters in a direction without a class. VMs count their tap either
+   * way. Utilisation always compares the class bytes with the cap. @default 'wire'
+   */
+  billing_bytes: 'wire' | 'inner';
 }
 
 /**

@@ -8,15 +8,12 @@ import { ifbNameFor } from '../shaping/ifb-name.js';
 import { classSamples } from './tc-classes.js';
 import { parseVnstatJson } from './vnstat.js';
 import { parseSysfsValues, SYSFS_FILES, type InterfaceCounters } from './sysfs.js';
-import { kbpsOf, type Sample } from './sample.js';
+import type { Sample } from './sample.js';
 import { enforceRetention, writeTick, type Retention, type TickResult } from './store.js';
+import { billedSourcesFor, type BillingBytes, type CountOptions } from './billing.js';
+import { rateOf, type Rate } from './rates.js';
 
-/** Live rate of one subject, from its last two samples and the measured time between them. */
-export interface Rate {
-  upKbps: number;
-  downKbps: number;
-  at: number;
-}
+export type { Rate } from './rates.js';
 
 export interface CollectorOptions {
   db: Knex;
@@ -37,6 +34,8 @@ export interface CollectorOptions {
    * @default 'sysfs'
    */
   vmSource?: 'sysfs' | 'vnstat';
+  /** Which bytes a peer's bill counts: `wire` (WireGuard's counters) or `inner` (its HTB class). @default 'wire' */
+  billing?: BillingBytes;
 }
 
 const readBootId = async () => (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
@@ -75,6 +74,11 @@ export class Collector {
     return this.rateBySubject;
   }
 
+  /** How this collector turns deltas into a subject's bytes (for live rates read between ticks). */
+  get counting(): CountOptions {
+    return { billing: this.options.billing ?? 'wire', billedSources: billedSourcesFor(this.options.vmSource ?? 'sysfs') };
+  }
+
   get lastTick() {
     return this.lastRun;
   }
@@ -106,7 +110,8 @@ export class Collector {
 
   /**
    * Reads every subject's counters now (without writing them). `classCounters: false` skips the
-   * HTB class counters (two tc processes per limited interface) for readers that only need rates.
+   * HTB class counters (two tc processes per limited interface) for readers that need no
+   * utilisation and bill no class bytes.
    */
   async sample(options: { classCounters?: boolean } = {}): Promise<Sample[]> {
     const { db, executor, logger } = this.options;
@@ -188,7 +193,8 @@ export class Collector {
 
   /**
    * HTB class counters of the limited subjects on one interface (source `tc`): what the shaper
-   * itself passed, kept beside the billed counters for cross-checking. Not billed.
+   * itself passed, the bytes a cap governs. Utilisation is computed from them, and with
+   * `billing: 'inner'` a peer's bill too (see countTick()).
    */
   private async classCounters(
     iface: string,
@@ -218,14 +224,14 @@ export class Collector {
     try {
       const samples = await this.sample();
       const result = await writeTick(this.options.db, samples, {
-        billedSources: ['wireguard', 'sysfs', ...(this.options.vmSource === 'vnstat' ? (['vnstat'] as const) : [])],
+        ...this.counting,
         logger: this.options.logger,
         ...(this.options.ceilingBitsPerSecond ? { ceilingBitsPerSecond: this.options.ceilingBitsPerSecond } : {}),
       });
       const seen = new Set<string>();
       for (const [key, counted] of result.counted) {
         seen.add(key);
-        this.rateBySubject.set(key, { upKbps: kbpsOf(counted.up, counted.elapsedMs), downKbps: kbpsOf(counted.down, counted.elapsedMs), at: counted.at });
+        this.rateBySubject.set(key, rateOf(counted));
       }
       for (const key of [...this.rateBySubject.keys()]) if (!seen.has(key)) this.rateBySubject.delete(key);
       await enforceRetention(this.options.db, (this.options.now ?? Date.now)(), this.options.retention);
@@ -238,32 +244,4 @@ export class Collector {
       throw error;
     }
   }
-}
-
-/** Rates for subjects without a live collector: the last usage row of each, over its own period. */
-export async function lastRates(db: Knex, keys: { subjectType: string; subjectId: string }[]): Promise<Map<string, Rate>> {
-  const rates = new Map<string, Rate>();
-  for (const { subjectType, subjectId } of keys) {
-    const row = (await db('bw_usage').where({ subject_type: subjectType, subject_id: subjectId }).orderBy('period_end', 'desc').first()) as
-      | Record<string, unknown>
-      | undefined;
-    if (!row) continue;
-    const elapsed = Number(row.period_end) - Number(row.period_start);
-    rates.set(`${subjectType}:${subjectId}`, {
-      upKbps: kbpsOf(BigInt(String(row.up_bytes)), elapsed),
-      downKbps: kbpsOf(BigInt(String(row.down_bytes)), elapsed),
-      at: Number(row.period_end),
-    });
-  }
-  return rates;
-}
-
-
-/** Live rates from the collector in this process, else from each subject's last usage row. */
-export async function currentRates(
-  db: Knex,
-  collector: Collector | null,
-  keys: { subjectType: string; subjectId: string }[],
-): Promise<ReadonlyMap<string, Rate>> {
-  return collector ? collector.rates() : lastRates(db, keys);
 }

@@ -3,8 +3,9 @@ import { toBigInt } from '../db/bigint.js';
 import { dialectOf } from '../db/dialect.js';
 import type { Logger } from '../plugin-api.js';
 import { computeDelta, DEFAULT_CEILING_BITS_PER_SECOND, type DeltaResult } from './deltas.js';
-import { seriesKeyOf, subjectDirections, type Sample, type SourceName } from './sample.js';
+import { seriesKeyOf, type Sample, type SourceName } from './sample.js';
 import { bucketOf, DAY_MS, HOUR_MS } from './buckets.js';
+import { countTick, DEFAULT_COUNT_OPTIONS, type BillingBytes, type SeriesDelta, type SubjectCount } from './billing.js';
 
 /** What one tick wrote. */
 export interface TickResult {
@@ -13,8 +14,8 @@ export interface TickResult {
   resets: number;
   discarded: number;
   usageRows: number;
-  /** Per subject (`type:id`): bytes counted this tick and the measured elapsed time. */
-  counted: Map<string, { up: bigint; down: bigint; elapsedMs: number; at: number }>;
+  /** Per subject (`type:id`): its billed and class bytes this tick, with the measured times. */
+  counted: Map<string, SubjectCount>;
 }
 
 export interface TickOptions {
@@ -22,11 +23,14 @@ export interface TickOptions {
   logger?: Logger;
   /** Only these sources feed usage roll-ups (others keep counters only). @default wireguard, sysfs */
   billedSources?: readonly SourceName[];
+  /** Which bytes a peer's bill counts (see {@link BillingBytes}). @default 'wire' */
+  billing?: BillingBytes;
 }
 
 type Row = Record<string, unknown>;
 
-function storedSample(row: Row): Sample {
+/** A `bw_counters` row as the reading it stores. */
+export function storedSample(row: Row): Sample {
   return {
     identity: {
       node: String(row.node),
@@ -46,8 +50,14 @@ function storedSample(row: Row): Sample {
   };
 }
 
-function counterValues(sample: Sample): Row {
+/** A stored reading, with the delta it made (null for a baseline or a discarded one), for readers of rates. */
+function counterValues(sample: Sample, delta: DeltaResult): Row {
+  const counted = delta.kind === 'delta' || delta.kind === 'reset';
   return {
+    delta_kind: counted ? delta.kind : null,
+    delta_rx_bytes: counted ? delta.rxBytes.toString() : null,
+    delta_tx_bytes: counted ? delta.txBytes.toString() : null,
+    delta_ms: counted ? delta.elapsedMs : null,
     subject_type: sample.subjectType,
     subject_id: sample.subjectId,
     ifindex: sample.identity.ifindex,
@@ -127,7 +137,7 @@ export async function writeTick(db: Knex, samples: Sample[], options: TickOption
 }
 
 async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions): Promise<TickResult> {
-  const billed = new Set(options.billedSources ?? ['wireguard', 'sysfs']);
+  const counting = { billing: options.billing ?? DEFAULT_COUNT_OPTIONS.billing, billedSources: options.billedSources ?? DEFAULT_COUNT_OPTIONS.billedSources };
   const ceiling = options.ceilingBitsPerSecond ?? DEFAULT_CEILING_BITS_PER_SECOND;
   const result: TickResult = { samples: samples.length, deltas: 0, resets: 0, discarded: 0, usageRows: 0, counted: new Map() };
   if (samples.length === 0) return result;
@@ -156,6 +166,7 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
     const counterRows: Row[] = [];
     const usageRows: Row[] = [];
     const rollups = { hourly: new Map() as Rollups, daily: new Map() as Rollups };
+    const deltas: SeriesDelta[] = [];
     const seen = new Set<string>();
     for (const sample of samples) {
       const key = seriesKeyOf(sample.identity);
@@ -164,7 +175,7 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
       const stored = previous.get(key);
       const delta: DeltaResult = computeDelta(stored, sample, ceiling);
       if (delta.kind === 'stale') continue;
-      counterRows.push({ node: sample.identity.node, source: sample.identity.source, interface: sample.identity.interface, series_key: sample.identity.seriesKey, ...counterValues(sample) });
+      counterRows.push({ node: sample.identity.node, source: sample.identity.source, interface: sample.identity.interface, series_key: sample.identity.seriesKey, ...counterValues(sample, delta) });
       if (delta.kind === 'first' || !stored) continue;
       if (delta.kind === 'discarded') {
         result.discarded++;
@@ -177,24 +188,25 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
       } else {
         result.deltas++;
       }
-      if (!sample.subjectType || !sample.subjectId || !billed.has(sample.identity.source)) continue;
-      const { up, down } = subjectDirections({ rx: delta.rxBytes, tx: delta.txBytes });
-      const subject = `${sample.subjectType}:${sample.subjectId}`;
-      const sum = result.counted.get(subject);
-      result.counted.set(subject, { up: (sum?.up ?? 0n) + up, down: (sum?.down ?? 0n) + down, elapsedMs: delta.elapsedMs, at: sample.at });
-      if (up === 0n && down === 0n) continue;
-      usageRows.push({
-        subject_type: sample.subjectType,
-        subject_id: sample.subjectId,
-        node: sample.identity.node,
-        source: sample.identity.source,
-        interface: sample.identity.interface,
-        period_start: stored.at,
-        period_end: sample.at,
-        up_bytes: up.toString(),
-        down_bytes: down.toString(),
-      });
-      addToRollups(rollups, sample.subjectType, sample.subjectId, sample.at, up, down);
+      deltas.push({ sample, kind: delta.kind, rxBytes: delta.rxBytes, txBytes: delta.txBytes, elapsedMs: delta.elapsedMs });
+    }
+    for (const [key, count] of countTick(deltas, counting)) {
+      result.counted.set(key, count);
+      for (const row of count.rows) {
+        if (row.up === 0n && row.down === 0n) continue;
+        usageRows.push({
+          subject_type: count.subjectType,
+          subject_id: count.subjectId,
+          node: row.node,
+          source: row.source,
+          interface: row.interface,
+          period_start: row.periodStart,
+          period_end: row.periodEnd,
+          up_bytes: row.up.toString(),
+          down_bytes: row.down.toString(),
+        });
+        addToRollups(rollups, count.subjectType, count.subjectId, row.periodEnd, row.up, row.down);
+      }
     }
     for (let i = 0; i < counterRows.length; i += 500) {
       await trx('bw_counters').insert(counterRows.slice(i, i + 500)).onConflict(['node', 'source', 'interface', 'series_key']).merge();

@@ -12,6 +12,7 @@ import * as m0010 from '../../migrations/0010_add_bw_limits_public_key.js';
 import * as m0011 from '../../migrations/0011_create_bw_locks.js';
 import * as m0012 from '../../migrations/0012_cover_usage_rollup_ranges.js';
 import * as m0013 from '../../migrations/0013_add_outcome_reason.js';
+import * as m0014 from '../../migrations/0014_add_bw_counters_last_delta.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -33,6 +34,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0011_create_bw_locks', m0011],
   ['0012_cover_usage_rollup_ranges', m0012],
   ['0013_add_outcome_reason', m0013],
+  ['0014_add_bw_counters_last_delta', m0014],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */

@@ -90,17 +90,23 @@ export class RateStream {
     try {
       const rates = await this.options.sample();
       const payload: Record<string, [number, number]> = {};
+      // Rates through each subject's class (null: no class counted in that direction), for utilisation.
+      const classRates: Record<string, [number | null, number | null]> = {};
       const nonZero = new Set<string>();
       for (const [key, rate] of rates) {
-        if (rate.upKbps === 0 && rate.downKbps === 0) continue;
+        const classUp = rate.classUpKbps ?? null;
+        const classDown = rate.classDownKbps ?? null;
+        if (rate.upKbps === 0 && rate.downKbps === 0 && !classUp && !classDown) continue;
         payload[key] = [rate.upKbps, rate.downKbps];
+        if (classUp !== null || classDown !== null) classRates[key] = [classUp, classDown];
         nonZero.add(key);
       }
       // Subjects that went quiet are sent once as zeros, so pages clear them.
       for (const key of this.lastNonZero) if (!nonZero.has(key)) payload[key] = [0, 0];
       this.lastNonZero = nonZero;
       const id = this.nextId++;
-      this.broadcast(`id: ${id}\nevent: rates\ndata: ${JSON.stringify({ at: Date.now(), rates: payload })}\n\n`);
+      const frame = Object.keys(classRates).length > 0 ? { at: Date.now(), rates: payload, class_rates: classRates } : { at: Date.now(), rates: payload };
+      this.broadcast(`id: ${id}\nevent: rates\ndata: ${JSON.stringify(frame)}\n\n`);
     } catch (error) {
       this.options.logger.warn('live rates failed', { error: (error as Error).message });
     } finally {

@@ -12,7 +12,10 @@ import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format
 import { outcomeVerdict, reasonText } from '../views/reason.js';
 import { httpAnswer } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
-import { currentRates, type Collector, type Rate } from '../accounting/collector.js';
+import type { Collector } from '../accounting/collector.js';
+import { currentRates, type Rate } from '../accounting/rates.js';
+import { countOptionsOf } from '../accounting/billing.js';
+import { utilisation } from '../accounting/utilisation.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { grandTotals, totalsBySubject, type Totals } from '../accounting/queries.js';
 
@@ -21,14 +24,6 @@ export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', 
 export interface ExecutorInfo {
   mode: 'local' | 'recording';
   reason: string;
-}
-
-/** Current rate vs cap, in percent of the fuller direction (null when unlimited). */
-export function utilisation(limit: Pick<LimitRow, 'upKbps' | 'downKbps'>, rate: Pick<Rate, 'upKbps' | 'downKbps'> | undefined): number | null {
-  const parts: number[] = [];
-  if (limit.upKbps > 0) parts.push((rate?.upKbps ?? 0) / limit.upKbps);
-  if (limit.downKbps > 0) parts.push((rate?.downKbps ?? 0) / limit.downKbps);
-  return parts.length === 0 ? null : Math.round(Math.max(...parts) * 100);
 }
 
 /** The overview's query string, read leniently: an unknown value means "no filter" / the default. */
@@ -67,7 +62,7 @@ export function mountOverview(
   const { router, auth, db, views } = host;
 
   const ratesFor = (rows: LimitRow[]): Promise<ReadonlyMap<string, Rate>> =>
-    currentRates(db, collector, rows.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })));
+    currentRates(db, collector, rows.map((l) => ({ subjectType: l.subjectType, subjectId: l.subjectId })), countOptionsOf(settings));
 
   async function totalsFor(rows: LimitRow[], from: number, to: number): Promise<Map<string, Totals>> {
     const result = new Map<string, Totals>();
@@ -103,7 +98,7 @@ export function mountOverview(
         for (const row of rows) {
           const key = `${row.subjectType}:${row.subjectId}`;
           const rate = rates.get(key);
-          ranks.set(key, query.sort === 'rate' ? (rate?.upKbps ?? 0) + (rate?.downKbps ?? 0) : (utilisation(row, rate) ?? -1));
+          ranks.set(key, query.sort === 'rate' ? (rate?.upKbps ?? 0) + (rate?.downKbps ?? 0) : (utilisation(row, rate)?.percent ?? -1));
         }
       }
       return ranks;

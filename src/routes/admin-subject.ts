@@ -4,7 +4,10 @@ import { getLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
 import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
-import { currentRates, type Collector } from '../accounting/collector.js';
+import type { Collector } from '../accounting/collector.js';
+import { currentRates } from '../accounting/rates.js';
+import type { CountOptions } from '../accounting/billing.js';
+import { utilisation } from '../accounting/utilisation.js';
 import { renderChart } from '../views/chart.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
 import { reasonText } from '../views/reason.js';
@@ -22,7 +25,7 @@ const dayLabel = (start: number) => new Date(start).toISOString().slice(5, 10);
  * 24 h / 7 d / 30 d and a custom range, the cap and its last kernel answer, the audit events and
  * the cap form.
  */
-export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' | 'viewer', collector: Collector | null): void {
+export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' | 'viewer', collector: Collector | null, counting: CountOptions): void {
   const { router, auth, db, views } = host;
   router.get(`${basePath}/:type/:id`, auth.admin(minRole), async (req, res) => {
     let subject;
@@ -62,7 +65,7 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
       total(now - 7 * DAY_MS, now),
       total(now - 30 * DAY_MS, now),
       listEvents(db, { offset: 0, limit: 50, subjectType: subject.subjectType, subjectId: subject.subjectId }),
-      currentRates(db, collector, [{ subjectType: subject.subjectType, subjectId: subject.subjectId }]),
+      currentRates(db, collector, [{ subjectType: subject.subjectType, subjectId: subject.subjectId }], counting),
     ]);
     const capUp = limit?.upKbps ?? 0;
     const capDown = limit?.downKbps ?? 0;
@@ -75,6 +78,7 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
       name,
       limit,
       rate: rates.get(key) ?? null,
+      use: utilisation({ upKbps: capUp, downKbps: capDown }, rates.get(key)),
       totals: { day, week, month },
       custom,
       rangeError,

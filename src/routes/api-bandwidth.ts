@@ -7,7 +7,10 @@ import { bandwidthFields } from '../hooks/register-hooks.js';
 import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
 import { inputError, notFound, pageParams, parseId } from './errors.js';
 import { NotFoundError } from '../errors.js';
-import { currentRates, type Collector } from '../accounting/collector.js';
+import type { Collector } from '../accounting/collector.js';
+import { currentRates } from '../accounting/rates.js';
+import type { CountOptions } from '../accounting/billing.js';
+import { utilisation } from '../accounting/utilisation.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { totalsBySubject } from '../accounting/queries.js';
 import { sendJson } from './json.js';
@@ -37,7 +40,7 @@ function body(req: Request): Record<string, unknown> {
 }
 
 /** The plugin's JSON API, behind the host's bearer token. */
-export function mountBandwidthApi(host: Host, service: LimitsService, collector: Collector | null): void {
+export function mountBandwidthApi(host: Host, service: LimitsService, collector: Collector | null, counting: CountOptions): void {
   const { router, auth, db } = host;
   const actor = (req: Request) => auth.actor(req).name;
 
@@ -46,16 +49,21 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
     const rows = await getLimits(db, subjectType, ids);
     const now = Date.now();
     const totals = await totalsBySubject(db, now - DAY_MS, now, { subjectType, subjectIds: ids });
-    const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType, subjectId })));
+    const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType, subjectId })), counting);
     return (id: string) => {
       const fields = bandwidthFields(rows.get(id));
       const rate = rates.get(`${subjectType}:${id}`);
       const total = totals.get(`${subjectType}:${id}`);
+      const use = utilisation({ upKbps: Number(fields.bandwidth_up_kbps), downKbps: Number(fields.bandwidth_down_kbps) }, rate);
       return {
         bandwidth_up_kbps: fields.bandwidth_up_kbps,
         bandwidth_down_kbps: fields.bandwidth_down_kbps,
         current_up_kbps: rate?.upKbps ?? 0,
         current_down_kbps: rate?.downKbps ?? 0,
+        class_up_kbps: rate?.classUpKbps ?? null,
+        class_down_kbps: rate?.classDownKbps ?? null,
+        utilisation_percent: use?.percent ?? null,
+        utilisation_basis: use?.basis ?? null,
         up_bytes_24h: total?.upBytes ?? 0n,
         down_bytes_24h: total?.downBytes ?? 0n,
         status: fields.bandwidth_status,

@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { Host } from '../plugin-api.js';
 import type { Collector } from '../accounting/collector.js';
 import { sumBigint, toBigInt } from '../db/bigint.js';
+import { directionUtilisation } from '../accounting/utilisation.js';
 import { OUTCOME_REASONS } from '../limits/outcome-reason.js';
 
 const { Registry, Gauge } = client;
@@ -49,7 +50,7 @@ export function createMetrics(db: Knex, collector: Collector | null): client.Reg
   });
   const rates = new Gauge({
     name: 'panel_bandwidth_subject_rate_kbps',
-    help: 'Current rate per subject and direction in kbit/s, over the last collector interval.',
+    help: 'Current rate of the billed bytes (billing_bytes) per subject and direction in kbit/s, over the last collector interval.',
     labelNames: ['subject_type', 'subject_id', 'direction'] as const,
     registers: [registry],
     collect() {
@@ -58,6 +59,42 @@ export function createMetrics(db: Knex, collector: Collector | null): client.Reg
         const [subjectType = '', subjectId = ''] = key.split(':');
         rates.set({ subject_type: subjectType, subject_id: subjectId, direction: 'up' }, rate.upKbps);
         rates.set({ subject_type: subjectType, subject_id: subjectId, direction: 'down' }, rate.downKbps);
+      }
+    },
+  });
+  const classRates = new Gauge({
+    name: 'panel_bandwidth_subject_class_rate_kbps',
+    help: 'Current rate through the subject’s HTB class (the bytes its cap governs) in kbit/s, over the last collector interval; only directions whose class was counted.',
+    labelNames: ['subject_type', 'subject_id', 'direction'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [key, rate] of collector?.rates() ?? []) {
+        const [subjectType = '', subjectId = ''] = key.split(':');
+        if (rate.classUpKbps !== null) classRates.set({ subject_type: subjectType, subject_id: subjectId, direction: 'up' }, rate.classUpKbps);
+        if (rate.classDownKbps !== null) classRates.set({ subject_type: subjectType, subject_id: subjectId, direction: 'down' }, rate.classDownKbps);
+      }
+    },
+  });
+  const utilisation = new Gauge({
+    name: 'panel_bandwidth_subject_utilisation_ratio',
+    help: 'Current rate / cap per capped direction (1 = at the cap): the class rate where the class was counted, else the billed rate.',
+    labelNames: ['subject_type', 'subject_id', 'direction'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const current = collector?.rates();
+      if (!current || current.size === 0) return;
+      const limited = (await db('bw_limits')
+        .where((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0))
+        .select('subject_type', 'subject_id', 'up_kbps', 'down_kbps')) as Record<string, unknown>[];
+      for (const row of limited) {
+        const labels = { subject_type: String(row.subject_type), subject_id: String(row.subject_id) };
+        const rate = current.get(`${labels.subject_type}:${labels.subject_id}`);
+        for (const [direction, cap] of [['up', Number(row.up_kbps)], ['down', Number(row.down_kbps)]] as const) {
+          const use = directionUtilisation(cap, rate, direction);
+          if (use) utilisation.set({ ...labels, direction }, use.ratio);
+        }
       }
     },
   });

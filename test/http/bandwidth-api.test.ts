@@ -216,11 +216,14 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
         {
           peer_id: peerId, name: 'laptop', bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000,
           current_up_kbps: 100, current_down_kbps: 1_000, up_bytes_24h: 45_000_000, down_bytes_24h: 450_000_000,
+          // Its cap is not in the kernel (dry run): no class counted, so utilisation is of its WireGuard bytes.
+          class_up_kbps: null, class_down_kbps: null, utilisation_percent: 2, utilisation_basis: 'counted',
           status: 'pending', error: laptop.error, reason: 'dry_run',
         },
         {
           peer_id: phone.id, name: 'phone', bandwidth_up_kbps: 0, bandwidth_down_kbps: 0,
           current_up_kbps: 0, current_down_kbps: 0, up_bytes_24h: 0, down_bytes_24h: 0, status: 'unlimited', error: null, reason: null,
+          class_up_kbps: null, class_down_kbps: null, utilisation_percent: null, utilisation_basis: null,
         },
       ],
     });
@@ -238,6 +241,7 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
     assert.deepEqual(response.body, {
       vm_id: vmId, name: 'web-01', interface: 'tap-web01', bandwidth_up_kbps: 0, bandwidth_down_kbps: 20_000,
       current_up_kbps: 2, current_down_kbps: 20, up_bytes_24h: 900_000, down_bytes_24h: 9_000_000,
+      class_up_kbps: null, class_down_kbps: null, utilisation_percent: 0, utilisation_basis: 'counted',
       status: 'pending', error: response.body.error, reason: 'dry_run',
     });
     assert.match(response.body.error, DRY_RUN);

@@ -286,6 +286,22 @@ describe('RateStream on a real socket', () => {
     ]);
   });
 
+  test('rates through each subject\'s class ride along as class_rates (null: none counted), for the page\'s utilisation', async (t) => {
+    const map: RateMap = new Map([
+      ['peer:1', { upKbps: 150, downKbps: 8_560, classUpKbps: 80, classDownKbps: 7_990 }],
+      ['peer:2', { upKbps: 10, downKbps: 20, classUpKbps: null, classDownKbps: 15 }],
+      ['vm:3', { upKbps: 5, downKbps: 5, classUpKbps: null, classDownKbps: null }],
+      ['peer:4', { upKbps: 5, downKbps: 5 }],
+    ]);
+    const { url } = await serve(t, () => map);
+    const client = await connect(t, url);
+    await client.until((c) => c.rates().length >= 1);
+
+    const [frame] = client.rates() as ({ rates: Record<string, [number, number]>; class_rates?: Record<string, [number | null, number | null]> })[];
+    assert.deepEqual(frame?.rates, { 'peer:1': [150, 8_560], 'peer:2': [10, 20], 'vm:3': [5, 5], 'peer:4': [5, 5] });
+    assert.deepEqual(frame?.class_rates, { 'peer:1': [80, 7_990], 'peer:2': [null, 15] }, 'only subjects with a class counted');
+  });
+
   test('close() ends every stream and stops sampling', async (t) => {
     const { url, stream, counts } = await serve(t, () => rateMap({}));
     const client = await connect(t, url);

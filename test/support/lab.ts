@@ -216,20 +216,23 @@ export interface IperfResult {
 let nextPort = 5300;
 
 /**
- * One TCP transfer with iperf3: a one-off server in `serverNs` (listening on every address),
+ * One transfer with iperf3 (TCP unless `udp`): a one-off server in `serverNs` (listening on every address),
  * a client in `clientNs` connecting to `target`. `reverse` makes the server send (iperf3 -R).
- * Goodput is what the receiver got, after `omitSeconds` of slow start.
+ * Goodput is what the receiver got, after `omitSeconds` of slow start. `mss` sets the TCP maximum
+ * segment size (iperf3 -M), for flows of smaller packets; `udp` sends UDP datagrams of `length`
+ * bytes at `mbps` instead of TCP (iperf3 -u -b -l), a load that does not back off.
  */
 export async function iperf(
   lab: Lab,
-  options: { serverNs: string; clientNs: string; target: string; seconds?: number; omitSeconds?: number; reverse?: boolean },
+  options: { serverNs: string; clientNs: string; target: string; seconds?: number; omitSeconds?: number; reverse?: boolean; mss?: number; udp?: { mbps: number; length: number } },
 ): Promise<IperfResult> {
   const port = String((nextPort += 1));
   const server = lab.spawn(options.serverNs, ['iperf3', '-s', '-1', '-p', port]);
   await waitFor(`iperf3 server on ${options.serverNs}:${port}`, async () => (await lab.executor.run(['ss', '-Hltn', `sport = :${port}`], { netns: options.serverNs })).stdout.trim() !== '');
   const seconds = options.seconds ?? 3;
   const omit = options.omitSeconds ?? 1;
-  const args = ['iperf3', '-c', options.target, '-p', port, '-t', String(seconds), '-O', String(omit), '-J', ...(options.reverse ? ['-R'] : [])];
+  const args = ['iperf3', '-c', options.target, '-p', port, '-t', String(seconds), '-O', String(omit), '-J', ...(options.reverse ? ['-R'] : []), ...(options.mss ? ['-M', String(options.mss)] : []),
+    ...(options.udp ? ['-u', '-b', `${options.udp.mbps}M`, '-l', String(options.udp.length)] : [])];
   const { stdout } = await lab.executor.run(args, { netns: options.clientNs, timeoutMs: (seconds + omit + 15) * 1000 });
   await server;
   const report = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number; bytes?: number } }; error?: string };

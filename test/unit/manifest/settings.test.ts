@@ -9,6 +9,7 @@ test('settings default to the manifest and take valid overrides', () => {
   const defaults = {
     page_size: 50, reconcile_interval_s: 60, executor: 'auto', collect_interval_s: 60,
     retention_raw_days: 7, retention_hourly_days: 90, retention_daily_days: 730, ceiling_mbps: 100_000, metrics_token: '', vm_counter_source: 'sysfs',
+    billing_bytes: 'wire',
   };
   assert.deepEqual(resolveSettings(manifest, {}), defaults);
   assert.deepEqual(resolveSettings(manifest, undefined), defaults);
@@ -23,4 +24,11 @@ test('bad options fail at once with a message naming the key', () => {
   assert.throws(() => resolveSettings(manifest, { page_size: 10.5 }), /got `10.5`/);
   assert.throws(() => resolveSettings(manifest, null), /expects options to be an object, instead got a 'null'/);
   assert.throws(() => resolveSettings(manifest, []), /instead got a 'array'/);
+});
+
+test('billing_bytes bills wire bytes unless told inner, and refuses anything else naming the field', () => {
+  assert.equal(resolveSettings(manifest, {}).billing_bytes, 'wire');
+  assert.equal(resolveSettings(manifest, { billing_bytes: 'inner' }).billing_bytes, 'inner');
+  assert.throws(() => resolveSettings(manifest, { billing_bytes: 'tc' }), /Expected `billing_bytes` to be one of \["wire","inner"\], got `"tc"` \(string\)/);
+  assert.throws(() => resolveSettings(manifest, { billing_bytes: 1 }), /Expected `billing_bytes` to be a string, got `1` \(number\)/);
 });

@@ -12,6 +12,7 @@ PACKAGES=(
   postgresql      # db test layer
   chromium        # browser test layer (headless, driven by playwright-core)
   vnstat          # optional import source for accounting
+  faketime        # libfaketime: the test runner's clock layer moves the wall clock by ±400 days
 )
 
 if [[ $(id -u) -ne 0 ]]; then

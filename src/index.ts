@@ -18,6 +18,7 @@ import { LimitApplier } from './limits/applier.js';
 import { LimitsService } from './limits/service.js';
 import { IntervalLoop } from './interval-loop.js';
 import { Collector } from './accounting/collector.js';
+import { takeClock } from './clock.js';
 import { countOptionsOf } from './accounting/billing.js';
 import { mountUsageApi } from './routes/api-usage.js';
 import { createMetrics, mountMetrics } from './routes/metrics.js';
@@ -76,11 +77,14 @@ export async function uninstall(db: Knex): Promise<string[]> {
  * Registers the plugin with a host panel: checks the host and options, makes sure the plugin's
  * tables are migrated, subscribes to the peer/VM/network hooks, mounts its pages and API, and
  * starts the reconcile loop.
+ * Options are plugin.json's settings, and `now`: the wall clock the plugin dates usage and picks
+ * ranges by (a {@link Clock}; tests fix it). @default Date.now
  * @example const bandwidth = await register(host, { executor: 'recording' }); … await bandwidth.close();
  */
 export async function register(host: Host, options: Record<string, unknown> = {}): Promise<PluginInstance> {
   checkHost(host);
-  const settings = resolveSettings(manifest, options);
+  const { now, settings: settingOptions } = takeClock(options);
+  const settings = resolveSettings(manifest, settingOptions);
   const pending = await pendingMigrations(host.db);
   if (pending.length > 0) {
     host.logger.info('running migrations', { migrations: pending });
@@ -124,13 +128,14 @@ export async function register(host: Host, options: Record<string, unknown> = {}
       retention: { rawDays: settings.retention_raw_days, hourlyDays: settings.retention_hourly_days, dailyDays: settings.retention_daily_days },
       ceilingBitsPerSecond: BigInt(settings.ceiling_mbps) * 1_000_000n,
       vmSource: settings.vm_counter_source,
+      now,
       billing: settings.billing_bytes,
     })
     : null;
   const counting = countOptionsOf(settings);
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
-  mountBandwidthApi(host, service, collector, counting);
-  mountUsageApi(host);
+  mountBandwidthApi(host, service, collector, counting, now);
+  mountUsageApi(host, now);
   mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   // Live rates read the class counters too (two tc processes per limited interface, only while a
@@ -139,9 +144,9 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const stream = new RateStream({ sample: () => live.next(), onIdle: () => live.reset(), logger: host.logger });
   if (overview) {
     host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));
-    host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host));
-    mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview);
-    mountSubjectPage(host, overview.path, overview.minRole, collector, counting);
+    host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host, now));
+    mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview, now);
+    mountSubjectPage(host, overview.path, overview.minRole, collector, counting, now);
   }
 
   host.router.use(routeErrors);

@@ -22,7 +22,10 @@ export interface CollectorOptions {
   node?: string;
   retention?: Retention;
   ceilingBitsPerSecond?: bigint;
-  /** The clock, for tests. @default Date.now */
+  /**
+   * The wall clock (epoch ms): sample times, retention and the last tick's time. Tests pass the
+   * time of their fixtures. @default Date.now
+   */
   now?: () => number;
   /** Reads the machine's boot id. @default /proc/sys/kernel/random/boot_id */
   bootId?: () => Promise<string>;
@@ -220,7 +223,8 @@ export class Collector {
 
   /** One tick: sample, write, update rates, enforce retention. */
   async tick(): Promise<TickResult> {
-    const started = Date.now();
+    const now = this.options.now ?? Date.now;
+    const started = performance.now();
     try {
       const samples = await this.sample();
       const result = await writeTick(this.options.db, samples, {
@@ -234,12 +238,12 @@ export class Collector {
         this.rateBySubject.set(key, rateOf(counted));
       }
       for (const key of [...this.rateBySubject.keys()]) if (!seen.has(key)) this.rateBySubject.delete(key);
-      await enforceRetention(this.options.db, (this.options.now ?? Date.now)(), this.options.retention);
-      this.lastRun = { at: Date.now(), durationMs: Date.now() - started, error: null, result };
+      await enforceRetention(this.options.db, now(), this.options.retention);
+      this.lastRun = { at: now(), durationMs: Math.round(performance.now() - started), error: null, result };
       this.lastSuccess = this.lastRun.at;
       return result;
     } catch (error) {
-      this.lastRun = { at: Date.now(), durationMs: Date.now() - started, error: (error as Error).message, result: null };
+      this.lastRun = { at: now(), durationMs: Math.round(performance.now() - started), error: (error as Error).message, result: null };
       this.errorCount++;
       throw error;
     }

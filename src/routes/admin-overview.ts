@@ -2,6 +2,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Request, Response } from 'express';
 import type { Host, SubjectType } from '../plugin-api.js';
+import type { Clock } from '../clock.js';
 import { countLimitsByStatus, type LimitRow } from '../db/limits.js';
 import { countSubjects, listSubjects, SORT_KEYS, type SortKey, type SubjectQuery } from '../db/subject-list.js';
 import { listEvents } from '../db/events.js';
@@ -58,6 +59,7 @@ export function mountOverview(
   collector: Collector | null,
   executor: ExecutorInfo,
   page: { path: string; minRole: 'admin' | 'viewer' },
+  clock: Clock = Date.now,
 ): void {
   const { router, auth, db, views } = host;
 
@@ -84,7 +86,7 @@ export function mountOverview(
     queryText: Record<string, unknown> = req.query as Record<string, unknown>,
   ) {
     const query = readOverviewQuery(queryText);
-    const now = Date.now();
+    const now = clock();
     const total = await countSubjects(db, query);
     const pages = Math.max(1, Math.ceil(total / settings.page_size));
     const current = Math.min(query.page, pages);

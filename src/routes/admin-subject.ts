@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Host } from '../plugin-api.js';
+import type { Clock } from '../clock.js';
 import { getLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
@@ -25,7 +26,7 @@ const dayLabel = (start: number) => new Date(start).toISOString().slice(5, 10);
  * 24 h / 7 d / 30 d and a custom range, the cap and its last kernel answer, the audit events and
  * the cap form.
  */
-export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' | 'viewer', collector: Collector | null, counting: CountOptions): void {
+export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' | 'viewer', collector: Collector | null, counting: CountOptions, clock: Clock = Date.now): void {
   const { router, auth, db, views } = host;
   router.get(`${basePath}/:type/:id`, auth.admin(minRole), async (req, res) => {
     let subject;
@@ -39,7 +40,7 @@ export function mountSubjectPage(host: Host, basePath: string, minRole: 'admin' 
     }
     const key = `${subject.subjectType}:${subject.subjectId}`;
     const limit = await getLimit(db, subject.subjectType, subject.subjectId);
-    const now = Date.now();
+    const now = clock();
     const ids = { subjectType: subject.subjectType, subjectIds: [subject.subjectId] };
     const total = async (from: number, to: number) => (await totalsBySubject(db, from, to, ids)).get(key) ?? { upBytes: 0n, downBytes: 0n };
     let custom: { from: number; to: number; totals: { upBytes: bigint; downBytes: bigint } } | null = null;

@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import type { Host, SubjectType } from '../plugin-api.js';
+import type { Clock } from '../clock.js';
 import { countLimits, getLimit, getLimits, listLimits, type LimitRow, type LimitStatus, type SubjectLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
@@ -40,14 +41,14 @@ function body(req: Request): Record<string, unknown> {
 }
 
 /** The plugin's JSON API, behind the host's bearer token. */
-export function mountBandwidthApi(host: Host, service: LimitsService, collector: Collector | null, counting: CountOptions): void {
+export function mountBandwidthApi(host: Host, service: LimitsService, collector: Collector | null, counting: CountOptions, clock: Clock = Date.now): void {
   const { router, auth, db } = host;
   const actor = (req: Request) => auth.actor(req).name;
 
   /** Caps, status, current rates and 24 h bytes of subjects of one type, keyed by id. */
   async function bandwidthOf(subjectType: 'peer' | 'vm', ids: string[]) {
     const rows = await getLimits(db, subjectType, ids);
-    const now = Date.now();
+    const now = clock();
     const totals = await totalsBySubject(db, now - DAY_MS, now, { subjectType, subjectIds: ids });
     const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType, subjectId })), counting);
     return (id: string) => {

@@ -1,4 +1,5 @@
 import type { Host } from '../plugin-api.js';
+import type { Clock } from '../clock.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
 import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
@@ -10,13 +11,13 @@ import { exportCsv } from './export-csv.js';
 const MAX_POINTS = 24 * 400;
 
 /** `GET /api/bandwidth/usage`: totals and a per-hour or per-day series for one subject. */
-export function mountUsageApi(host: Host): void {
-  host.router.get('/api/bandwidth/export.csv', host.auth.api, exportCsv(host));
+export function mountUsageApi(host: Host, clock: Clock = Date.now): void {
+  host.router.get('/api/bandwidth/export.csv', host.auth.api, exportCsv(host, clock));
   host.router.get('/api/bandwidth/usage', host.auth.api, async (req, res) => {
     const query = req.query as Record<string, unknown>;
     const step = query.step ?? 'hour';
     if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
-    const now = Date.now();
+    const now = clock();
     const to = parseTime('to', query.to, now);
     const from = parseTime('from', query.from, to - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
     if (from >= to) throw inputError('from', '`from` must be before `to`');

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Host } from '../plugin-api.js';
+import type { Clock } from '../clock.js';
 import { bigintColumn, toBigInt } from '../db/bigint.js';
 import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
@@ -31,12 +32,12 @@ async function write(res: Response, text: string): Promise<void> {
  * and waiting for the socket to drain, so a year of hourly rows for thousands of subjects never
  * sits in memory. A client that goes away stops the query loop.
  */
-export function exportCsv(host: Host): RequestHandler {
+export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
   return async (req: Request, res: Response) => {
     const query = req.query as Record<string, unknown>;
     const step = query.step ?? 'day';
     if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
-    const now = Date.now();
+    const now = clock();
     const to = parseTime('to', query.to, now);
     const from = parseTime('from', query.from, to - 30 * DAY_MS);
     if (from >= to) throw inputError('from', '`from` must be before `to`');

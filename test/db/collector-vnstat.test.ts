@@ -10,6 +10,10 @@ import { sumBigint, toBigInt } from '../../src/db/bigint.js';
 
 const captured = readFileSync(join('test', 'fixtures', 'accounting', 'vnstat-2.10.json'), 'utf8');
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
+/** vnStat's two saves (epoch seconds, 2026-11-21), and the collector's clock just after the second. */
+const FIRST_SAVE = 1_795_300_000;
+const SECOND_SAVE = FIRST_SAVE + 300;
+const NOW = (SECOND_SAVE + 30) * 1000;
 
 /** The captured vnStat 2.10 output with eth0's totals and update time replaced. */
 function vnstatOutput(rx: number, tx: number, updatedSeconds: number): string {
@@ -28,13 +32,14 @@ for (const engine of ENGINES) {
       await saveLimit(knex, {
         subjectType: 'vm', subjectId: '7', name: 'web', networkId: null, interface: 'eth0', netns: null, interfaceKind: 'vm', addresses: [], upKbps: 0, downKbps: 0,
       });
-      let output = vnstatOutput(1000, 5000, 1_795_300_000);
+      let output = vnstatOutput(1000, 5000, FIRST_SAVE);
       // Mock: vnstatd is not running here; the recording executor answers `vnstat --json` with captured output.
       const executor = new RecordingExecutor({ respond: (argv) => (argv[0] === 'vnstat' ? { stdout: output, stderr: '' } : undefined) });
-      const collector = new Collector({ db: knex, executor, logger: silent, vmSource: 'vnstat', bootId: async () => 'boot' });
+      // The clock is the fixture's: retention measured on the real clock would delete these rows once they are a week old.
+      const collector = new Collector({ db: knex, executor, logger: silent, vmSource: 'vnstat', bootId: async () => 'boot', now: () => NOW });
 
       await collector.tick();
-      output = vnstatOutput(1500, 9000, 1_795_300_300);
+      output = vnstatOutput(1500, 9000, SECOND_SAVE);
       const counted = await collector.tick();
       assert.equal(counted.usageRows, 1);
       const again = await collector.tick();
@@ -47,6 +52,7 @@ for (const engine of ENGINES) {
       const sources = (await knex('bw_counters').distinct('source').pluck('source')) as string[];
       assert.deepEqual(sources, ['vnstat'], 'the VM was not also read from sysfs');
       assert.ok(executor.calls.some((call) => call.argv.join(' ') === 'vnstat --json'));
+      assert.equal(collector.lastTick?.at, NOW, 'the tick is dated by the injected clock');
     });
   });
 }

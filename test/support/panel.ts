@@ -49,6 +49,12 @@ export interface PanelOptions {
   pluginDirs?: string[];
   /** Options for each plugin's register(), by plugin id. @default {@link HERMETIC_PLUGIN_OPTIONS} */
   pluginOptions?: Record<string, Record<string, unknown>>;
+  /**
+   * The bandwidth plugin's wall clock (epoch ms), added to its options as `now`: pages and the API
+   * pick "the last 24 hours" against it. Tests that seed usage pass the time they seeded against.
+   * @default the real clock
+   */
+  now?: () => number;
 }
 
 /**
@@ -56,6 +62,11 @@ export interface PanelOptions {
  * would pick the local one and run tc against the host's interfaces on every peer/VM hook.
  */
 export const HERMETIC_PLUGIN_OPTIONS: Record<string, Record<string, unknown>> = { bandwidth: { executor: 'recording' } };
+
+/** The plugin options with the bandwidth plugin's clock set, when there is one. */
+function withClock(options: Record<string, Record<string, unknown>>, now: (() => number) | undefined): Record<string, Record<string, unknown>> {
+  return now ? { ...options, bandwidth: { ...options.bandwidth, now } } : options;
+}
 
 const CSRF_FIELD = /name="_csrf" value="([^"]+)"/;
 
@@ -133,7 +144,7 @@ export async function startPanel(t: TestContext, options: PanelOptions = {}): Pr
       sessionSecret: undefined,
       demo: current.demo ?? false,
       pluginDirs: [REPO_ROOT, ...(current.pluginDirs ?? [])],
-      pluginOptions: current.pluginOptions ?? HERMETIC_PLUGIN_OPTIONS,
+      pluginOptions: withClock(current.pluginOptions ?? HERMETIC_PLUGIN_OPTIONS, current.now),
     };
     const panel = await createPanel(config, { logLevel: 'silent' });
     let closing: Promise<void> | undefined;

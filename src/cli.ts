@@ -17,7 +17,9 @@ import { formatOperations } from './shaping/operations.js';
 import type { PlanCapabilities } from './shaping/plan.js';
 import { probeCapabilities } from './shaping/probe.js';
 import { printPlan, planFromKernel } from './shaping/reconcile.js';
-import { RecordingExecutor } from './shaping/recording-executor.js';
+import { dryRunExecutor, findTc } from './limits/executor-choice.js';
+import { FileLocks, LOCK_DIRECTORY_ENV } from './shaping/file-lock.js';
+import { setDefaultFileLocks } from './shaping/lock.js';
 import { LimitsService } from './limits/service.js';
 import { Collector } from './accounting/collector.js';
 
@@ -34,12 +36,15 @@ Commands:
   collect            one collector tick: read every subject's byte counters, store the deltas,
                      roll them up and apply retention (for a systemd timer)
   reconcile          apply them: read the kernel, diff, change only what differs, record statuses
-                     (--dry-run: record the commands instead of running them)
+                     (--dry-run: read the kernel, record the commands instead of running them).
+                     Holds each interface's lock file: waits for the panel, and the panel for it
 
 Options:
   --database-url URL  database (default: $DATABASE_URL, else sqlite:./data/panel.sqlite)
   --offline           plan: do not read the kernel
-  --dry-run           reconcile: run nothing
+  --dry-run           reconcile: change nothing
+  --lock-dir DIR      reconcile: the interface lock files' directory; the panel's must be the same
+                      (default: $${LOCK_DIRECTORY_ENV}, else /run/panel-bandwidth)
   --vm-source SOURCE  collect: VMs' bytes from sysfs (default) or vnstat
   --billing-bytes B   collect: peers billed by wire bytes (default: WireGuard's counters) or inner
                       (their tc class); use the panel's billing_bytes
@@ -109,7 +114,7 @@ const commands: Record<string, Command> = {
 
   async reconcile(db, flags) {
     const dryRun = Boolean(flags['dry-run']);
-    const executor: Executor = dryRun ? new RecordingExecutor() : new LocalExecutor();
+    const executor: Executor = dryRun ? dryRunExecutor(findTc() ?? null) : new LocalExecutor();
     const applier = new LimitApplier({
       db,
       executor,
@@ -145,6 +150,7 @@ export async function main(argv: string[]): Promise<number> {
         offline: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         'vm-source': { type: 'string' },
+        'lock-dir': { type: 'string' },
         'billing-bytes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -161,6 +167,12 @@ export async function main(argv: string[]): Promise<number> {
   const command = commands[name];
   if (!command || rest.length > 0) {
     console.error(`${command ? `Unexpected argument \`${rest[0]}\`` : `Unknown command \`${name}\``}\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    if (parsed.values['lock-dir'] !== undefined) setDefaultFileLocks(new FileLocks({ directory: parsed.values['lock-dir'] }));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
     return 2;
   }
   const db = connect(parsed.values['database-url'] ?? process.env.DATABASE_URL ?? 'sqlite:./data/panel.sqlite');

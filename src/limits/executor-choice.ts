@@ -36,7 +36,8 @@ function readProcStatus(): string {
   }
 }
 
-function findTc(): string | undefined {
+/** Where `tc` is: on PATH, else in `/usr/sbin` or `/sbin` (a user's PATH often lacks them). */
+export function findTc(): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin'])) {
     try {
       accessSync(`${dir}/tc`, constants.X_OK);
@@ -49,26 +50,45 @@ function findTc(): string | undefined {
 }
 
 /**
+ * A dry run's executor. It keeps only the latest plan of each interface (a panel reconciles every
+ * minute for months), and given the `tc` to run it plans against what the kernel has now:
+ * iproute2's reads (`tc -j qdisc show`, `ip -j link show`) need no CAP_NET_ADMIN, only changes do.
+ * @param tc - the tc program for reads (see {@link findTc}); `null`: hermetic, every read answers empty.
+ */
+export function dryRunExecutor(tc: string | null): RecordingExecutor {
+  if (tc === null) return new RecordingExecutor({ history: 'latest' });
+  const local = new LocalExecutor();
+  const reads: Executor = {
+    // A user's PATH often lacks /usr/sbin, where tc lives: run the one found. A namespace needs
+    // CAP_SYS_ADMIN to enter, so there the read fails whichever tc runs and the plan starts empty.
+    run: (argv, options = {}) => local.run(argv[0] === 'tc' && options.netns === undefined ? [tc, ...argv.slice(1)] : argv, options),
+    batch: () => Promise.reject(new TypeError('a dry run reads the kernel but never changes it')),
+  };
+  return new RecordingExecutor({ history: 'latest', reads });
+}
+
+/**
  * Picks the executor: `local` runs tc for real, `recording` runs nothing (a dry run that records
- * the plan). `auto` is local when this process may change the kernel (CAP_NET_ADMIN and tc found).
+ * the plan, hermetic: reads answer empty). `auto` is local when this process may change the kernel
+ * (CAP_NET_ADMIN and tc found); without CAP_NET_ADMIN it is a dry run that reads the real kernel.
  */
 export function chooseExecutor(
   setting: ExecutorSetting,
   probe: { netAdmin: boolean; tc: string | undefined; sysAdmin?: boolean } = { netAdmin: hasNetAdmin(), sysAdmin: hasSysAdmin(), tc: findTc() },
 ): ExecutorChoice {
   if (setting === 'recording') {
-    return { executor: new RecordingExecutor(), mode: 'recording', reason: 'the `executor` option is `recording` (dry run)' };
+    return { executor: dryRunExecutor(null), mode: 'recording', reason: 'the `executor` option is `recording` (dry run)' };
   }
   if (setting === 'local') return { executor: new LocalExecutor(), mode: 'local', reason: 'the `executor` option is `local`' };
   if (!probe.netAdmin) {
     return {
-      executor: new RecordingExecutor(),
+      executor: dryRunExecutor(probe.tc ?? null),
       mode: 'recording',
       reason: 'this process lacks CAP_NET_ADMIN (run the panel as root or grant the capability), so caps are recorded but not applied',
     };
   }
   if (!probe.tc) {
-    return { executor: new RecordingExecutor(), mode: 'recording', reason: '`tc` (iproute2) was not found on PATH, so caps are recorded but not applied' };
+    return { executor: dryRunExecutor(null), mode: 'recording', reason: '`tc` (iproute2) was not found on PATH, so caps are recorded but not applied' };
   }
   const namespaces = probe.sysAdmin === false ? '; without CAP_SYS_ADMIN, interfaces inside network namespaces will fail' : '';
   return { executor: new LocalExecutor(), mode: 'local', reason: `running with CAP_NET_ADMIN; tc at ${probe.tc}${namespaces}` };

@@ -411,7 +411,7 @@ function seedFromEnv(): number {
 
 test('random panel actions and hand edits: every reconcile converges in one pass to the exact tree, classifying by longest prefix', async (t: TestContext) => {
   const seed = seedFromEnv();
-  const numRuns = Number(process.env.PBW_RUNS ?? 150);
+  const numRuns = Number(process.env.PBW_RUNS ?? 180);
   const note = `model-based seed ${seed} (replay: PBW_SEED=${seed} node --import tsx --test test/unit/shaping/model-based.test.ts)`;
   t.diagnostic(note);
   console.log(note);

@@ -15,6 +15,8 @@ const UP = 'bandwidth_up_kbps';
 const DOWN = 'bandwidth_down_kbps';
 const DRY_RUN = /^dry run: the `executor` option is `recording` \(dry run\)$/;
 const HOUR = 3_600_000;
+/** The plugin's clock in tests that count bytes of the last 24 hours: just after midnight, so the day crosses a date. */
+const NOW = Date.UTC(2026, 2, 1, 0, 20);
 
 /** The bandwidth fields the plugin adds to a peer or VM in the host's API. */
 function bandwidthOf(record: Record<string, unknown>) {
@@ -193,11 +195,11 @@ describe('peers and VMs carry their caps through the host API', () => {
 
 describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
   test('a network lists each peer with caps, current rates, 24-hour bytes, status and error', async (t) => {
-    const { api, db } = await startPanel(t);
+    const { api, db } = await startPanel(t, { now: () => NOW });
     const { networkId, peerId, vmId } = await seedHost(api);
     const phone = await created(api.post(`/api/networks/${networkId}/peers`).send({ name: 'phone', public_key: wgKey(2), allowed_ips: ['10.8.0.3/32'] }), 'peer');
     await api.put(`/api/bandwidth/limits/peer/${peerId}`).send({ [UP]: 10_000, [DOWN]: 50_000 }).expect(200);
-    const now = Date.now();
+    const now = NOW;
     // 45 MB up and 450 MB down in one hour, two hours ago: 100 and 1000 kbit/s.
     await usage(db, { type: 'peer', id: peerId, iface: 'wg0', key: wgKey(1) }, now - 3 * HOUR, 45_000_000n, 450_000_000n);
     // Older than 24 hours: not in the totals.
@@ -230,10 +232,10 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
   });
 
   test('a VM answers its caps, rates and 24-hour bytes; unknown ids answer 404', async (t) => {
-    const { api, db } = await startPanel(t);
+    const { api, db } = await startPanel(t, { now: () => NOW });
     const { networkId, vmId } = await seedHost(api);
     await api.put(`/api/vms/${vmId}`).send({ [UP]: 0, [DOWN]: 20_000 }).expect(200);
-    await usage(db, { type: 'vm', id: vmId, iface: 'tap-web01', key: 'tap-web01' }, Date.now() - 5 * HOUR, 900_000n, 9_000_000n);
+    await usage(db, { type: 'vm', id: vmId, iface: 'tap-web01', key: 'tap-web01' }, NOW - 5 * HOUR, 900_000n, 9_000_000n);
 
     const response = await api.get(`/api/vms/${vmId}/bandwidth`);
 

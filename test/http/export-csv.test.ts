@@ -11,6 +11,8 @@ const API = '/api/bandwidth/export.csv';
 const ADMIN = '/admin/bandwidth/export.csv';
 const HEADER = 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes';
 const iso = (ms: number) => new Date(ms).toISOString();
+/** The plugin's clock and the time usage is seeded against (fixed: no day may end between seeding and exporting). */
+const NOW = Date.UTC(2026, 2, 1, 0, 20);
 
 /** Splits CSV text into records of fields, undoing RFC 4180 quoting. */
 function parseCsv(text: string): string[][] {
@@ -50,15 +52,15 @@ function expectedRecord(seeded: Seeded, row: UsageRow, bucketMs: number): string
 const byRecord = (a: string[], b: string[]) => (a.join('\u0000') < b.join('\u0000') ? -1 : 1);
 
 async function seededHost(t: Parameters<typeof startPanel>[0]): Promise<{ host: TestPanel; seeded: Seeded }> {
-  const host = await startPanel(t);
-  const seeded = await seedSubjects(host.db, { count: 12, usage: (index) => index % 3 !== 0 });
+  const host = await startPanel(t, { now: () => NOW });
+  const seeded = await seedSubjects(host.db, { count: 12, usage: (index) => index % 3 !== 0, now: NOW });
   return { host, seeded };
 }
 
 describe('the rows of a range', () => {
   test('step=day: a header, then exactly the daily roll-up rows in [from, to), oldest first', async (t) => {
     const { host, seeded } = await seededHost(t);
-    const today = floorTo(Date.now(), DAY_MS);
+    const today = floorTo(NOW, DAY_MS);
     const from = today - 10 * DAY_MS;
     const to = today - 3 * DAY_MS;
 
@@ -79,7 +81,7 @@ describe('the rows of a range', () => {
 
   test('step=hour: exactly the hourly roll-up rows in [from, to)', async (t) => {
     const { host, seeded } = await seededHost(t);
-    const hour = floorTo(Date.now(), HOUR_MS);
+    const hour = floorTo(NOW, HOUR_MS);
     const from = hour - 30 * HOUR_MS;
     const to = hour - 6 * HOUR_MS;
 
@@ -95,7 +97,7 @@ describe('the rows of a range', () => {
 
   test('a range that starts or ends inside a bucket includes that bucket', async (t) => {
     const { host, seeded } = await seededHost(t);
-    const today = floorTo(Date.now(), DAY_MS);
+    const today = floorTo(NOW, DAY_MS);
     const from = today - 5 * DAY_MS + 6 * HOUR_MS;
     const to = today - 3 * DAY_MS + 6 * HOUR_MS;
 
@@ -108,11 +110,10 @@ describe('the rows of a range', () => {
 
   test('without from and to, the last 30 days of daily rows', async (t) => {
     const { host, seeded } = await seededHost(t);
-    const now = Date.now();
 
     const records = parseCsv((await host.api.get(API)).text).slice(1);
 
-    const expected = seeded.subjects.flatMap((s) => s.daily).filter((row) => row.start >= floorTo(now - 30 * DAY_MS, DAY_MS) && row.start < now);
+    const expected = seeded.subjects.flatMap((s) => s.daily).filter((row) => row.start >= floorTo(NOW - 30 * DAY_MS, DAY_MS) && row.start < NOW);
     assert.equal(records.length, expected.length);
     assert.ok(records.length > 0);
   });
@@ -126,10 +127,10 @@ describe('the rows of a range', () => {
 });
 
 test('names are quoted where needed and formulas defused', async (t) => {
-  const host = await startPanel(t);
+  const host = await startPanel(t, { now: () => NOW });
   const names = ['=cmd()', 'a,b "quoted"', '+1', '-2', '@sum', 'plain'];
-  const seeded = await seedSubjects(host.db, { count: names.length, vmEvery: 1000, name: (index) => names[index - 1]!, usage: () => true });
-  const day = floorTo(Date.now(), DAY_MS) - 2 * DAY_MS;
+  const seeded = await seedSubjects(host.db, { count: names.length, vmEvery: 1000, name: (index) => names[index - 1]!, usage: () => true, now: NOW });
+  const day = floorTo(NOW, DAY_MS) - 2 * DAY_MS;
 
   const response = await host.api.get(`${API}?from=${iso(day)}&to=${iso(day + DAY_MS)}`);
 
@@ -180,12 +181,12 @@ test('bad parameters are a 400 that names the parameter', async (t) => {
 });
 
 test('an export of 10,000 subjects × 30 days (300,000 rows)', async (t) => {
-  const host = await startPanel(t);
-  const seeded = await seedSubjects(host.db, { count: 10_000 });
-  const rows = await seedDailyForAll(host.db, 30);
+  const host = await startPanel(t, { now: () => NOW });
+  const seeded = await seedSubjects(host.db, { count: 10_000, now: NOW });
+  const rows = await seedDailyForAll(host.db, 30, NOW);
   assert.equal(rows, 300_000);
   const base = await listen(t, host.panel.app);
-  const today = floorTo(Date.now(), DAY_MS);
+  const today = floorTo(NOW, DAY_MS);
   const url = `${base}${API}?from=${iso(today - 29 * DAY_MS)}&to=${iso(today + DAY_MS)}`;
   const headers = { Authorization: `Bearer ${API_TOKEN}` };
 
@@ -261,8 +262,8 @@ test('an export of 10,000 subjects × 30 days (300,000 rows)', async (t) => {
       req.on('error', () => {});
       req.end();
     });
-    const deadline = Date.now() + 1000;
-    while (!settled && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const deadline = performance.now() + 1000;
+    while (!settled && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.ok(settled, 'the handler returned after the client went away');
   });
 

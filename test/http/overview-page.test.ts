@@ -7,6 +7,12 @@ import { bandwidthRows, created, startPanel, wgKey, type AdminSession, type Test
 import { DAY_MS, seedSubjects, seededTotal, type Seeded, type SeededSubject } from '../support/seed.js';
 
 const OVERVIEW = '/admin/bandwidth';
+/**
+ * The plugin's clock and the time usage is seeded against: 00:20 UTC on 1 March, so the 24 h
+ * totals cross midnight and the 30 d ones the end of February; fixed, so no hour ends between
+ * seeding 10,000 subjects and reading their totals.
+ */
+const NOW = Date.UTC(2026, 2, 1, 0, 20);
 
 const text = (html: string) => html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
 
@@ -93,13 +99,14 @@ describe('the overview of an empty database', () => {
 
 describe('the overview of one subject', () => {
   async function onePeer(t: Parameters<typeof startPanel>[0]): Promise<{ host: TestPanel; admin: AdminSession; seeded: Seeded; peer: SeededSubject }> {
-    const host = await startPanel(t);
+    const host = await startPanel(t, { now: () => NOW });
     const seeded = await seedSubjects(host.db, {
       count: 1,
       name: () => 'laptop',
       caps: () => ({ upKbps: 10_000, downKbps: 50_000 }),
       status: () => 'applied',
       usage: () => true,
+      now: NOW,
     });
     return { host, admin: await host.login(), seeded, peer: seeded.subjects[0]! };
   }
@@ -108,7 +115,7 @@ describe('the overview of one subject', () => {
     const { admin, peer } = await onePeer(t);
 
     const page = await admin.agent.get(OVERVIEW);
-    const now = Date.now();
+    const now = NOW;
 
     assert.equal(page.status, 200);
     const [row, ...others] = rows(page.text);
@@ -218,9 +225,10 @@ test('a peer named <script>alert(1)</script> is shown as text on the overview an
 });
 
 test('with 10,000 subjects the overview pages, sorts, searches and filters on the server', async (t) => {
-  const host = await startPanel(t);
+  const host = await startPanel(t, { now: () => NOW });
   const started = performance.now();
   const seeded = await seedSubjects(host.db, {
+    now: NOW,
     count: 10_000,
     usage: (index) => index % 100 === 42,
     bytesPerHour: (index, hour) => {
@@ -252,7 +260,7 @@ test('with 10,000 subjects the overview pages, sorts, searches and filters on th
     assert.equal(pager(page)?.links['Next ›'], `${OVERVIEW}?page=2`);
     assert.equal(card(page, 'Limited subjects'), `${seeded.counts.limited} of 10000`);
     assert.equal(card(page, 'Failed / pending'), `${seeded.counts.failed} / ${seeded.counts.pending}`);
-    const now = Date.now();
+    const now = NOW;
     let up = 0n;
     let down = 0n;
     for (const subject of seeded.subjects) {
@@ -280,7 +288,7 @@ test('with 10,000 subjects the overview pages, sorts, searches and filters on th
 
   await t.test('sorting by 24 h usage, descending, puts the heaviest subject first', async () => {
     const page = await timed(`${OVERVIEW}?sort=usage_24h&order=desc`);
-    const now = Date.now();
+    const now = NOW;
     const withUsage = seeded.subjects.filter((s) => s.hourly.length > 0);
     const expected = withUsage
       .map((s) => ({ s, bytes: seededTotal(s, now - DAY_MS, now) }))

@@ -8,6 +8,12 @@ import { created, startPanel, wgKey, type AdminSession, type TestPanel } from '.
 import { DAY_MS, floorTo, seedSubjects, seededTotal, type SeededSubject } from '../support/seed.js';
 
 const BASE = '/admin/bandwidth';
+/**
+ * The plugin's clock and the time usage is seeded against: 00:20 UTC on 1 March, so "the last
+ * 24 hours" crosses midnight and "the last 30 days" the end of February. Fixed, so no test sees
+ * an hour or a day end between seeding and asking.
+ */
+const NOW = Date.UTC(2026, 2, 1, 0, 20);
 const text = (html: string) => html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
 const isoDate = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
@@ -46,8 +52,8 @@ function events(html: string): string[][] {
 const bytes = (total: { up: bigint; down: bigint }) => `${formatBytes(total.up)} / ${formatBytes(total.down)}`;
 
 async function onePeer(t: Parameters<typeof startPanel>[0], caps = { upKbps: 10_000, downKbps: 50_000 }): Promise<{ host: TestPanel; admin: AdminSession; peer: SeededSubject }> {
-  const host = await startPanel(t);
-  const seeded = await seedSubjects(host.db, { count: 1, name: () => 'laptop', caps: () => caps, status: () => 'applied', usage: () => true });
+  const host = await startPanel(t, { now: () => NOW });
+  const seeded = await seedSubjects(host.db, { count: 1, name: () => 'laptop', caps: () => caps, status: () => 'applied', usage: () => true, now: NOW });
   return { host, admin: await host.login(), peer: seeded.subjects[0]! };
 }
 
@@ -84,12 +90,12 @@ describe('a subject that does not exist', () => {
 describe('the page of a capped peer with 30 days of usage', () => {
   test('the cards show its 24 h, 7 d and 30 d totals; the custom range line its exact bytes', async (t) => {
     const { admin, peer } = await onePeer(t);
-    const today = floorTo(Date.now(), DAY_MS);
+    const today = floorTo(NOW, DAY_MS);
     const from = today - 29 * DAY_MS;
     const to = today + DAY_MS;
 
     const page = await admin.agent.get(`${BASE}/peer/${peer.id}?from=${isoDate(from)}&to=${isoDate(to)}`);
-    const now = Date.now();
+    const now = NOW;
 
     assert.equal(page.status, 200);
     assert.match(page.text, /<title>Peer laptop · Panel<\/title>/);
@@ -179,7 +185,7 @@ describe('the page of a capped peer with 30 days of usage', () => {
 });
 
 test('the last collector tick gives the Now card and the totals, counted once across raw rows and roll-ups', async (t) => {
-  const host = await startPanel(t);
+  const host = await startPanel(t, { now: () => NOW });
   const network = await created(host.api.post('/api/networks').send({ name: 'office', interface: 'wg0' }), 'network');
   const peer = await created(host.api.post(`/api/networks/${network.id}/peers`).send({ name: 'laptop', public_key: wgKey(1), allowed_ips: ['10.8.0.2/32'] }), 'peer');
   const admin = await host.login();
@@ -188,10 +194,10 @@ test('the last collector tick gives the Now card and the totals, counted once ac
     subjectType: 'peer', subjectId: String(peer.id), rxBytes: rx, txBytes: tx, rxPackets: null, txPackets: null, at,
   });
   const tick = async (db: Knex, sample: Sample) => writeTick(db, [sample]);
-  const now = Date.now();
-  await tick(host.db, reading(now - 90_000, 1_000_000n, 2_000_000n));
+  // Two ticks just after midnight: raw rows and the new day's roll-ups both hold them; every total counts them once.
+  await tick(host.db, reading(NOW - 90_000, 1_000_000n, 2_000_000n));
   // 7.5 MB up and 15 MB down in 60 s: 1,000 and 2,000 kbit/s.
-  await tick(host.db, reading(now - 30_000, 8_500_000n, 17_000_000n));
+  await tick(host.db, reading(NOW - 30_000, 8_500_000n, 17_000_000n));
 
   const page = await admin.agent.get(`${BASE}/peer/${peer.id}`);
 
@@ -243,8 +249,8 @@ test('a peer named <script>alert(1)</script> is text on its page and in the SVG 
 });
 
 test('in a database of 10,000 subjects a subject\'s page shows its own totals', async (t) => {
-  const host = await startPanel(t);
-  const seeded = await seedSubjects(host.db, { count: 10_000, usage: (index) => index % 100 === 42 });
+  const host = await startPanel(t, { now: () => NOW });
+  const seeded = await seedSubjects(host.db, { count: 10_000, usage: (index) => index % 100 === 42, now: NOW });
   const admin = await host.login();
   const subject = seeded.subjects[7641]!;
   const idle = seeded.subjects[7642]!;
@@ -252,7 +258,7 @@ test('in a database of 10,000 subjects a subject\'s page shows its own totals', 
   const started = performance.now();
   const page = await admin.agent.get(`${BASE}/${subject.type}/${subject.id}`);
   t.diagnostic(`subject page among 10,000 subjects: ${Math.round(performance.now() - started)} ms`);
-  const now = Date.now();
+  const now = NOW;
 
   assert.equal(page.status, 200);
   assert.match(page.text, new RegExp(`<h1>Peer ${subject.name} `));

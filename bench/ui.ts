@@ -24,6 +24,7 @@ const SUBJECTS = Number(process.env.BENCH_SUBJECTS ?? 10_000);
 
 async function overview(name: string, url: string) {
   const db = await freshDatabase(url);
+  // The seeded month and the pages share this clock: every run reads the same 30 days of rows.
   const now = Date.now();
   await seedPeers(db, SUBJECTS, now);
   const rollupRows = await seedRollups(db, SUBJECTS, 30, now, 2);
@@ -31,7 +32,7 @@ async function overview(name: string, url: string) {
   const panel = await createPanel(
     {
       port: 0, host: '127.0.0.1', databaseUrl: url, apiToken: 'bench-token-0123456789', adminUser: 'admin', adminPassword: 'bench',
-      sessionSecret: 'bench', demo: false, pluginDirs: [REPO_ROOT], pluginOptions: { bandwidth: { executor: 'recording', reconcile_interval_s: 86400 } },
+      sessionSecret: 'bench', demo: false, pluginDirs: [REPO_ROOT], pluginOptions: { bandwidth: { executor: 'recording', reconcile_interval_s: 86400, now: () => now } },
     },
     { logLevel: 'silent' },
   );

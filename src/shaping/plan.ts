@@ -1,5 +1,5 @@
 import type { ActualInterface, ActualTree } from './actual.js';
-import { parseCidr, type Prefix } from './addresses.js';
+import { formatPrefix, maskBytes, parseCidr, type Prefix } from './addresses.js';
 import {
   CLASSIFY_PRIO,
   DISPATCH_HTID,
@@ -64,6 +64,19 @@ interface TreeContext {
   side: TreeSide;
   key: MatchKey;
   leaf: LeafKind;
+  /** Prefixes of subjects without a cap on this side that lie inside a capped subject's prefix. */
+  shields: Shield[];
+}
+
+/**
+ * A prefix of a subject without a cap on this side that lies inside a capped subject's shorter
+ * prefix (a peer `10.77.0.5/32` next to a peer routing `10.77.0.0/16`): WireGuard sends its traffic
+ * to it, not to the wider peer, so it gets an entry into the unlimited class `1:ffff`. Without it,
+ * the longest match in the tree would be the wider peer's prefix and its cap would hold the wrong peer.
+ */
+interface Shield {
+  prefix: Prefix;
+  owner: string;
 }
 
 const hex = (n: number): string => n.toString(16);
@@ -127,11 +140,26 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
       .sort((a, b) => a.classMinor - b.classMinor)
       .map((subject) => ({ subject, kbps: capOn(subject, side), prefixes: subject.addresses.map((cidr) => parseCidr(cidr)) }));
 
+  const shieldsOn = (side: TreeSide, capped: TreeSubject[]): Shield[] =>
+    desired.kind === 'vm'
+      ? []
+      : shieldsFor(
+          capped,
+          desired.subjects.filter((subject) => capOn(subject, side) === 0 || rejected.has(subject.id)),
+        );
+
   // Down: the interface's own egress.
   const down = placementOf(desired.kind, 'down');
   const downSubjects = subjectsOn(down.side);
   if (downSubjects.length > 0) refuseForeignRoot(desired.name, actual.egress);
-  tc.push(...planTree({ device: desired.name, netns, side: down.side, key: down.key, leaf: caps.leaf }, downSubjects, actual.egress, rebuild));
+  tc.push(
+    ...planTree(
+      { device: desired.name, netns, side: down.side, key: down.key, leaf: caps.leaf, shields: shieldsOn(down.side, downSubjects) },
+      downSubjects,
+      actual.egress,
+      rebuild,
+    ),
+  );
 
   // Up: ingress → IFB.
   const up = placementOf(desired.kind, 'up');
@@ -184,12 +212,51 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
         ),
       );
     }
-    tc.push(...planTree({ device: ifb, netns, side: up.side, key: up.key, leaf: caps.leaf }, upSubjects, ifbFresh ? null : actual.ifb.tree, false));
+    tc.push(
+      ...planTree(
+        { device: ifb, netns, side: up.side, key: up.key, leaf: caps.leaf, shields: shieldsOn(up.side, upSubjects) },
+        upSubjects,
+        ifbFresh ? null : actual.ifb.tree,
+        false,
+      ),
+    );
   } else {
     if (hasOurRedirect) tc.push(deleteRedirect('no subject limits its up: drop the redirect'));
     if (actual.ifb.exists) after.push(op('ip', ['link', 'del', 'dev', ifb], netns, 'no subject limits its up: remove the IFB'));
   }
   return [...before, ...tc, ...after];
+}
+
+/** The {@link Shield}s of one tree: uncapped prefixes that a capped subject's shorter prefix covers. */
+function shieldsFor(capped: readonly TreeSubject[], uncapped: readonly DesiredSubject[]): Shield[] {
+  const cappedPrefixes = new Map<string, Set<string>>(); // `${family}/${length}` → prefixes
+  for (const s of capped) {
+    for (const prefix of s.prefixes) {
+      const key = `${prefix.family}/${prefix.length}`;
+      const set = cappedPrefixes.get(key) ?? new Set<string>();
+      set.add(formatPrefix(prefix));
+      cappedPrefixes.set(key, set);
+    }
+  }
+  if (cappedPrefixes.size === 0) return [];
+  const lengths = { 4: [] as number[], 6: [] as number[] };
+  for (const key of cappedPrefixes.keys()) {
+    const [family, length] = key.split('/').map(Number);
+    lengths[family as 4 | 6].push(length ?? 0);
+  }
+  const shields: Shield[] = [];
+  for (const subject of uncapped) {
+    for (const cidr of subject.addresses) {
+      const prefix = parseCidr(cidr);
+      const covered = lengths[prefix.family].some(
+        (length) =>
+          length < prefix.length &&
+          cappedPrefixes.get(`${prefix.family}/${length}`)?.has(formatPrefix({ family: prefix.family, bytes: maskBytes(prefix.bytes, length), length })) === true,
+      );
+      if (covered) shields.push({ prefix, owner: `${subject.type} ${subject.id}` });
+    }
+  }
+  return shields;
 }
 
 /** A u32 key (a rule), not a priority's header line or a hash table. */
@@ -369,7 +436,9 @@ function deleteKey(ctx: TreeContext, filter: TcFilter, why: string): Operation {
  * alive and invisible while another u32 priority exists), then the priority.
  */
 function deletePrio(ctx: TreeContext, prio: number, present: readonly TcFilter[], why: string): Operation[] {
-  const keys = present.filter((f) => isKey(f) && f.flowidMinor !== undefined && f.kind === 'u32');
+  // Keys in the priority's root table go with the priority, at once; deleting them one by one could
+  // delete the priority itself first (the kernel drops the only u32 filter of a qdisc with its last key).
+  const keys = present.filter((f) => isKey(f) && f.flowidMinor !== undefined && f.kind === 'u32' && (f.htid ?? 0) < KERNEL_HTID_MIN);
   return [
     ...keys.map((f) => deleteKey(ctx, f, `${why}: key ${f.handle ?? '?'} → 1:${hex(f.flowidMinor ?? 0)}`)),
     op('tc', ['filter', 'del', 'dev', ctx.device, 'parent', '1:', 'prio', String(prio)], ctx.netns, why),
@@ -382,6 +451,12 @@ class NodeAllocator {
 
   reserve(htid: number, bucket: number, node: number): void {
     this.bucket(htid, bucket).add(node);
+  }
+
+  /** Like {@link allocate}, or null when the bucket is full. */
+  tryAllocate(entry: EntrySpec): number | null {
+    const used = this.bucket(entry.table.htid, entry.bucket);
+    return used.size >= MAX_NODE ? null : this.allocate(entry);
   }
 
   allocate(entry: EntrySpec): number {
@@ -410,6 +485,8 @@ class NodeAllocator {
 interface WantedEntry {
   entry: EntrySpec;
   note: string;
+  /** A {@link Shield}: placed only where its bucket has room (validation counts capped prefixes only). */
+  shield?: boolean;
 }
 
 /** The tables and entries a peer tree needs, by table id. */
@@ -421,6 +498,12 @@ function wantedEntries(ctx: TreeContext, subjects: TreeSubject[]): { tables: Map
     for (const entry of entriesFor(s.prefixes, s.subject.classMinor, ctx.key)) {
       tables.set(entry.table.htid, entry.table);
       entries.push({ entry, note: `${entry.prefixText} → ${describe(ctx, s)}` });
+    }
+  }
+  for (const shield of ctx.shields) {
+    for (const entry of entriesFor([shield.prefix], UNLIMITED_MINOR, ctx.key)) {
+      tables.set(entry.table.htid, entry.table);
+      entries.push({ entry, note: `${entry.prefixText} → unlimited (${shield.owner}, inside a capped prefix)`, shield: true });
     }
   }
   return { tables, entries };
@@ -443,7 +526,10 @@ function fullBuild(ctx: TreeContext, subjects: TreeSubject[], root: TcQdisc | nu
   out.push(...skeletonOps(ctx));
   for (const table of [...tables.values()].sort((a, b) => a.htid - b.htid)) out.push(tableOp(ctx, table), dispatchKeyOp(ctx, table));
   const nodes = new NodeAllocator();
-  for (const { entry, note } of entries) out.push(entryOp(ctx, entry, nodes.allocate(entry), note));
+  for (const { entry, note, shield } of entries) {
+    const node = shield ? nodes.tryAllocate(entry) : nodes.allocate(entry);
+    if (node !== null) out.push(entryOp(ctx, entry, node, note));
+  }
   return out;
 }
 
@@ -559,7 +645,10 @@ function diffFilters(ctx: TreeContext, subjects: TreeSubject[], actual: readonly
     }
     ops.filterDel.push(deleteKey(ctx, filter, `stray entry ${filter.handle ?? '?'}${prefix ? ` (${prefix} → 1:${hex(filter.flowidMinor ?? 0)})` : ''}`));
   }
-  for (const [id, item] of want) {
-    if (!kept.has(id)) ops.entryAdd.push(entryOp(ctx, item.entry, nodes.allocate(item.entry), item.note));
+  // Capped subjects' entries first: a shield takes a node only where one is left.
+  const missing = [...want].filter(([id]) => !kept.has(id)).sort((a, b) => Number(a[1].shield === true) - Number(b[1].shield === true));
+  for (const [, item] of missing) {
+    const node = item.shield ? nodes.tryAllocate(item.entry) : nodes.allocate(item.entry);
+    if (node !== null) ops.entryAdd.push(entryOp(ctx, item.entry, node, item.note));
   }
 }

@@ -41,15 +41,16 @@ const CAPS = { leaf: 'pfifo' } as const;
 const LOCKS = new KeyedMutex({ fileLocks: null });
 /**
  * Planner failures this test found that are still open (each has a `todo` regression below). The
- * property steps over exactly these two signatures so that any OTHER failure fails the suite;
- * `PBW_STRICT=1` checks them too, `PBW_SKIP=a,b` replaces the list while exploring.
+ * property steps over exactly these signatures so that any OTHER failure fails the suite;
+ * `PBW_STRICT=1` checks them too, `PBW_SKIP=a,b` replaces the list while exploring. None is open now;
+ * the two it found are fixed and kept as regressions below:
  * - `nested-uncapped`: packets of a subject not capped in a direction, whose prefix lies inside a
- *   capped subject's prefix, land in the capped subject's class;
- * - `vm-last-key`: the kernel refuses the incremental plan with `filter del … prio 1: Cannot find
+ *   capped subject's prefix, landed in the capped subject's class (fixed: a shield entry into 1:ffff);
+ * - `vm-last-key`: the kernel refused the incremental plan with `filter del … prio 1: Cannot find
  *   specified filter chain` (the plan deleted the last key of the only tp, which takes the tp with
- *   it, then deletes the prio), and reconcile rebuilds the interface.
+ *   it, then deleted the prio; fixed: root keys go with their priority).
  */
-const KNOWN_OPEN = ['nested-uncapped', 'vm-last-key'];
+const KNOWN_OPEN: string[] = [];
 const SKIP = new Set(process.env.PBW_STRICT === '1' ? [] : (process.env.PBW_SKIP ?? KNOWN_OPEN.join(',')).split(',').filter((s) => s !== ''));
 
 // ---- commands: plain data, so that a failing sequence can be pasted into a regression test ----
@@ -460,7 +461,6 @@ regression(
     { op: 'peer', id: 'p0', addresses: ['0.0.0.0/0'], up: 1, down: 0 },
     { op: 'peer', id: 'p1', addresses: ['10.77.0.0/32'], up: 0, down: 1 },
   ],
-  'open planner bug: 10.77.0.0 (p1, uncapped up) lands in p0\'s class 1:2 instead of 1:ffff',
 );
 
 regression(
@@ -469,5 +469,4 @@ regression(
     { op: 'vm', iface: 'tap2', up: 1, down: 1 },
     { op: 'foreign-filter', iface: 'tap2', side: 'egress', prio: 1, pick: 0 },
   ],
-  'open planner bug: `filter del … prio 1` after deleting both keys fails with "Cannot find specified filter chain"; reconcile rebuilds the interface',
 );

@@ -342,3 +342,14 @@ test('a foreign clsact qdisc blocks the ingress redirect with a clear error', ()
   const desired = wgDesired([{ type: 'peer', id: 'p1', classMinor: 2, addresses: ['10.0.0.2/32'], upKbps: 100, downKbps: 0 }]);
   assert.throws(() => planInterface(desired, actual, pfifo), /clsact/);
 });
+
+test('an uncapped peer inside a capped peer\'s prefix gets an entry into 1:ffff, so the wider peer\'s cap never holds it', () => {
+  const desired = wgDesired([
+    { type: 'peer', id: 'site', classMinor: 2, addresses: ['10.77.0.0/16'], upKbps: 0, downKbps: 1000 },
+    { type: 'peer', id: 'laptop', classMinor: 3, addresses: ['10.77.0.5/32', '10.99.0.5/32'], upKbps: 0, downKbps: 0 },
+  ]);
+  const out = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo));
+  assert.ok(out.includes('tc filter add dev wg0 parent 1: prio 5 protocol all handle 320:5:1 u32 ht 320:5: match ip dst 10.77.0.5/32 flowid 1:ffff'));
+  assert.ok(!out.some((l) => l.includes('10.99.0.5')), 'an address no capped prefix covers costs nothing');
+  assert.ok(!out.some((l) => l.includes('class add dev wg0 parent 1: classid 1:3')), 'and the laptop has no class');
+});

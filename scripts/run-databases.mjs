@@ -48,7 +48,7 @@ async function postgresAdmin(url) {
 export async function createRunDatabases(tag, log = console.log) {
   const env = {};
   const created = [];
-  for (const [variable, admin] of [['TEST_MYSQL_URL', mysqlAdmin], ['TEST_POSTGRES_URL', postgresAdmin]]) {
+  for (const [variable, admin, engine] of [['TEST_MYSQL_URL', mysqlAdmin, 'MariaDB'], ['TEST_POSTGRES_URL', postgresAdmin, 'PostgreSQL']]) {
     const base = process.env[variable] ?? DEFAULTS[variable];
     const name = `${new URL(base).pathname.slice(1) || 'test'}_${tag}`;
     let handle;
@@ -57,7 +57,7 @@ export async function createRunDatabases(tag, log = console.log) {
       await handle.drop(name);
       await handle.create(name);
       env[variable] = withDatabase(base, name);
-      created.push({ variable, base, name, admin });
+      created.push({ engine, base, name, admin });
     } catch (error) {
       log(`run-databases: no database ${name} for ${variable}: ${error.message}`);
     } finally {
@@ -66,7 +66,8 @@ export async function createRunDatabases(tag, log = console.log) {
   }
   return {
     env,
-    names: created.map((c) => c.name),
+    /** What was created, e.g. `MariaDB test_plus400d_4242`. */
+    names: created.map((c) => `${c.engine} ${c.name}`),
     async drop() {
       for (const { base, name, admin } of created) {
         let handle;

@@ -6,7 +6,9 @@
 // +400 days and by -400 days, so a test or a code path that depends on today's date fails today
 // instead of on the day it ages out. The two shifted runs go side by side, one test file at a
 // time each, with their own MariaDB/PostgreSQL databases (`test_plus400d_<pid>`, …, dropped at
-// the end); each prints its summary, and its whole output when it failed. The clock is moved
+// the end) and lock directory, at nice 10, beside the layers after it (kernel, browser: they
+// wait on traffic and timers more than on the CPU, and win it when both want it); at the end
+// each prints its summary, and its whole output when it failed. The clock is moved
 // with libfaketime (Debian package `faketime`): LD_PRELOAD=libfaketime.so.1, FAKETIME=+400d,
 // FAKETIME_DONT_FAKE_MONOTONIC=1 on the test processes, so `Date.now()` and `new Date()` move and
 // timers keep real time. Before running, a probe checks that the shift really moves `Date.now()`
@@ -97,11 +99,13 @@ if (argv.includes('--own-databases') && layers.some((layer) => layer.name === 'd
 }
 
 /**
- * The `clock` layer: this script again, once per shift, side by side, each on its own databases
- * and one test file at a time. Their output is kept in files and printed when they end.
+ * Starts the `clock` layer: this script again, once per shift, side by side, each on its own
+ * databases and lock directory, one test file at a time, at a lower CPU priority (nice 10), so it
+ * can go on beside the layers after it (kernel, browser) and take only the CPU they leave idle.
+ * Their output is kept in files. Returns the function that waits for the runs and reports them.
  */
-async function runClockLayer(layer) {
-  console.log(`\n=== clock layer (${layer.shifted.join(', ')} with the wall clock moved by ${CLOCK_SHIFTS.join(' and ')}) ===`);
+function startClockLayer(layer) {
+  console.log(`\n=== clock layer (${layer.shifted.join(', ')} with the wall clock moved by ${CLOCK_SHIFTS.join(' and ')}; goes on beside the next layers, reported at the end) ===`);
   const lib = findLibfaketime();
   if (!lib) {
     const reason = 'libfaketime.so.1 not found (Debian package `faketime`, or set FAKETIME_LIB)';
@@ -114,21 +118,29 @@ async function runClockLayer(layer) {
       console.log(`clock layer skipped: ${reason}`);
       perLayer.push(`clock: skipped (${reason})`);
     }
-    return;
+    return async () => {};
   }
   const started = Date.now();
-  const runs = await Promise.all(CLOCK_SHIFTS.map((shift) => new Promise((resolve) => {
+  const running = Promise.all(CLOCK_SHIFTS.map((shift) => new Promise((resolve) => {
     const log = join(scratch, `clock${shift}.log`);
     const report = join(scratch, `clock${shift}.json`);
     const out = openSync(log, 'w');
-    const child = spawn(process.execPath, [process.argv[1], `--clock=${shift}`, '--own-databases', '--jobs=1', `--report=${report}`, ...layer.shifted], {
+    const runner = [process.execPath, process.argv[1], `--clock=${shift}`, '--own-databases', '--jobs=1', `--report=${report}`, ...layer.shifted];
+    const child = spawn('nice', ['-n', '10', ...runner], {
       stdio: ['ignore', out, out],
+      // Lock files of their own: the kernel layer's reconciles never wait for theirs, nor they for each other's.
+      env: { ...process.env, PANEL_BANDWIDTH_LOCK_DIR: join(scratch, `locks${shift}`) },
     });
+    child.on('error', (error) => writeFileSync(log, `could not start the ${shift} run: ${error.message}\n`, { flag: 'a' }));
     child.on('close', (status, signal) => {
       closeSync(out);
       resolve({ shift, status, signal, log, report, seconds: Math.round((Date.now() - started) / 1000) });
     });
   })));
+  return async () => reportClockRuns(await running);
+}
+
+function reportClockRuns(runs) {
   for (const run of runs) {
     const output = readFileSync(run.log, 'utf8');
     const report = existsSync(run.report) ? JSON.parse(readFileSync(run.report, 'utf8')) : null;
@@ -144,9 +156,11 @@ async function runClockLayer(layer) {
   }
 }
 
+/** Waits for the clock layer's runs and reports them, once the layers after it are done. */
+let finishClockLayer = async () => {};
 for (const layer of layers) {
   if (layer.shifted) {
-    await runClockLayer(layer);
+    finishClockLayer = startClockLayer(layer);
     continue;
   }
   const files = testFiles(join('test', layer.name));
@@ -178,6 +192,7 @@ for (const layer of layers) {
   if (run.status !== 0) exitCode = 1;
 }
 
+await finishClockLayer();
 await runDatabases?.drop();
 const report = option('report');
 if (report) writeFileSync(report, JSON.stringify({ total, perLayer }));

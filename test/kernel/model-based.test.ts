@@ -44,7 +44,7 @@ const envNumber = (name: string, fallback: number): number => {
 };
 
 /** Longest sequence in one run (fast-check draws lengths up to it). */
-const MAX_COMMANDS = 120;
+const MAX_COMMANDS = 200;
 /** Time kept back at the end of the budget for the final replay of a shrunk sequence and teardown. */
 const RESERVE_MS = 20_000;
 
@@ -86,7 +86,7 @@ test(`random API edits, bursts, hand flushes and reconciles over ${PEER_SLOTS} p
       try {
         await fc.asyncModelRun(async () => {
           findings.push(...(await resetWorld(world)));
-          current = await startRun(world, roundSeed, counter);
+          current = await startRun(world, roundSeed, counter, deadline - RESERVE_MS);
           return current;
         }, sequence);
       } catch (error) {
@@ -96,11 +96,12 @@ test(`random API edits, bursts, hand flushes and reconciles over ${PEER_SLOTS} p
       }
     });
   };
-  // One fast-check run per round, on a fresh world. Round r uses seed + r and draws at most as many
-  // commands as steps are still missing (both follow from the seed alone), so PBW_SEED replays all.
+  // One fast-check run per round, on a fresh world. Round r uses seed + r and a length bound from the
+  // steps still missing (both follow from the seed alone), so PBW_SEED replays all of them.
   while ((counter.steps < target && Date.now() < deadline - RESERVE_MS) || (path !== undefined && rounds === 0)) {
     const roundSeed = seed + rounds;
-    const maxCommands = replayMax || Math.min(MAX_COMMANDS, Math.max(30, target - counter.steps));
+    // About a third of the drawn commands run (lengths are uniform, some commands do not apply): aim at the missing steps.
+    const maxCommands = replayMax || Math.min(MAX_COMMANDS, Math.max(60, 3 * (target - counter.steps)));
     const stepsBefore = counter.steps;
     const details = await fc.check(propertyOf(roundSeed, maxCommands, false, replayPath), { seed: roundSeed, numRuns: 1, ...(path ? { path } : {}) });
     rounds += 1;

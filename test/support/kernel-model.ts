@@ -87,6 +87,8 @@ export interface Model {
   vms: Map<number, ModelVm>;
   /** Interfaces flushed by hand since the last reconcile: their kernel state is not checked until then. */
   dirty: Set<string>;
+  /** Past this time (epoch ms) no command applies any more: the run ends within the test's time budget. */
+  stopAt: number;
 }
 
 /** The system under test and the run's bookkeeping. */
@@ -237,10 +239,13 @@ function expectAnswer(response: ApiResponse, status: number, what: string): void
 export async function resetWorld(world: ModelLab): Promise<string[]> {
   const { panel } = world;
   const findings: string[] = [];
-  const vms = await panel.get('/api/vms');
-  for (const vm of vms.body.vms as { id: number }[]) expectStatus(await panel.delete(`/api/vms/${vm.id}`), 204, `reset: DELETE /api/vms/${vm.id}`);
-  const networks = await panel.get('/api/networks');
-  for (const n of networks.body.networks as { id: number }[]) expectStatus(await panel.delete(`/api/networks/${n.id}`), 204, `reset: DELETE /api/networks/${n.id}`);
+  const vms = (await panel.get('/api/vms')).body.vms as { id: number }[];
+  const networks = (await panel.get('/api/networks')).body.networks as { id: number }[];
+  // Each on its own interface: in parallel.
+  await Promise.all([
+    ...vms.map(async (vm) => expectStatus(await panel.delete(`/api/vms/${vm.id}`), 204, `reset: DELETE /api/vms/${vm.id}`)),
+    ...networks.map(async (n) => expectStatus(await panel.delete(`/api/networks/${n.id}`), 204, `reset: DELETE /api/networks/${n.id}`)),
+  ]);
   const limits = await readLimits(panel);
   if (limits.length > 0) findings.push(`reset: limit rows outlive their subjects: ${JSON.stringify(limits.map((l) => `${l.subject_type}:${l.subject_id}`))}`);
   // One look at every interface at once: an engine root, an ingress qdisc or an IFB is a leftover.
@@ -608,6 +613,14 @@ const tap = fc.integer({ min: 0, max: TAPS - 1 });
 const net = fc.integer({ min: 0, max: NETWORKS - 1 });
 const variant = fc.integer({ min: 0, max: 1 });
 
+/** A command that no longer applies once the run's time is up (see {@link Model.stopAt}). */
+class Timed implements ModelCommand {
+  constructor(readonly inner: ModelCommand) {}
+  check = (m: Readonly<Model>) => Date.now() < m.stopAt && (this.inner.check(m) as boolean);
+  run = (m: Model, r: Real) => this.inner.run(m, r);
+  toString = () => this.inner.toString();
+}
+
 /** Every command, weighted: mostly peer edits, some VM edits, bursts, hand flushes and reconciles. */
 export const commandArbs: fc.Arbitrary<ModelCommand>[] = [
   fc.oneof(
@@ -645,12 +658,12 @@ export const commandArbs: fc.Arbitrary<ModelCommand>[] = [
     },
     { weight: 2, arbitrary: fc.tuple(fc.nat({ max: 15 }), fc.constantFrom(...FLUSH_KINDS), fc.nat({ max: 31 })).map(([t, k, p]) => new HandFlush(t, k, p)) },
     { weight: 2, arbitrary: fc.constant(null).map(() => new Reconcile()) },
-  ),
+  ).map((command): ModelCommand => new Timed(command)),
 ];
 
 /** A fresh model with both networks created (by {@link startRun}). */
-export async function startRun(world: ModelLab, seed: number, counter: StepCounter): Promise<{ model: Model; real: Real }> {
-  const model: Model = { networks: Array.from({ length: NETWORKS }, () => null), peers: new Map(), vms: new Map(), dirty: new Set() };
+export async function startRun(world: ModelLab, seed: number, counter: StepCounter, stopAt = Infinity): Promise<{ model: Model; real: Real }> {
+  const model: Model = { networks: Array.from({ length: NETWORKS }, () => null), peers: new Map(), vms: new Map(), dirty: new Set(), stopAt };
   const real: Real = { world, seed, step: 0, counter, signatures: new Map(), trail: [], involved: [] };
   for (let n = 0; n < NETWORKS; n += 1) {
     const ifname = world.wireguard[n]!;

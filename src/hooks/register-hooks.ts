@@ -69,8 +69,8 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
       await service.set(peerSubject(peer, network, caps), actorName(actor));
     }),
     hooks.on('peer.updated', async ({ peer, network, input, actor }) => {
-      const { caps } = wantedCaps(input, await getLimit(db, 'peer', String(peer.id)));
-      await service.set(peerSubject(peer, network, caps), actorName(actor));
+      const { upKbps, downKbps } = bandwidthInput(input);
+      await service.merge(peerSubject(peer, network, { upKbps: 0, downKbps: 0 }), { upKbps, downKbps }, actorName(actor));
     }),
     hooks.on('peer.deleted', async ({ peer, actor }) => {
       await service.remove('peer', String(peer.id), actorName(actor));
@@ -97,8 +97,8 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
       await service.set(vmSubject(vm, caps), actorName(actor));
     }),
     hooks.on('vm.updated', async ({ vm, input, actor }) => {
-      const { caps } = wantedCaps(input, await getLimit(db, 'vm', String(vm.id)));
-      await service.set(vmSubject(vm, caps), actorName(actor));
+      const { upKbps, downKbps } = bandwidthInput(input);
+      await service.merge(vmSubject(vm, { upKbps: 0, downKbps: 0 }), { upKbps, downKbps }, actorName(actor));
     }),
     hooks.on('vm.deleted', async ({ vm, actor }) => {
       await service.remove('vm', String(vm.id), actorName(actor));

@@ -3,6 +3,7 @@ import type { HostRecords, Logger, SubjectType, ValidationIssue } from '../plugi
 import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, toLimitRow, type LimitRow, type SubjectLimit } from '../db/limits.js';
 import { recordEvent } from '../db/events.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
+import { KeyedMutex } from '../shaping/lock.js';
 import { DesiredStateError, parseDesiredInterface } from '../shaping/model.js';
 import { rejectedSubjects } from '../shaping/plan.js';
 import type { InterfaceOutcome, LimitApplier } from './applier.js';
@@ -19,6 +20,16 @@ const caps = (row: { upKbps: number; downKbps: number } | undefined) => ({ up_kb
 export class LimitsService {
   /** Interfaces a resync changed that the next reconcile must visit even with no row left on them. */
   private readonly touched = new Map<string, { interface: string; netns: string | null }>();
+  /**
+   * One writer per subject in this process: a change reads the stored caps, merges the directions it
+   * sets and writes both, so two requests for one subject (`{up}` and `{down}`) must not interleave,
+   * or one of them is lost (found by the kernel model-based test).
+   */
+  private readonly subjectLocks = new KeyedMutex({ fileLocks: null });
+
+  private bySubject<T>(subjectType: SubjectType, subjectId: string, fn: () => Promise<T>): Promise<T> {
+    return this.subjectLocks.run(`${subjectType}:${subjectId}`, fn);
+  }
 
   constructor(
     private readonly db: Knex,
@@ -90,15 +101,32 @@ export class LimitsService {
     caps: { upKbps?: number; downKbps?: number },
     actor: string,
   ): Promise<{ limit: LimitRow; issue?: never } | { issue: ValidationIssue; limit?: never }> {
-    const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
-    const wanted = { ...subject, upKbps: caps.upKbps ?? stored?.upKbps ?? 0, downKbps: caps.downKbps ?? stored?.downKbps ?? 0 };
-    const issue = (await this.validate(wanted))[0];
-    if (issue) return { issue };
-    return { limit: (await this.set(wanted, actor)).limit };
+    return this.bySubject(subject.subjectType, subject.subjectId, async () => {
+      const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
+      const wanted = { ...subject, upKbps: caps.upKbps ?? stored?.upKbps ?? 0, downKbps: caps.downKbps ?? stored?.downKbps ?? 0 };
+      const issue = (await this.validate(wanted))[0];
+      if (issue) return { issue };
+      return { limit: (await this.store(wanted, actor)).limit };
+    });
+  }
+
+  /**
+   * Like {@link change} without the check (the host's validate hook has run): the directions `caps`
+   * mentions are set, the others keep their stored value; for the host's update hooks.
+   */
+  async merge(subject: SubjectLimit, caps: { upKbps?: number | undefined; downKbps?: number | undefined }, actor: string): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
+    return this.bySubject(subject.subjectType, subject.subjectId, async () => {
+      const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
+      return this.store({ ...subject, upKbps: caps.upKbps ?? stored?.upKbps ?? 0, downKbps: caps.downKbps ?? stored?.downKbps ?? 0 }, actor);
+    });
   }
 
   /** Stores and applies a subject's caps; returns the stored row after applying and the kernel's answer. */
   async set(subject: SubjectLimit, actor: string, action = 'limit.set'): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
+    return this.bySubject(subject.subjectType, subject.subjectId, () => this.store(subject, actor, action));
+  }
+
+  private async store(subject: SubjectLimit, actor: string, action = 'limit.set'): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
     const { previous, current } = await saveLimit(this.db, subject);
     const moved = previous && (previous.interface !== current.interface || previous.netns !== current.netns);
     if (moved && isLimited(previous)) await this.applier.applyInterface(previous.interface, previous.netns);
@@ -132,6 +160,10 @@ export class LimitsService {
 
   /** Forgets a subject and removes its classes and filters. */
   async remove(subjectType: SubjectType, subjectId: string, actor: string): Promise<InterfaceOutcome | null> {
+    return this.bySubject(subjectType, subjectId, () => this.forget(subjectType, subjectId, actor));
+  }
+
+  private async forget(subjectType: SubjectType, subjectId: string, actor: string): Promise<InterfaceOutcome | null> {
     const previous = await deleteLimit(this.db, subjectType, subjectId);
     if (!previous) return null;
     const outcome = isLimited(previous) ? await this.applier.applyInterface(previous.interface, previous.netns) : null;

@@ -1,9 +1,9 @@
 /**
  * Model-based, randomised: fast-check generates sequences of panel API edits (create, caps in one or
  * both directions to and from 0, clear, change addresses, delete peers; delete and re-create
- * networks; create, re-cap, move and delete VMs), concurrent bursts on one interface, hand flushes of
- * the kernel and explicit reconciles, over 22 peers (IPv4, IPv6, several addresses, routed /16, /24,
- * /64) on two wireguard-go interfaces and 3 VMs on 4 taps. After every step the database must equal
+ * networks; create, re-cap, move and delete VMs), concurrent bursts on one interface and on one
+ * subject, hand flushes of the kernel and explicit reconciles, over 22 peers (IPv4, IPv6, several
+ * addresses, routed /16, /24, /64) on two wireguard-go interfaces and 3 VMs on 4 taps. After every step the database must equal
  * the model and the kernel the database (test/support/kernel-model*.ts).
  *
  * Each run prints its seed; `PBW_SEED=<seed>` replays it, `PBW_SEED=<s> PBW_PATH=<p>` replays one

@@ -456,6 +456,42 @@ class Burst implements ModelCommand {
     `burst(n${this.net}: ${this.edits.map((e) => `#${e.index}/${e.choice} v${e.variant} ${capText(e.caps)} new ${e.up}/${e.down}`).join(', ')}${this.vmCaps ? `; vm v${this.vmCaps.vm} ${capText(this.vmCaps.caps)}` : ''})`;
 }
 
+/**
+ * Several cap edits of one subject at once (through the subject's own PUT and the limits API, mixed).
+ * A direction only one edit names must end with that value; one several edits name, with one of
+ * theirs (the stored one is then taken into the model): nothing may be lost.
+ */
+class SameSubjectEdits implements ModelCommand {
+  constructor(readonly type: 'peer' | 'vm', readonly slot: number, readonly edits: { caps: CapChange; viaLimits: boolean }[]) {}
+  check(m: Readonly<Model>): boolean {
+    if (this.type === 'vm') return m.vms.has(this.slot);
+    return m.peers.has(this.slot) && m.networks[networkOf(this.slot)] !== null;
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    const { panel, taps } = r.world;
+    const peer = this.type === 'peer' ? m.peers.get(this.slot)! : undefined;
+    const vm = this.type === 'vm' ? m.vms.get(this.slot)! : undefined;
+    const id = (peer ?? vm)!.id;
+    const own = peer ? `/api/networks/${m.networks[networkOf(this.slot)]!}/peers/${id}` : `/api/vms/${id}`;
+    const answers = await Promise.all(this.edits.map((e) => panel.put(e.viaLimits ? `/api/bandwidth/limits/${this.type}/${id}` : own, capBody(e.caps))));
+    answers.forEach((answer) => expectAnswer(answer, 200, this.toString()));
+    const stored = (await panel.get(own)).body[this.type] as Record<string, number>;
+    const before = (peer ?? vm)!;
+    const settled: Record<'up' | 'down', number> = { up: before.up, down: before.down };
+    for (const direction of ['up', 'down'] as const) {
+      const sent = [...new Set(this.edits.flatMap((e) => (e.caps[direction] === undefined ? [] : [e.caps[direction]!])))];
+      if (sent.length === 0) continue;
+      const got = stored[`bandwidth_${direction}_kbps`]!;
+      if (!sent.includes(got)) throw new Error(`${this.toString()}: ${direction} is stored as ${got}, but the edits sent ${sent.join(' or ')}: an update was lost`);
+      settled[direction] = got;
+    }
+    if (peer) m.peers.set(this.slot, { ...peer, ...settled });
+    if (vm) m.vms.set(this.slot, { ...vm, ...settled });
+    await settle(m, r, this.toString(), [peer ? wireguardOf(r, networkOf(this.slot)) : taps[vm!.tap]!]);
+  }
+  toString = () => `sameSubjectEdits(${this.type === 'peer' ? 's' : 'v'}${this.slot}: ${this.edits.map((e) => `${capText(e.caps)} via ${e.viaLimits ? 'limits' : this.type}`).join(' | ')})`;
+}
+
 // ---------------------------------------------------------------- VMs
 
 type VmAction =
@@ -655,6 +691,12 @@ export const commandArbs: fc.Arbitrary<ModelCommand>[] = [
           fc.option(fc.record({ vm: vmSlot, caps: capChangeArb }), { nil: null }),
         )
         .map(([n, edits, vm]) => new Burst(n, edits, vm)),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(fc.boolean(), peerSlot, fc.array(fc.record({ caps: capChangeArb, viaLimits: fc.boolean() }), { minLength: 2, maxLength: 3 }))
+        .map(([isVm, s, edits]) => new SameSubjectEdits(isVm ? 'vm' : 'peer', isVm ? s % VM_SLOTS : s, edits)),
     },
     { weight: 2, arbitrary: fc.tuple(fc.nat({ max: 15 }), fc.constantFrom(...FLUSH_KINDS), fc.nat({ max: 31 })).map(([t, k, p]) => new HandFlush(t, k, p)) },
     { weight: 2, arbitrary: fc.constant(null).map(() => new Reconcile()) },

@@ -199,7 +199,9 @@ test('utilisation divides the bytes a cap governs by the cap: at most 100% under
       t.diagnostic(`TCP ${direction}, ACKs the other way: ${acks.text}`);
       assert.ok(data.wgPerPacket >= 32 && data.wgPerPacket < 48, `data: WireGuard adds 32-47 bytes per packet, got ${data.wgPerPacket.toFixed(1)}`);
       assert.ok(acks.wgPerPacket >= 32 && acks.wgPerPacket < 48, `ACKs: WireGuard adds 32-47 bytes per packet, got ${acks.wgPerPacket.toFixed(1)}`);
-      assert.ok(data.uplinkPerPacket - data.wgPerPacket >= 42, 'the uplink adds UDP, IPv4 and Ethernet headers on top');
+      // 42 bytes (UDP 8 + IPv4 20 + Ethernet 14) per underlay packet in the lab's runs, but GRO on the
+      // veth may merge underlay packets and count their headers once: only "more" is certain.
+      assert.ok(data.uplinkPerPacket > data.wgPerPacket, `the uplink adds UDP, IPv4 and Ethernet headers on top: ${data.uplinkPerPacket.toFixed(1)} vs ${data.wgPerPacket.toFixed(1)} B/packet`);
     }
   });
 

@@ -57,9 +57,9 @@ test(`random API edits, bursts, hand flushes and reconciles over ${PEER_SLOTS} p
   const path = process.env.PBW_PATH || undefined;
   const replayPath = process.env.PBW_REPLAY || undefined;
   const replayMax = envNumber('PBW_MAX', 0);
-  // The test runner gives a file 3 minutes (scripts/run-tests.mjs --test-timeout): runs, shrinking
+  // The test runner gives a kernel file 8 minutes (scripts/run-tests.mjs --test-timeout): runs, shrinking
   // and the final replay all fit in PBW_BUDGET_S. Locally, raise it and PBW_SHRINK_S to shrink further.
-  const deadline = started + envNumber('PBW_BUDGET_S', 170) * 1000;
+  const deadline = started + envNumber('PBW_BUDGET_S', 420) * 1000;
   const shrinkMs = envNumber('PBW_SHRINK_S', 600) * 1000;
   const announce = `seed ${seed} (PBW_SEED=${seed} replays this run${path ? ` PBW_PATH=${path} PBW_REPLAY='${replayPath ?? ''}' PBW_MAX=${replayMax}` : ''})`;
   t.diagnostic(announce);
@@ -133,6 +133,8 @@ test(`random API edits, bursts, hand flushes and reconciles over ${PEER_SLOTS} p
   if (counter.steps < target) {
     t.diagnostic(`only ${counter.steps} of ${target} steps fitted in the budget: this machine is slow`);
     console.log(`model-based: only ${counter.steps} of ${target} steps fitted in the budget`);
+    // CI must cover the issue's floor of 300 steps: fewer is a failure there, not a note.
+    assert.ok(process.env.CI !== 'true', `CI runs at least ${target} steps; only ${counter.steps} fitted in ${envNumber('PBW_BUDGET_S', 420)} s`);
   }
   assert.deepEqual(findings, [], 'deleting every network and VM left nothing behind between runs');
 });

@@ -98,6 +98,16 @@ export function createMetrics(db: Knex, collector: Collector | null): client.Reg
       }
     },
   });
+  /** Limited subjects counted by one column of bw_limits (status or reason). */
+  const limitedBy = async (column: 'status' | 'reason'): Promise<Map<string, number>> => {
+    const rows = (await db('bw_limits')
+      .where((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0))
+      .whereNotNull(column)
+      .select(column)
+      .count({ n: '*' })
+      .groupBy(column)) as Record<string, string | number>[];
+    return new Map(rows.map((row) => [String(row[column]), Number(row.n)]));
+  };
   const statuses = new Gauge({
     name: 'panel_bandwidth_limits',
     help: 'Limited subjects by kernel status.',
@@ -105,12 +115,8 @@ export function createMetrics(db: Knex, collector: Collector | null): client.Reg
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = (await db('bw_limits')
-        .where((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0))
-        .select('status')
-        .count({ n: '*' })
-        .groupBy('status')) as { status: string; n: number | string }[];
-      for (const status of ['pending', 'applied', 'failed']) statuses.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0));
+      const counts = await limitedBy('status');
+      for (const status of ['pending', 'applied', 'failed']) statuses.set({ status }, counts.get(status) ?? 0);
     },
   });
   const reasons = new Gauge({
@@ -120,13 +126,8 @@ export function createMetrics(db: Knex, collector: Collector | null): client.Reg
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = (await db('bw_limits')
-        .where((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0))
-        .whereNotNull('reason')
-        .select('reason')
-        .count({ n: '*' })
-        .groupBy('reason')) as { reason: string; n: number | string }[];
-      for (const reason of OUTCOME_REASONS) reasons.set({ reason }, Number(rows.find((r) => r.reason === reason)?.n ?? 0));
+      const counts = await limitedBy('reason');
+      for (const reason of OUTCOME_REASONS) reasons.set({ reason }, counts.get(reason) ?? 0);
     },
   });
   const lastSuccess = new Gauge({

@@ -7,23 +7,13 @@ import { readActual, readTree } from '../../src/shaping/read.js';
 import { requireOrSkip } from '../support/layer.js';
 import { Lab, labRequirements } from '../support/lab.js';
 import { startPanelProcess, type ApiResponse } from '../support/lab-panel.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const { available, reason } = labRequirements();
 
 const PEERS = 10;
 const UPDATES = 50;
 
-/** A small seeded generator (mulberry32): a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function expectStatus(response: ApiResponse, status: number, what: string): void {
   assert.equal(response.status, status, `${what}: ${response.status} ${response.text.slice(0, 400)}`);
@@ -35,7 +25,7 @@ test('50 parallel cap updates over 10 peers leave the kernel exactly as the data
   t.after(() => lab.close());
   const seed = Number(process.env.PBW_SEED ?? Date.now() % 1_000_000);
   t.diagnostic(`seed ${seed} (PBW_SEED=${seed} replays this run)`);
-  const next = random(seed);
+  const next = seededRandom(seed);
   // Mostly caps from 1 to 50 Mbit/s, sometimes 0 (that direction unlimited: its class must go).
   const kbps = () => (next() < 0.15 ? 0 : 1000 + Math.floor(next() * 49_000));
 

@@ -103,14 +103,4 @@ export function formatAddress(family: 4 | 6, bytes: number[]): string {
   return groups.join(':');
 }
 
-/** A small seeded generator (mulberry32): the same seed gives the same probes. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from './seeded-random.js';

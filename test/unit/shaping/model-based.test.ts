@@ -32,6 +32,7 @@ import { readActual } from '../../../src/shaping/read.js';
 import { planFromKernel, reconcileInterface } from '../../../src/shaping/reconcile.js';
 import { TcSim } from '../../support/tc-sim.js';
 import { treeClassifier, type Packet } from '../../support/u32-eval.js';
+import { seededRandom } from '../../support/seeded-random.js';
 
 const NETNS = 'pbw-model';
 const WG = 'wg0';
@@ -100,17 +101,6 @@ function contains(prefix: Prefix, address: readonly number[]): boolean {
   return true;
 }
 
-/** A small deterministic PRNG (mulberry32), so sampled packets replay with the seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Base address, last address and a random one inside the prefix. */
 function samplesIn(prefix: Prefix, random: () => number): number[][] {
@@ -315,7 +305,7 @@ export class World {
       if (cls?.rateBits !== printedRateBits(kbps) || cls.ceilBits !== printedRateBits(kbps)) fail(`${direction}: class 1:${minor.toString(16)} at ${cls?.rateBits}/${cls?.ceilBits} bit/s, not ${kbps} kbit/s`);
     }
     // (d) classification
-    const random = prng(this.stepNo * 7919 + (direction === 'up' ? 1 : 0));
+    const random = seededRandom(this.stepNo * 7919 + (direction === 'up' ? 1 : 0));
     const packets: number[][] = [];
     if (desired.kind === 'vm') packets.push([10, 0, 0, 1], [0xfd, ...new Array<number>(15).fill(1)]);
     for (const subject of desired.subjects) for (const cidr of subject.addresses) packets.push(...samplesIn(parseCidr(cidr), random));

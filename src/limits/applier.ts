@@ -71,6 +71,8 @@ export class LimitApplier {
       const outcome: InterfaceOutcome = { interface: iface, netns, status: 'applied', operations: [], error: null, reason: null };
       // Subjects the planner had to leave out (a full u32 bucket): failed, the rest applied.
       let rejected = new Map<string, string>();
+      // The fast path of a rate change only knows about the subject it changed.
+      let decided = limited;
       try {
         const desired = desiredInterface(ref, rows);
         const caps = await this.options.capabilities();
@@ -79,6 +81,7 @@ export class LimitApplier {
           : await reconcileInterface(desired, executor, caps, { locks: new KeyedMutex() });
         outcome.operations = render(result.operations);
         rejected = new Map(result.rejected.map((r) => [r.subjectId, r.message]));
+        if ('fastPath' in result && result.fastPath && rateChange) decided = limited.filter((row) => row.subjectId === rateChange.subjectId);
         if (result.repaired !== undefined) {
           logger.warn('the kernel refused the incremental plan; the interface was rebuilt from scratch', { interface: iface, netns, refused: result.repaired });
         }
@@ -97,9 +100,9 @@ export class LimitApplier {
         outcome.error = (error as Error).message;
         logger.warn('applying caps failed', { interface: iface, netns, reason: outcome.reason, error: outcome.error });
       }
-      const left = limited.filter((row) => rejected.has(row.subjectId));
+      const left = decided.filter((row) => rejected.has(row.subjectId));
       for (const row of left) await setStatus(db, [row], 'failed', rejected.get(row.subjectId) ?? null, 'plan_invalid');
-      await setStatus(db, limited.filter((row) => !rejected.has(row.subjectId)), outcome.status, outcome.error, outcome.reason);
+      await setStatus(db, decided.filter((row) => !rejected.has(row.subjectId)), outcome.status, outcome.error, outcome.reason);
       // Unlimited subjects need nothing from the kernel: they are never pending or failed.
       await setStatus(db, rows.filter((row) => !isLimited(row)), 'applied', null, null);
       return outcome;

@@ -150,8 +150,20 @@ export function placementProblems(
   subjects: readonly { id: string; type: string; classMinor: number; prefixes: readonly Prefix[] }[],
   key: 'dst' | 'src',
 ): Map<string, string> {
-  const counts = new Map<string, number>();
   const problems = new Map<string, string>();
+  // Cheap first pass: most interfaces are nowhere near a full bucket, and then no one is refused.
+  const totals = new Map<number, number>();
+  let fullest = 0;
+  for (const subject of subjects) {
+    for (const prefix of subject.prefixes) {
+      const id = prefix.family * 0x100000 + prefix.length * 0x1000 + bucketOf(prefix);
+      const n = (totals.get(id) ?? 0) + 1;
+      totals.set(id, n);
+      if (n > fullest) fullest = n;
+    }
+  }
+  if (fullest <= MAX_NODE) return problems;
+  const counts = new Map<string, number>();
   for (const subject of [...subjects].sort((a, b) => a.classMinor - b.classMinor)) {
     const entries = entriesFor(subject.prefixes, subject.classMinor, key);
     const added = new Map<string, number>();

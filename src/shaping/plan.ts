@@ -31,6 +31,8 @@ export interface PlanCapabilities {
 
 /** Options of {@link planInterface}. */
 export interface PlanOptions {
+  /** {@link rejectedSubjects} of `desired` when the caller has it already. */
+  rejected?: Map<string, string>;
   /**
    * Rebuild every tree of the interface from scratch (delete the engine's root qdiscs and IFB, then
    * build), whatever the kernel has: the repair when the kernel refused an incremental plan.
@@ -90,12 +92,21 @@ const classId = (minor: number): string => `1:${hex(minor)}`;
 export function rejectedSubjects(desired: DesiredInterface): Map<string, string> {
   const rejected = new Map<string, string>();
   if (desired.kind === 'vm') return rejected;
+  const prefixes = new Map<string, Prefix[]>();
+  const prefixesOf = (subject: DesiredSubject): Prefix[] => {
+    let list = prefixes.get(subject.id);
+    if (list === undefined) {
+      list = subject.addresses.map((cidr) => parseCidr(cidr));
+      prefixes.set(subject.id, list);
+    }
+    return list;
+  };
   for (const direction of ['down', 'up'] as const) {
     const { side, key } = placementOf(desired.kind, direction);
     if (key === 'all') continue;
     const capped = desired.subjects
       .filter((subject) => capOn(subject, side) > 0)
-      .map((subject) => ({ ...subject, prefixes: subject.addresses.map((cidr) => parseCidr(cidr)) }));
+      .map((subject) => ({ id: subject.id, type: subject.type, classMinor: subject.classMinor, prefixes: prefixesOf(subject) }));
     for (const [id, message] of placementProblems(capped, key)) if (!rejected.has(id)) rejected.set(id, message);
   }
   return rejected;
@@ -133,7 +144,7 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
     return after;
   }
 
-  const rejected = rejectedSubjects(desired);
+  const rejected = options.rejected ?? rejectedSubjects(desired);
   const subjectsOn = (side: TreeSide): TreeSubject[] =>
     desired.subjects
       .filter((subject) => capOn(subject, side) > 0 && !rejected.has(subject.id))

@@ -5,13 +5,16 @@ import { ifbNameFor } from './ifb-name.js';
 import { interfaceLockKey, interfaceLocks } from './lock.js';
 import { parseDesiredInterface, type DesiredInterface } from './model.js';
 import { op, type Operation } from './operations.js';
-import { rejectedSubjects, type PlanCapabilities } from './plan.js';
+import type { PlanCapabilities } from './plan.js';
 import { htbClassArgs } from './rates.js';
 import { reconcileInterface, type ReconcileOptions, type ReconcileResult } from './reconcile.js';
 
 /** What {@link changeSubjectRate} did. */
 export interface RateChangeResult extends ReconcileResult {
-  /** True when the change went through the fast path (class changes only, no read of the kernel). */
+  /**
+   * True when the change went through the fast path (class changes only, no read of the kernel):
+   * only the changed subject's outcome is known then (`rejected` is empty).
+   */
   fastPath: boolean;
 }
 
@@ -36,8 +39,10 @@ export async function changeSubjectRate(
   const valid = parseDesiredInterface(desired);
   const subject = valid.subjects.find((s) => s.id === subjectId);
   const fallback = async (): Promise<RateChangeResult> => ({ ...(await reconcileInterface(valid, executor, caps, options)), fastPath: false });
-  const rejected = [...rejectedSubjects(valid)].map(([id, message]) => ({ subjectId: id, message }));
-  if (subject === undefined || rejected.some((r) => r.subjectId === subjectId)) return fallback();
+  if (subject === undefined) return fallback();
+  // Placement is untouched by a rate change (no prefix or class appears or goes), so nothing about
+  // rejected subjects changes either: the fast path reports none and its caller updates this subject only.
+  const rejected: RateChangeResult['rejected'] = [];
   const operations: Operation[] = [];
   for (const direction of ['down', 'up'] as const) {
     const now = direction === 'down' ? subject.downKbps : subject.upKbps;

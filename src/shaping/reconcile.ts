@@ -49,10 +49,11 @@ export async function reconcileInterface(
 ): Promise<ReconcileResult> {
   const valid = parseDesiredInterface(desired);
   const locks = options.locks ?? interfaceLocks;
-  const rejected = [...rejectedSubjects(valid)].map(([subjectId, message]) => ({ subjectId, message }));
+  const rejectedById = rejectedSubjects(valid);
+  const rejected = [...rejectedById].map(([subjectId, message]) => ({ subjectId, message }));
   return locks.run(interfaceLockKey(valid.name, valid.netns), async () => {
     const actual = await readActual(executor, valid.name, valid.netns);
-    const operations = planInterface(valid, actual, caps);
+    const operations = planInterface(valid, actual, caps, { rejected: rejectedById });
     if (operations.length === 0) return { operations, changed: false, interfaceExists: actual.exists, rejected };
     try {
       await executor.batch(operations, valid.netns);
@@ -63,7 +64,7 @@ export async function reconcileInterface(
       // A rebuild that is refused too is the error to report.
       if (!(error instanceof KernelError) || error.timedOut) throw error;
       const now = await readActual(executor, valid.name, valid.netns);
-      const rebuild = planInterface(valid, now, caps, { rebuild: true });
+      const rebuild = planInterface(valid, now, caps, { rebuild: true, rejected: rejectedById });
       await executor.batch(rebuild, valid.netns);
       return { operations: rebuild, changed: true, interfaceExists: now.exists, rejected, repaired: error.shortMessage };
     }

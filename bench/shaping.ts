@@ -1,7 +1,7 @@
 /**
  * Shaping engine benchmark (root): `npm run bench:shaping` (tsx bench/shaping.ts).
  * Everything runs in throwaway namespaces (veth devices; this kernel has no dummy driver), cleaned up.
- * Prints a Markdown report; docs/performance.md holds the figures of a run.
+ * Prints a Markdown report and one JSON line per measurement; docs/performance.md holds the figures of runs.
  *
  * 1. full apply of N limited peers (both directions): engine (read + plan + tc -batch) vs the bare
  *    `tc -batch` of the same commands (floor) vs one tc process per command (naive; extrapolated from
@@ -28,6 +28,11 @@ import { reconcileInterface, removeInterface } from '../src/shaping/reconcile.js
 import { iperf, Lab, labRequirements } from '../test/support/lab.js';
 
 const NAIVE_SAMPLE = Number(process.env.BENCH_NAIVE_SAMPLE ?? 1500);
+
+/** One machine-readable line per measurement, beside the Markdown report. */
+function figure(subjects: number, metric: string, value: number, extra: Record<string, number | string> = {}): void {
+  console.log(JSON.stringify({ bench: 'shaping', subjects, metric, value: Math.round(value * 10) / 10, ...extra }));
+}
 
 function peers(name: string, netns: string, count: number, withUp = true): DesiredInterface {
   return {
@@ -121,6 +126,7 @@ async function main(): Promise<void> {
       log(
         `| ${count} | ${operations.length} | ${fmt(engine)} ms | ${fmt(floor)} ms | ${(engine / floor).toFixed(2)}× | ${fmt(naiveMs / 1000)} s${naiveNote} | ${(naiveMs / engine).toFixed(0)}× |`,
       );
+      figure(count, 'apply_ms', engine, { floor: Math.round(floor), naive: Math.round(naiveMs), operations: operations.length });
 
       if (count === 10_000) {
         await removeInterface(dev, ns, lab.executor);
@@ -159,6 +165,8 @@ async function main(): Promise<void> {
         const shown = await lab.tc(ns, ['class', 'show', 'dev', dev, 'classid', `1:${target.classMinor.toString(16)}`]);
         if (!shown.includes(`rate ${target.downKbps}Kbit`)) throw new Error(`fast path did not apply: ${shown}`);
         fastTimes.sort((a, b) => a - b);
+        figure(count, 'rate_change_fast_ms', fastTimes[2] ?? 0, { operations: fast.operations.length });
+        figure(count, 'reconcile_one_change_ms', total, { read: Math.round(readMs), plan: Math.round(planMs), apply: Math.round(applyMs), floor: Math.round(rawReadMs) });
         rateChange = [
           `one subject's rate change among 10,000, fast path (\`changeSubjectRate\`, no read): ${fast.operations.length} operation(s), median ${fmt(fastTimes[2] ?? 0)} ms (5 runs: ${fastTimes.map(fmt).join(', ')} ms)`,
           `one subject's rate change among 10,000 (both directions limited: 20,000 classes): ${change.operations.length} operation(s) (\`${change.operations.map((o) => o.argv.slice(0, 2).join(' ')).join(', ')}\`)`,
@@ -201,6 +209,7 @@ async function main(): Promise<void> {
         const value = median(results.get(pair.count) ?? []);
         const all = (results.get(pair.count) ?? []).map((v) => (v / 1e9).toFixed(1)).join(', ');
         log(`- ${pair.label}: ${(value / 1e9).toFixed(2)} Gbit/s${pair.count > 1 ? ` = ${((value / one) * 100).toFixed(1)}% of 1 subject` : ''} (runs: ${all})`);
+        figure(pair.count, 'forward_gbps', value / 1e9, pair.count > 1 ? { floor: Math.round((one / 1e9) * 100) / 100, ratio: Math.round((value / one) * 1000) / 1000 } : {});
       }
     }
   } finally {

@@ -18,6 +18,7 @@
 // Options (the `clock` layer uses them for its runs; handy alone to reproduce one):
 //   --clock=<shift>    run the given layers with the wall clock moved by <shift> (+400d, -400d, -3h …)
 //   --own-databases    create this run's own MariaDB/PostgreSQL databases and drop them at the end
+//                      (the default whenever the db layer runs; --shared-databases uses TEST_*_URL as given)
 //   --jobs=<n>         test files run at once in a non-serial layer (default 2)
 //   --report=<file>    write this run's per-layer counts as JSON (used by the `clock` layer)
 // Example: node scripts/run-tests.mjs --clock=-400d --own-databases db
@@ -55,7 +56,7 @@ const inCI = process.env.CI === 'true' || process.env.CI === '1';
 
 const argv = process.argv.slice(2);
 const option = (name) => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
-const badOptions = argv.filter((arg) => arg.startsWith('--') && !/^--(clock|jobs|report)=.|^--own-databases$/.test(arg));
+const badOptions = argv.filter((arg) => arg.startsWith('--') && !/^--(clock|jobs|report)=.|^--(own|shared)-databases$/.test(arg));
 const wanted = argv.filter((arg) => !arg.startsWith('--'));
 const unknown = wanted.filter((name) => !LAYERS.some((layer) => layer.name === name));
 if (unknown.length > 0 || badOptions.length > 0) {
@@ -91,7 +92,8 @@ if (clockShift !== undefined) {
   console.log(`wall clock of the test processes moved by ${clockShift} (${lib})`);
 }
 let runDatabases;
-if (argv.includes('--own-databases') && layers.some((layer) => layer.name === 'db')) {
+// Every run gets its own databases, so runs at the same time (two checkouts, a bench) never drop each other's tables.
+if (!argv.includes('--shared-databases') && layers.some((layer) => layer.name === 'db')) {
   const tag = `${(clockShift ?? 'now').replace('+', 'plus').replace('-', 'minus').replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${process.pid}`;
   runDatabases = await createRunDatabases(tag);
   Object.assign(layerEnv, runDatabases.env);

@@ -60,6 +60,26 @@ export const desiredInterfaceSchema = z.object({
   subjects: z.array(subjectSchema),
 });
 
+/**
+ * Validates only what a rate change of one subject touches: the interface's name, namespace and
+ * kind, and that subject (its class minor and caps). The full checks of {@link parseDesiredInterface}
+ * are O(subjects); a `class change` of an existing class needs none of them, and anything that is
+ * not a plain rate change goes through a full reconcile, which runs them.
+ *
+ * @returns the subject, or undefined when the interface does not hold it.
+ * @throws {DesiredStateError} like {@link parseDesiredInterface}.
+ */
+export function parseSubjectOf(input: DesiredInterface, subjectId: string): DesiredSubject | undefined {
+  const index = input.subjects.findIndex((subject) => subject.id === subjectId);
+  const parsed = desiredInterfaceSchema.safeParse({ ...input, subjects: index === -1 ? [] : [input.subjects[index]] });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue ? issue.path.map((part, at) => (at === 1 && issue.path[0] === 'subjects' ? index : part)).join('.') : '';
+    throw new DesiredStateError(`Invalid desired interface: ${path || '(root)'} ${issue?.message ?? ''}`.trim(), path);
+  }
+  return parsed.data.subjects[0] as DesiredSubject | undefined;
+}
+
 /** Thrown when a desired state is malformed; `field` points at the offending value. */
 export class DesiredStateError extends Error {
   override name = 'DesiredStateError';

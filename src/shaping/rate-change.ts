@@ -3,7 +3,7 @@ import { KernelError } from './errors.js';
 import type { Executor } from './executor.js';
 import { ifbNameFor } from './ifb-name.js';
 import { interfaceLockKey, interfaceLocks } from './lock.js';
-import { parseDesiredInterface, type DesiredInterface } from './model.js';
+import { parseSubjectOf, type DesiredInterface } from './model.js';
 import { op, type Operation } from './operations.js';
 import type { PlanCapabilities } from './plan.js';
 import { htbClassArgs } from './rates.js';
@@ -36,9 +36,10 @@ export async function changeSubjectRate(
   caps: PlanCapabilities,
   options: ReconcileOptions = {},
 ): Promise<RateChangeResult> {
-  const valid = parseDesiredInterface(desired);
-  const subject = valid.subjects.find((s) => s.id === subjectId);
-  const fallback = async (): Promise<RateChangeResult> => ({ ...(await reconcileInterface(valid, executor, caps, options)), fastPath: false });
+  // Only the changed subject is checked here; the fallback (a full reconcile) checks everything.
+  const subject = parseSubjectOf(desired, subjectId);
+  const valid = desired;
+  const fallback = async (): Promise<RateChangeResult> => ({ ...(await reconcileInterface(desired, executor, caps, options)), fastPath: false });
   if (subject === undefined) return fallback();
   // Placement is untouched by a rate change (no prefix or class appears or goes), so nothing about
   // rejected subjects changes either: the fast path reports none and its caller updates this subject only.

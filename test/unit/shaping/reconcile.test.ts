@@ -6,6 +6,7 @@ import { KernelError } from '../../../src/shaping/errors.js';
 import { ifbNameFor } from '../../../src/shaping/ifb-name.js';
 import { KeyedMutex } from '../../../src/shaping/lock.js';
 import type { Capabilities } from '../../../src/shaping/probe.js';
+import { DesiredStateError, parseDesiredInterface } from '../../../src/shaping/model.js';
 import { changeSubjectRate } from '../../../src/shaping/rate-change.js';
 import { planFromKernel, printPlan, reconcileInterface, removeInterface } from '../../../src/shaping/reconcile.js';
 import { RecordingExecutor, type CannedResponse } from '../../../src/shaping/recording-executor.js';
@@ -129,4 +130,24 @@ test('when the kernel refuses the class change (class missing), the fast path fa
   const result = await changeSubjectRate(desired, 'a', { downKbps: 8000, upKbps: 4000 }, kernel, { leaf: 'pfifo' });
   assert.equal(result.fastPath, false);
   assert.equal(result.operations.length, 1, 'the reconcile found the one class to change');
+});
+
+test('the fast path checks the changed subject (a bad cap is a DesiredStateError naming it), not the whole interface', async () => {
+  const kernel = new RecordingExecutor();
+  const desired = fixtureDesired();
+  desired.subjects[1]!.downKbps = -5;
+  await assert.rejects(changeSubjectRate(desired, 'b', { downKbps: 1_234_567, upKbps: 0 }, kernel, { leaf: 'pfifo' }), (error: unknown) => {
+    assert.ok(error instanceof DesiredStateError);
+    assert.equal(error.field, 'subjects.1.downKbps');
+    return true;
+  });
+  assert.equal(kernel.calls.length, 0, 'nothing ran');
+  // Another subject's problem (two subjects on one class minor) is not this path's to find: the
+  // full reconcile it falls back to, or the next one, refuses it.
+  const clash = fixtureDesired();
+  clash.subjects[2]!.classMinor = 2;
+  clash.subjects[0]!.downKbps = 9000;
+  const result = await changeSubjectRate(clash, 'a', { downKbps: 8000, upKbps: 4000 }, kernel, { leaf: 'pfifo' });
+  assert.equal(result.fastPath, true);
+  assert.throws(() => parseDesiredInterface(clash), DesiredStateError);
 });

@@ -1,0 +1,443 @@
+/**
+ * The agent's core: the single writer of `tc` and the single reader of counters on its node.
+ *
+ * Its state is a SQLite file migrated with the plugin's own migrations, so the engine runs here
+ * exactly as it always has: `bw_limits` holds the node's desired state (what the panel pushed,
+ * with the class minors the panel allocated), the {@link LimitApplier} brings the kernel in line
+ * with it, and the {@link Collector} writes each tick's deltas to `bw_usage`, whose autoincrement
+ * id is the ledger's sequence number (SQLite's AUTOINCREMENT never reuses one, also after
+ * retention deletes rows). Nothing here needs the panel: caps come back after a reboot from the
+ * state file, and counting goes on while the panel is away.
+ *
+ * The panel machine's own node is this class too, run in the panel's process (see LocalLink).
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Knex } from 'knex';
+import knexFactory from 'knex';
+
+import { knexConfigFromUrl } from '../../db/connect.js';
+import { migrateLatest } from '../../db/migrate.js';
+import { isLimited, limitsOnInterface, toLimitRow, type LimitRow } from '../../db/limits.js';
+import { LimitApplier } from '../../limits/applier.js';
+import { Collector } from '../../accounting/collector.js';
+import type { BillingBytes } from '../../accounting/billing.js';
+import { LiveRates } from '../../live/live-rates.js';
+import type { Logger } from '../../plugin-api.js';
+import type { Executor } from '../../shaping/executor.js';
+import { KeyedMutex, interfaceLockKey } from '../../shaping/lock.js';
+import type { PlanCapabilities } from '../../shaping/plan.js';
+import { probeCapabilities, type Capabilities } from '../../shaping/probe.js';
+import { IntervalLoop } from '../../interval-loop.js';
+import { DAY_MS } from '../../accounting/buckets.js';
+import {
+  PROTOCOL_VERSION, subjectKey,
+  type InterfaceReport, type InterfaceState, type LedgerEntry, type LedgerPage, type NodeHealth, type NodeRates, type NodeSubject,
+} from '../protocol.js';
+import { PACKAGE_VERSION } from './version.js';
+
+export interface AgentCoreOptions {
+  /** The node's name (what the panel's networks and VMs refer to). */
+  node: string;
+  /** The state file (`:memory:` for a throwaway state). */
+  statePath: string;
+  executor: Executor;
+  /** `local` runs tc; `recording` is a dry run (nothing runs, nothing is counted). */
+  mode: 'local' | 'recording';
+  /** Why this executor (for the dry-run status text). */
+  modeReason?: string;
+  logger: Logger;
+  /** @default Date.now */
+  now?: () => number;
+  /** Ledger retention in days. @default 30 */
+  ledgerDays?: number;
+  billing?: BillingBytes;
+  vmSource?: 'sysfs' | 'vnstat';
+  ceilingBitsPerSecond?: bigint;
+  /** The capabilities a dry run plans with. @default { leaf: 'fq_codel' } */
+  dryRunCapabilities?: PlanCapabilities;
+}
+
+/** Events the core emits: `ledger` (head after a tick that recorded something), `interface` (a state was applied). */
+export interface AgentEvents {
+  ledger: [{ head: number }];
+  interface: [InterfaceReport];
+}
+
+type Row = Record<string, unknown>;
+
+/** Builds the node's `bw_limits` row values of one pushed subject. */
+function subjectRow(name: string, state: InterfaceState, subject: NodeSubject, now: number): Row {
+  return {
+    subject_type: subject.type,
+    subject_id: subject.id,
+    name: subject.name,
+    node: 'local',
+    network_id: null,
+    interface: name,
+    netns: state.netns,
+    interface_kind: state.kind,
+    addresses: JSON.stringify(subject.addresses),
+    public_key: subject.publicKey,
+    up_kbps: subject.upKbps,
+    down_kbps: subject.downKbps,
+    class_minor: subject.classMinor,
+    status: 'pending',
+    last_error: null,
+    reason: null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+/** True when the kernel needs nothing new for this subject: same caps, class and addresses as applied. */
+const unchanged = (before: LimitRow, after: NodeSubject): boolean =>
+  before.upKbps === after.upKbps && before.downKbps === after.downKbps && before.classMinor === after.classMinor &&
+  before.addresses.join() === after.addresses.join() && before.publicKey === after.publicKey && before.name === after.name;
+
+export class AgentCore extends EventEmitter<AgentEvents> {
+  readonly node: string;
+  private readonly started: number;
+  private readonly applier: LimitApplier;
+  readonly collector: Collector | null;
+  private readonly live: LiveRates | null;
+  private readonly putLocks = new KeyedMutex({ fileLocks: null });
+  private loops: IntervalLoop[] = [];
+  private probed: Promise<Capabilities> | null = null;
+
+  private constructor(
+    readonly db: Knex,
+    readonly ledgerId: string,
+    private readonly options: AgentCoreOptions,
+  ) {
+    super();
+    this.node = options.node;
+    this.started = (options.now ?? Date.now)();
+    this.applier = new LimitApplier({
+      db,
+      executor: options.executor,
+      mode: options.mode,
+      reason: options.modeReason ?? options.mode,
+      capabilities: async () => (options.mode === 'recording' ? (options.dryRunCapabilities ?? { leaf: 'fq_codel' }) : { leaf: (await this.capabilities()).leaf }),
+      logger: options.logger,
+    });
+    this.collector = options.mode === 'local'
+      ? new Collector({
+        db,
+        executor: options.executor,
+        logger: options.logger,
+        retention: { rawDays: options.ledgerDays ?? 30, hourlyDays: options.ledgerDays ?? 30, dailyDays: options.ledgerDays ?? 30 },
+        ...(options.ceilingBitsPerSecond ? { ceilingBitsPerSecond: options.ceilingBitsPerSecond } : {}),
+        ...(options.vmSource ? { vmSource: options.vmSource } : {}),
+        ...(options.billing ? { billing: options.billing } : {}),
+        ...(options.now ? { now: options.now } : {}),
+      })
+      : null;
+    const collector = this.collector;
+    this.live = collector ? new LiveRates(() => collector.sample(), collector.counting) : null;
+  }
+
+  /** Opens (creating and migrating if needed) the state file and returns the core. */
+  static async open(options: AgentCoreOptions): Promise<AgentCore> {
+    const db = knexFactory(knexConfigFromUrl(`sqlite:${options.statePath}`));
+    try {
+      await migrateLatest(db);
+      if (!(await db.schema.hasTable('bw_agent_meta'))) {
+        await db.schema.createTable('bw_agent_meta', (table) => {
+          table.string('key', 32).primary();
+          table.text('value').notNullable();
+        });
+      }
+      if (!(await db.schema.hasTable('bw_agent_interfaces'))) {
+        await db.schema.createTable('bw_agent_interfaces', (table) => {
+          table.string('interface', 15).notNullable();
+          table.string('netns', 64).notNullable().defaultTo('');
+          table.string('kind', 16).notNullable();
+          table.bigInteger('version').notNullable();
+          table.bigInteger('updated_at').notNullable();
+          table.primary(['interface', 'netns']);
+        });
+      }
+      await db('bw_agent_meta').insert({ key: 'ledger_id', value: randomUUID() }).onConflict('key').ignore();
+      const ledgerId = String((await db('bw_agent_meta').where({ key: 'ledger_id' }).first()).value);
+      return new AgentCore(db, ledgerId, options);
+    } catch (error) {
+      await db.destroy();
+      throw error;
+    }
+  }
+
+  get mode(): 'local' | 'recording' {
+    return this.options.mode;
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  /** The probe's result (once per core). A dry run reports what it plans with instead of probing. */
+  capabilities(): Promise<Capabilities> {
+    this.probed ??= probeCapabilities(this.options.executor);
+    return this.probed;
+  }
+
+  async health(): Promise<NodeHealth> {
+    let capabilities: Record<string, unknown>;
+    if (this.options.mode === 'recording') {
+      capabilities = { dryRun: true, leaf: (this.options.dryRunCapabilities ?? { leaf: 'fq_codel' }).leaf };
+    } else {
+      const probe = await this.capabilities();
+      capabilities = { leaf: probe.leaf, classifier: probe.classifier, canShape: probe.canShape, ifb: probe.ifb, clsact: probe.qdiscs.clsact, iproute2: probe.iproute2Version };
+    }
+    return {
+      node: this.node,
+      version: PACKAGE_VERSION,
+      protocol: PROTOCOL_VERSION,
+      uptimeS: Math.floor((this.now() - this.started) / 1000),
+      capabilities,
+      ledgerId: this.ledgerId,
+      ledgerHead: await this.ledgerHead(),
+      mode: this.options.mode,
+    };
+  }
+
+  /** The highest sequence number ever given (SQLite keeps it in sqlite_sequence, also after deletes). */
+  async ledgerHead(): Promise<number> {
+    const row = (await this.db('sqlite_sequence').where({ name: 'bw_usage' }).first()) as Row | undefined;
+    return row ? Number(row.seq) : 0;
+  }
+
+  /**
+   * Takes the full desired state of one interface, stores it, brings the kernel in line and answers
+   * with each subject's outcome. A state older than the one held changes nothing (`stale`).
+   * A push that only moves one capped subject's rate takes the engine's fast path.
+   */
+  async putInterface(name: string, state: InterfaceState): Promise<InterfaceReport> {
+    return this.putLocks.run(interfaceLockKey(name, state.netns ?? undefined), async () => {
+      const held = await this.heldVersion(name, state.netns);
+      if (held !== null && state.version < held) return { ...(await this.report(name, state.netns, held, [])), stale: true };
+      const before = await limitsOnInterface(this.db, 'local', name, state.netns);
+      const beforeById = new Map(before.map((row) => [subjectKey(row.subjectType, row.subjectId), row]));
+      const now = this.now();
+      // Subjects that lived on another interface of this node: that one is reconciled afterwards.
+      const movedFrom = new Map<string, { interface: string; netns: string | null }>();
+      await this.db.transaction(async (trx) => {
+        for (const subject of state.subjects) {
+          const elsewhere = (await trx('bw_limits').where({ subject_type: subject.type, subject_id: subject.id }).first()) as Row | undefined;
+          if (elsewhere && (elsewhere.interface !== name || (elsewhere.netns ?? null) !== state.netns)) {
+            const ref = { interface: String(elsewhere.interface), netns: elsewhere.netns ? String(elsewhere.netns) : null };
+            movedFrom.set(JSON.stringify(ref), ref);
+          }
+        }
+        await trx('bw_limits').whereIn(['subject_type', 'subject_id'], state.subjects.map((s) => [s.type, s.id])).whereNot((q) => {
+          q.where({ interface: name });
+          if (state.netns === null) q.whereNull('netns');
+          else q.where({ netns: state.netns });
+        }).delete();
+        const onInterface = trx('bw_limits').where({ node: 'local', interface: name });
+        if (state.netns === null) onInterface.whereNull('netns');
+        else onInterface.where({ netns: state.netns });
+        await onInterface.delete();
+        const rows = state.subjects.map((subject) => {
+          const row = subjectRow(name, state, subject, now);
+          const previous = beforeById.get(subjectKey(subject.type, subject.id));
+          // An unchanged subject keeps its status: the fast path and the reports rely on it.
+          if (previous && unchanged(previous, subject)) {
+            Object.assign(row, { status: previous.status, last_error: previous.lastError, reason: previous.reason, applied_at: previous.appliedAt?.getTime() ?? null });
+          }
+          return row;
+        });
+        for (let i = 0; i < rows.length; i += 200) await trx('bw_limits').insert(rows.slice(i, i + 200));
+        await trx('bw_agent_interfaces')
+          .insert({ interface: name, netns: state.netns ?? '', kind: state.kind, version: state.version, updated_at: now })
+          .onConflict(['interface', 'netns'])
+          .merge();
+      });
+      const outcome = await this.applier.applyInterface(name, state.netns, this.rateChangeOf(before, state));
+      for (const ref of movedFrom.values()) await this.applier.applyInterface(ref.interface, ref.netns);
+      const report = await this.report(name, state.netns, state.version, outcome.operations, outcome);
+      this.emit('interface', report);
+      return report;
+    });
+  }
+
+  /** The one capped subject whose rate alone changed (everything else as applied), for the fast path. */
+  private rateChangeOf(before: LimitRow[], state: InterfaceState): { subjectId: string; previous: { upKbps: number; downKbps: number } } | undefined {
+    if (before.length !== state.subjects.length) return undefined;
+    const byId = new Map(before.map((row) => [subjectKey(row.subjectType, row.subjectId), row]));
+    let changed: { subjectId: string; previous: { upKbps: number; downKbps: number } } | undefined;
+    for (const subject of state.subjects) {
+      const previous = byId.get(subjectKey(subject.type, subject.id));
+      if (!previous || previous.status !== 'applied' || previous.interfaceKind !== state.kind) return undefined;
+      if (unchanged(previous, subject)) continue;
+      const onlyRate = previous.classMinor === subject.classMinor && previous.addresses.join() === subject.addresses.join() && previous.publicKey === subject.publicKey;
+      if (!onlyRate || changed || !isLimited(previous) || !isLimited(subject)) return undefined;
+      changed = { subjectId: subject.id, previous: { upKbps: previous.upKbps, downKbps: previous.downKbps } };
+    }
+    return changed;
+  }
+
+  private async heldVersion(name: string, netns: string | null): Promise<number | null> {
+    const row = (await this.db('bw_agent_interfaces').where({ interface: name, netns: netns ?? '' }).first()) as Row | undefined;
+    return row ? Number(row.version) : null;
+  }
+
+  private async report(
+    name: string,
+    netns: string | null,
+    version: number,
+    operations: string[],
+    outcome?: { status: InterfaceReport['status']; reason: InterfaceReport['reason']; error: string | null },
+  ): Promise<InterfaceReport> {
+    const rows = await limitsOnInterface(this.db, 'local', name, netns);
+    const worst = rows.find((row) => row.status === 'failed') ?? rows.find((row) => row.status === 'pending');
+    return {
+      interface: name,
+      netns,
+      version,
+      stale: false,
+      status: outcome?.status ?? worst?.status ?? 'applied',
+      reason: outcome?.reason ?? worst?.reason ?? null,
+      error: outcome?.error ?? worst?.lastError ?? null,
+      operations,
+      subjects: rows.map((row) => ({ type: row.subjectType, id: row.subjectId, status: row.status, reason: row.reason, error: row.lastError })),
+    };
+  }
+
+  /** The state the agent holds for one interface (null when it holds none). */
+  async interfaceState(name: string, netns: string | null): Promise<InterfaceState | null> {
+    const held = (await this.db('bw_agent_interfaces').where({ interface: name, netns: netns ?? '' }).first()) as Row | undefined;
+    if (!held) return null;
+    const rows = await limitsOnInterface(this.db, 'local', name, netns);
+    return {
+      version: Number(held.version),
+      kind: held.kind === 'vm' ? 'vm' : 'wireguard',
+      netns,
+      subjects: rows.map((row) => ({
+        type: row.subjectType, id: row.subjectId, name: row.name, classMinor: row.classMinor, addresses: row.addresses,
+        publicKey: row.publicKey, upKbps: row.upKbps, downKbps: row.downKbps,
+      })),
+    };
+  }
+
+  /** Every interface the agent holds a state for. */
+  async interfaces(): Promise<{ interface: string; netns: string | null; kind: 'wireguard' | 'vm'; version: number }[]> {
+    const rows = (await this.db('bw_agent_interfaces').orderBy(['interface', 'netns'])) as Row[];
+    return rows.map((row) => ({ interface: String(row.interface), netns: row.netns ? String(row.netns) : null, kind: row.kind === 'vm' ? 'vm' : 'wireguard', version: Number(row.version) }));
+  }
+
+  /** Forgets an interface's state and removes the engine's tree from it. */
+  async deleteInterface(name: string, netns: string | null): Promise<InterfaceReport> {
+    return this.putLocks.run(interfaceLockKey(name, netns ?? undefined), async () => {
+      const held = (await this.heldVersion(name, netns)) ?? 0;
+      await this.db.transaction(async (trx) => {
+        const onInterface = trx('bw_limits').where({ node: 'local', interface: name });
+        if (netns === null) onInterface.whereNull('netns');
+        else onInterface.where({ netns });
+        await onInterface.delete();
+        await trx('bw_agent_interfaces').where({ interface: name, netns: netns ?? '' }).delete();
+      });
+      const outcome = await this.applier.removeInterface(name, netns);
+      return { ...(await this.report(name, netns, held, outcome.operations, outcome)), subjects: [] };
+    });
+  }
+
+  /** Reconciles every interface the state holds (at start: caps come back after a reboot). */
+  async reconcileAll(): Promise<InterfaceReport[]> {
+    const reports: InterfaceReport[] = [];
+    for (const held of await this.interfaces()) {
+      await this.putLocks.run(interfaceLockKey(held.interface, held.netns ?? undefined), async () => {
+        const outcome = await this.applier.applyInterface(held.interface, held.netns);
+        reports.push(await this.report(held.interface, held.netns, held.version, outcome.operations, outcome));
+      });
+    }
+    return reports;
+  }
+
+  /** One collector tick into the ledger; emits `ledger` when the head moved. Null in a dry run. */
+  async collect(): Promise<{ head: number; recorded: number } | null> {
+    if (!this.collector) return null;
+    const before = await this.ledgerHead();
+    const result = await this.collector.tick();
+    const head = await this.ledgerHead();
+    if (head !== before) this.emit('ledger', { head });
+    return { head, recorded: result.usageRows };
+  }
+
+  /** Ledger entries after `after`, oldest first, at most `limit`. */
+  async ledger(after: number, limit: number): Promise<LedgerPage> {
+    const rows = (await this.db('bw_usage').where('id', '>', after).orderBy('id').limit(limit)) as Row[];
+    const oldest = (await this.db('bw_usage').min({ id: 'id' }).first()) as Row | undefined;
+    const entries: LedgerEntry[] = rows.map((row) => ({
+      seq: Number(row.id),
+      subjectType: row.subject_type === 'vm' ? 'vm' : 'peer',
+      subjectId: String(row.subject_id),
+      source: String(row.source),
+      interface: String(row.interface),
+      periodStart: Number(row.period_start),
+      periodEnd: Number(row.period_end),
+      upBytes: String(row.up_bytes),
+      downBytes: String(row.down_bytes),
+    }));
+    return {
+      node: this.node,
+      ledgerId: this.ledgerId,
+      head: await this.ledgerHead(),
+      oldest: oldest?.id === null || oldest?.id === undefined ? null : Number(oldest.id),
+      entries,
+    };
+  }
+
+  /** Rates of the last collector tick per subject. */
+  tickRates(): NodeRates {
+    const rates: NodeRates = {};
+    for (const [key, rate] of this.collector?.rates() ?? []) rates[key] = { ...rate };
+    return rates;
+  }
+
+  /** Rates since the previous call (per second while a live page listens). */
+  async liveRates(): Promise<NodeRates> {
+    const rates: NodeRates = {};
+    if (!this.live) return rates;
+    const at = this.now();
+    for (const [key, rate] of await this.live.next()) {
+      rates[key] = { upKbps: rate.upKbps, downKbps: rate.downKbps, classUpKbps: rate.classUpKbps ?? null, classDownKbps: rate.classDownKbps ?? null, at };
+    }
+    return rates;
+  }
+
+  /** Forget the live baseline (nobody listens). */
+  resetLive(): void {
+    this.live?.reset();
+  }
+
+  /**
+   * Runs the agent's own loops: reconcile now (caps come back after a reboot without the panel),
+   * then every `reconcileIntervalS`; collect every `collectIntervalS`.
+   */
+  start(intervals: { collectIntervalS: number; reconcileIntervalS: number }): void {
+    if (this.loops.length > 0) return;
+    const { logger } = this.options;
+    this.loops.push(new IntervalLoop('agent reconcile', () => this.reconcileAll(), intervals.reconcileIntervalS * 1000, logger));
+    if (this.collector) this.loops.push(new IntervalLoop('agent collect', () => this.collect(), intervals.collectIntervalS * 1000, logger));
+    for (const loop of this.loops) loop.start();
+  }
+
+  /** Runs one collect now (or waits for the one in progress) — for `collect` on demand. */
+  async collectNow(): Promise<void> {
+    const loop = this.loops[1];
+    if (loop) await loop.runOnce();
+    else await this.collect();
+  }
+
+  /** Stops the loops and closes the state file. */
+  async close(): Promise<void> {
+    await Promise.all(this.loops.map((loop) => loop.stop()));
+    this.loops = [];
+    this.removeAllListeners();
+    await this.db.destroy();
+  }
+}
+
+/** Ledger retention as milliseconds (for docs and tests). */
+export const ledgerRetentionMs = (days: number): number => days * DAY_MS;

@@ -55,11 +55,19 @@ export async function readInterfaceCounters(executor: Executor, iface: string, n
 }
 
 
+/** What pages, the API and metrics read of accounting: rates of the last tick and the tick's health. */
+export interface CollectorView {
+  rates(): ReadonlyMap<string, Rate>;
+  readonly lastTick: { at: number; durationMs: number; error: string | null } | null;
+  readonly lastSuccess: number | null;
+  readonly errorCount: number;
+}
+
 /**
  * One collector: reads the counters of every known subject (peers from `wg show dump`, VMs from
  * their tap's sysfs counters), writes them as one tick, and keeps live rates in memory.
  */
-export class Collector {
+export class Collector implements CollectorView {
   private readonly rateBySubject = new Map<string, Rate>();
   private readonly node: string;
   private lastRun: { at: number; durationMs: number; error: string | null; result: TickResult | null } | null = null;

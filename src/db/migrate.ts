@@ -13,6 +13,7 @@ import * as m0011 from '../../migrations/0011_create_bw_locks.js';
 import * as m0012 from '../../migrations/0012_cover_usage_rollup_ranges.js';
 import * as m0013 from '../../migrations/0013_add_outcome_reason.js';
 import * as m0014 from '../../migrations/0014_add_bw_counters_last_delta.js';
+import * as m0015 from '../../migrations/0015_create_bw_node_cursors.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -35,6 +36,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0012_cover_usage_rollup_ranges', m0012],
   ['0013_add_outcome_reason', m0013],
   ['0014_add_bw_counters_last_delta', m0014],
+  ['0015_create_bw_node_cursors', m0015],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */
@@ -51,6 +53,7 @@ export const PLUGIN_TABLES = [
   'bw_agents',
   'bw_events',
   'bw_locks',
+  'bw_node_cursors',
 ] as const;
 
 const source: Knex.MigrationSource<string> = {

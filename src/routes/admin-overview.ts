@@ -13,7 +13,7 @@ import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format
 import { outcomeVerdict, reasonText } from '../views/reason.js';
 import { httpAnswer } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
-import type { Collector } from '../accounting/collector.js';
+import type { CollectorView as Collector } from '../accounting/collector.js';
 import { currentRates, type Rate } from '../accounting/rates.js';
 import { countOptionsOf } from '../accounting/billing.js';
 import { utilisation } from '../accounting/utilisation.js';

@@ -5,7 +5,7 @@ import { getLimit } from '../db/limits.js';
 import { listEvents } from '../db/events.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
 import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
-import type { Collector } from '../accounting/collector.js';
+import type { CollectorView as Collector } from '../accounting/collector.js';
 import { currentRates } from '../accounting/rates.js';
 import type { CountOptions } from '../accounting/billing.js';
 import { utilisation } from '../accounting/utilisation.js';

@@ -8,7 +8,7 @@ import { bandwidthFields } from '../hooks/register-hooks.js';
 import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
 import { inputError, notFound, pageParams, parseId } from './errors.js';
 import { NotFoundError } from '../errors.js';
-import type { Collector } from '../accounting/collector.js';
+import type { CollectorView as Collector } from '../accounting/collector.js';
 import { currentRates } from '../accounting/rates.js';
 import type { CountOptions } from '../accounting/billing.js';
 import { utilisation } from '../accounting/utilisation.js';

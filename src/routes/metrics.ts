@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import client from 'prom-client';
 import type { Knex } from 'knex';
 import type { Host } from '../plugin-api.js';
-import type { Collector } from '../accounting/collector.js';
+import type { CollectorView as Collector } from '../accounting/collector.js';
 import { sumBigint, toBigInt } from '../db/bigint.js';
 import { directionUtilisation } from '../accounting/utilisation.js';
 import { OUTCOME_REASONS } from '../limits/outcome-reason.js';

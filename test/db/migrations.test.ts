@@ -54,6 +54,7 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
       result: 'pending', message: 'ünïcode ✓ and "quotes"', reason: 'interface_missing',
     },
     bw_locks: { name: 'roundtrip', held_at: NOW },
+    bw_node_cursors: { node: 'hv-01', ledger_id: '3f0c8a52-6b0e-4d4e-9a57-0d8f3c1e2b7a', seq: fromBigInt(SIGNED_MAX), updated_at: NOW },
   };
 }
 

@@ -14,10 +14,8 @@ import { mountOverview, PLUGIN_VIEWS } from './routes/admin-overview.js';
 import { mountBandwidthApi } from './routes/api-bandwidth.js';
 import { registerHooks } from './hooks/register-hooks.js';
 import { chooseExecutor } from './limits/executor-choice.js';
-import { LimitApplier } from './limits/applier.js';
 import { LimitsService } from './limits/service.js';
 import { IntervalLoop } from './interval-loop.js';
-import { Collector } from './accounting/collector.js';
 import { takeClock } from './clock.js';
 import { countOptionsOf } from './accounting/billing.js';
 import { mountUsageApi } from './routes/api-usage.js';
@@ -25,11 +23,13 @@ import { createMetrics, mountMetrics } from './routes/metrics.js';
 import { exportCsv } from './routes/export-csv.js';
 import { routeErrors } from './routes/errors.js';
 import { mountSubjectPage } from './routes/admin-subject.js';
-import { LiveRates } from './live/live-rates.js';
 import { RateStream } from './live/rate-stream.js';
-import { probeCapabilities } from './shaping/probe.js';
-import type { PlanCapabilities } from './shaping/plan.js';
 import { formatCaps } from './views/format.js';
+import { AgentCore } from './nodes/agent/core.js';
+import { LocalLink, type NodeLink } from './nodes/link.js';
+import { NodeApplier } from './nodes/panel/applier.js';
+import { NodeAccounting } from './nodes/panel/accounting.js';
+import { localStatePath } from './nodes/panel/local-state.js';
 
 export type * from './plugin-api.js';
 export { HOST_API_VERSION } from './plugin-api.js';
@@ -94,12 +94,24 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const choice = chooseExecutor(settings.executor);
   if (choice.mode === 'recording') host.logger.warn(`shaping runs the recording executor (dry run): ${choice.reason}`);
   else host.logger.info(`shaping runs the local executor: ${choice.reason}`);
-  const capabilities = async (): Promise<PlanCapabilities> =>
-    // A dry run plans for what production kernels have; a real run uses what this kernel has.
-    choice.mode === 'recording' ? { leaf: 'fq_codel' } : { leaf: (await probeCapabilities(choice.executor)).leaf };
-  const applier = new LimitApplier({
-    db: host.db, executor: choice.executor, mode: choice.mode, reason: choice.reason, capabilities, logger: host.logger,
+  // The panel's own machine is a node like the others: its agent runs in this process (one code path).
+  const localCore = await AgentCore.open({
+    node: 'local',
+    statePath: localStatePath(host.db, choice.mode),
+    executor: choice.executor,
+    mode: choice.mode,
+    modeReason: choice.reason,
+    logger: host.logger,
+    now,
+    ledgerDays: settings.retention_raw_days,
+    ceilingBitsPerSecond: BigInt(settings.ceiling_mbps) * 1_000_000n,
+    vmSource: settings.vm_counter_source,
+    billing: settings.billing_bytes,
   });
+  const local = new LocalLink(localCore);
+  const linkOf = (node: string): NodeLink | undefined => (node === 'local' ? local : undefined);
+  const applier = new NodeApplier({ db: host.db, link: linkOf, logger: host.logger, mode: choice.mode, now });
+  const accounting = new NodeAccounting({ db: host.db, local: localCore, link: linkOf, nodes: () => ['local'], logger: host.logger, now });
   const service = new LimitsService(host.db, applier, host.logger, host.records);
 
   const releases: (() => void)[] = [];
@@ -120,18 +132,10 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   releases.push(host.views.addColumn('vm.table', limitColumn));
 
   host.router.use('/bandwidth/static', express.static(join(PLUGIN_ROOT, 'public'), { maxAge: '1h' }));
-  const collector = choice.mode === 'local'
-    ? new Collector({
-      db: host.db,
-      executor: choice.executor,
-      logger: host.logger,
-      retention: { rawDays: settings.retention_raw_days, hourlyDays: settings.retention_hourly_days, dailyDays: settings.retention_daily_days },
-      ceilingBitsPerSecond: BigInt(settings.ceiling_mbps) * 1_000_000n,
-      vmSource: settings.vm_counter_source,
-      now,
-      billing: settings.billing_bytes,
-    })
-    : null;
+  // Accounting reads kernel counters: a dry run has none (pages say so).
+  const collector = choice.mode === 'local' ? accounting : null;
+  const onLedger = () => void accounting.pull('local').catch((error: unknown) => host.logger.warn('ingesting the ledger failed', { node: 'local', error: (error as Error).message }));
+  localCore.on('ledger', onLedger);
   const counting = countOptionsOf(settings);
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
   mountBandwidthApi(host, service, collector, counting, now);
@@ -140,8 +144,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   // Live rates read the class counters too (two tc processes per limited interface, only while a
   // page listens): utilisation compares the bytes a cap governs with the cap.
-  const live = new LiveRates(() => (collector ? collector.sample() : Promise.resolve([])), counting);
-  const stream = new RateStream({ sample: () => live.next(), onIdle: () => live.reset(), logger: host.logger });
+  const stream = new RateStream({ sample: () => accounting.live(), onIdle: () => accounting.resetLive(), logger: host.logger });
   if (overview) {
     host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));
     host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host, now));
@@ -160,8 +163,8 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     resyncNext = true;
   };
   const loops = [new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger)];
-  if (collector) loops.push(new IntervalLoop('collector', () => collector.tick(), settings.collect_interval_s * 1000, host.logger));
   for (const loop of loops) loop.start();
+  localCore.start({ collectIntervalS: settings.collect_interval_s, reconcileIntervalS: null });
 
   let closed = false;
   return {
@@ -170,6 +173,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
       closed = true;
       stream.close();
       await Promise.all(loops.map((loop) => loop.stop()));
+      await localCore.close();
       for (const release of releases.reverse()) release();
     },
   };

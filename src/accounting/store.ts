@@ -82,10 +82,10 @@ function increment(knex: Knex, table: string, column: string): Knex.Raw {
   }
 }
 
-type Rollups = Map<string, { subjectType: string; subjectId: string; bucket: number; up: bigint; down: bigint }>;
+export type Rollups = Map<string, { subjectType: string; subjectId: string; bucket: number; up: bigint; down: bigint }>;
 
 /** Adds a delta to the UTC hour and day buckets that hold its end (see {@link bucketOf}). */
-function addToRollups(rollups: { hourly: Rollups; daily: Rollups }, subjectType: string, subjectId: string, end: number, up: bigint, down: bigint) {
+export function addToRollups(rollups: { hourly: Rollups; daily: Rollups }, subjectType: string, subjectId: string, end: number, up: bigint, down: bigint) {
   for (const [map, bucketMs] of [
     [rollups.hourly, HOUR_MS],
     [rollups.daily, DAY_MS],
@@ -100,7 +100,7 @@ function addToRollups(rollups: { hourly: Rollups; daily: Rollups }, subjectType:
 }
 
 /** Upserts a tick's roll-ups, adding to what the buckets already hold. */
-async function writeRollups(trx: Knex.Transaction, table: 'bw_usage_hourly' | 'bw_usage_daily', column: string, rollups: Rollups) {
+export async function writeRollups(trx: Knex.Transaction, table: 'bw_usage_hourly' | 'bw_usage_daily', column: string, rollups: Rollups) {
   const rows = [...rollups.values()].map((entry) => ({
     subject_type: entry.subjectType,
     subject_id: entry.subjectId,

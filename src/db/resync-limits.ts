@@ -38,14 +38,16 @@ export async function refreshLimits<T extends { row: LimitRow; subject: SubjectL
         const values: Record<string, unknown> = {
           name: subject.name,
           network_id: subject.networkId,
+          node: subject.node ?? 'local',
           interface: subject.interface,
           netns: subject.netns,
           addresses: JSON.stringify(subject.addresses),
           public_key: subject.publicKey ?? null,
           updated_at: now,
         };
-        if (subject.interface !== row.interface && isLimited(row)) {
-          const used = await trx('bw_limits').where({ node: row.node, interface: subject.interface }).whereNotNull('class_minor').pluck('class_minor');
+        const node = subject.node ?? 'local';
+        if ((subject.interface !== row.interface || node !== row.node) && isLimited(row)) {
+          const used = await trx('bw_limits').where({ node, interface: subject.interface }).whereNotNull('class_minor').pluck('class_minor');
           values.class_minor = nextClassMinor(used.map(Number));
         }
         const updated = await trx('bw_limits').where({ id: row.id, updated_at: row.updatedAt.getTime() }).update(values);

@@ -13,6 +13,8 @@ import type { OutcomeReason } from './outcome-reason.js';
 
 /** What applying one interface did. */
 export interface InterfaceOutcome {
+  /** The node the interface is on (absent: the panel's machine). */
+  node?: string;
   interface: string;
   netns: string | null;
   status: 'applied' | 'pending' | 'failed';

@@ -4,7 +4,7 @@ import { peerSubject, vmSubject } from '../hooks/subjects.js';
 import type { HostSubjects } from './host-subjects.js';
 
 /** The host data `bw_limits` copies, by the name the API and the audit log use. */
-export type CopiedField = 'name' | 'network_id' | 'interface' | 'netns' | 'addresses' | 'public_key';
+export type CopiedField = 'name' | 'network_id' | 'node' | 'interface' | 'netns' | 'addresses' | 'public_key';
 
 /** A stored row whose copy of the host's data is out of date. */
 export interface StaleRow {
@@ -29,10 +29,10 @@ const sameSet = (a: string[], b: string[]) => a.length === b.length && [...a].so
 
 function compare(row: LimitRow, subject: SubjectLimit): StaleRow | undefined {
   const stored: Record<CopiedField, unknown> = {
-    name: row.name, network_id: row.networkId, interface: row.interface, netns: row.netns, addresses: row.addresses, public_key: row.publicKey,
+    name: row.name, network_id: row.networkId, node: row.node, interface: row.interface, netns: row.netns, addresses: row.addresses, public_key: row.publicKey,
   };
   const host: Record<CopiedField, unknown> = {
-    name: subject.name, network_id: subject.networkId, interface: subject.interface, netns: subject.netns,
+    name: subject.name, network_id: subject.networkId, node: subject.node ?? 'local', interface: subject.interface, netns: subject.netns,
     addresses: subject.addresses, public_key: subject.publicKey ?? null,
   };
   const stale: StaleRow = { row, subject, old: {}, new: {}, shapingChanged: false };
@@ -41,7 +41,7 @@ function compare(row: LimitRow, subject: SubjectLimit): StaleRow | undefined {
     if (same) continue;
     stale.old[field] = stored[field];
     stale.new[field] = host[field];
-    if (field === 'interface' || field === 'netns' || field === 'addresses') stale.shapingChanged = true;
+    if (field === 'node' || field === 'interface' || field === 'netns' || field === 'addresses') stale.shapingChanged = true;
   }
   return Object.keys(stale.new).length > 0 ? stale : undefined;
 }
@@ -98,7 +98,7 @@ export function touchedInterfaces(gone: LimitRow[], stale: StaleRow[]): Interfac
   for (const { row, subject, shapingChanged } of stale) {
     if (!shapingChanged || !isLimited(row)) continue;
     add({ node: row.node, interface: row.interface, netns: row.netns });
-    add({ node: row.node, interface: subject.interface, netns: subject.netns });
+    add({ node: subject.node ?? 'local', interface: subject.interface, netns: subject.netns });
   }
   return [...refs.values()];
 }

@@ -6,9 +6,17 @@ import { nextClassMinor } from '../shaping/class-ids.js';
 import { KeyedMutex } from '../shaping/lock.js';
 import { DesiredStateError, parseDesiredInterface } from '../shaping/model.js';
 import { rejectedSubjects } from '../shaping/plan.js';
-import type { InterfaceOutcome, LimitApplier } from './applier.js';
+import type { InterfaceOutcome } from './applier.js';
 import { desiredInterface } from './desired.js';
 import { resyncWithHost, type ResyncResult } from './resync.js';
+
+/** What the service needs of an applier: the panel's {@link NodeApplier}, or the engine's own LimitApplier (the CLI). */
+export interface Applier {
+  readonly mode: 'local' | 'recording';
+  applyInterface(iface: string, netns: string | null, rateChange?: { subjectId: string; previous: { upKbps: number; downKbps: number } }, node?: string): Promise<InterfaceOutcome>;
+  removeInterface(iface: string, netns: string | null, node?: string): Promise<InterfaceOutcome>;
+  reconcileAll(): Promise<InterfaceOutcome[]>;
+}
 
 const caps = (row: { upKbps: number; downKbps: number } | undefined) => ({ up_kbps: row?.upKbps ?? 0, down_kbps: row?.downKbps ?? 0 });
 
@@ -19,7 +27,7 @@ const caps = (row: { upKbps: number; downKbps: number } | undefined) => ({ up_kb
  */
 export class LimitsService {
   /** Interfaces a resync changed that the next reconcile must visit even with no row left on them. */
-  private readonly touched = new Map<string, { interface: string; netns: string | null }>();
+  private readonly touched = new Map<string, { node: string; interface: string; netns: string | null }>();
   /**
    * One writer per subject in this process: a change reads the stored caps, merges the directions it
    * sets and writes both, so two requests for one subject (`{up}` and `{down}`) must not interleave,
@@ -33,7 +41,7 @@ export class LimitsService {
 
   constructor(
     private readonly db: Knex,
-    readonly applier: LimitApplier,
+    readonly applier: Applier,
     private readonly logger: Logger,
     /** The host's records; without them (the CLI) there is no resync. */
     private readonly records?: HostRecords,
@@ -46,7 +54,7 @@ export class LimitsService {
   async resync(actor: string): Promise<ResyncResult | null> {
     if (!this.records) return null;
     const result = await resyncWithHost(this.db, this.records, actor, this.logger);
-    for (const ref of result.interfaces) this.touched.set(JSON.stringify([ref.interface, ref.netns]), ref);
+    for (const ref of result.interfaces) this.touched.set(JSON.stringify([ref.node, ref.interface, ref.netns]), ref);
     return result;
   }
 
@@ -128,8 +136,8 @@ export class LimitsService {
 
   private async store(subject: SubjectLimit, actor: string, action = 'limit.set'): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
     const { previous, current } = await saveLimit(this.db, subject);
-    const moved = previous && (previous.interface !== current.interface || previous.netns !== current.netns);
-    if (moved && isLimited(previous)) await this.applier.applyInterface(previous.interface, previous.netns);
+    const moved = previous && (previous.node !== current.node || previous.interface !== current.interface || previous.netns !== current.netns);
+    if (moved && isLimited(previous)) await this.applier.applyInterface(previous.interface, previous.netns, undefined, previous.node);
     const needsKernel = isLimited(current) || (previous !== undefined && isLimited(previous)) || current.status !== 'applied';
     const onlyRate =
       previous !== undefined && !moved && previous.status === 'applied' && isLimited(previous) && isLimited(current) &&
@@ -139,6 +147,7 @@ export class LimitsService {
         current.interface,
         current.netns,
         onlyRate ? { subjectId: current.subjectId, previous: { upKbps: previous.upKbps, downKbps: previous.downKbps } } : undefined,
+        current.node,
       )
       : null;
     const changed = !previous || previous.upKbps !== current.upKbps || previous.downKbps !== current.downKbps;
@@ -166,7 +175,7 @@ export class LimitsService {
   private async forget(subjectType: SubjectType, subjectId: string, actor: string): Promise<InterfaceOutcome | null> {
     const previous = await deleteLimit(this.db, subjectType, subjectId);
     if (!previous) return null;
-    const outcome = isLimited(previous) ? await this.applier.applyInterface(previous.interface, previous.netns) : null;
+    const outcome = isLimited(previous) ? await this.applier.applyInterface(previous.interface, previous.netns, undefined, previous.node) : null;
     if (isLimited(previous)) {
       await recordEvent(this.db, {
         actor, subjectType, subjectId, action: 'subject.deleted', oldValue: caps(previous), newValue: null,
@@ -179,14 +188,14 @@ export class LimitsService {
   }
 
   /** A network's interface appeared (or was renamed): move its peers there and apply. */
-  async interfaceAppeared(networkId: string, iface: string, netns: string | null, actor: string): Promise<InterfaceOutcome> {
+  async interfaceAppeared(networkId: string, iface: string, netns: string | null, actor: string, node = 'local'): Promise<InterfaceOutcome> {
     const rows = ((await this.db('bw_limits').where({ subject_type: 'peer', network_id: networkId })) as Record<string, unknown>[]).map(toLimitRow);
     for (const row of rows) {
-      if (row.interface !== iface || row.netns !== netns) {
-        await saveLimit(this.db, { ...row, interface: iface, netns });
+      if (row.interface !== iface || row.netns !== netns || row.node !== node) {
+        await saveLimit(this.db, { ...row, node, interface: iface, netns });
       }
     }
-    const outcome = await this.applier.applyInterface(iface, netns);
+    const outcome = await this.applier.applyInterface(iface, netns, undefined, node);
     if (outcome.operations.length > 0) {
       await recordEvent(this.db, { actor, action: 'interface.applied', newValue: { interface: iface, netns }, result: outcome.status, message: outcome.error, reason: outcome.reason });
     }
@@ -194,10 +203,10 @@ export class LimitsService {
   }
 
   /** An interface went away: remove the plugin's qdiscs and IFB from it. */
-  async interfaceGone(iface: string, netns: string | null, actor: string): Promise<InterfaceOutcome> {
-    const outcome = await this.applier.removeInterface(iface, netns);
+  async interfaceGone(iface: string, netns: string | null, actor: string, node = 'local'): Promise<InterfaceOutcome> {
+    const outcome = await this.applier.removeInterface(iface, netns, node);
     await recordEvent(this.db, {
-      actor, action: 'interface.removed', oldValue: { interface: iface, netns }, result: outcome.status === 'applied' ? 'ok' : 'failed', message: outcome.error, reason: outcome.reason,
+      actor, action: 'interface.removed', oldValue: { node, interface: iface, netns }, result: outcome.status === 'applied' ? 'ok' : 'failed', message: outcome.error, reason: outcome.reason,
     });
     return outcome;
   }
@@ -212,10 +221,10 @@ export class LimitsService {
     }
     const outcomes = await this.applier.reconcileAll();
     // An interface whose last subject a resync dropped has no row left to be found by: visit it too.
-    const visited = new Set(outcomes.map((outcome) => JSON.stringify([outcome.interface, outcome.netns])));
+    const visited = new Set(outcomes.map((outcome) => JSON.stringify([outcome.node ?? 'local', outcome.interface, outcome.netns])));
     for (const [key, ref] of [...this.touched]) {
       this.touched.delete(key);
-      if (!visited.has(key)) outcomes.push(await this.applier.applyInterface(ref.interface, ref.netns));
+      if (!visited.has(key)) outcomes.push(await this.applier.applyInterface(ref.interface, ref.netns, undefined, ref.node));
     }
     for (const outcome of outcomes) {
       if (outcome.operations.length === 0 && outcome.status !== 'failed') continue;

@@ -465,10 +465,10 @@ describe('POST /api/bandwidth/reconcile', () => {
     assert.equal(response.status, 200);
     assert.equal(response.body.changed, 1);
     assert.equal(response.body.dry_run, true);
-    interface Outcome { interface: string; netns: string | null; status: string; operations: string[]; error: string | null; reason: string | null }
+    interface Outcome { node: string; interface: string; netns: string | null; status: string; operations: string[]; error: string | null; reason: string | null }
     const byName = Object.fromEntries((response.body.interfaces as Outcome[]).map((i) => [i.interface, i]));
     assert.deepEqual(Object.keys(byName).sort(), ['tap-web01', 'wg0']);
-    assert.deepEqual(byName['tap-web01'], { interface: 'tap-web01', netns: null, status: 'applied', operations: [], error: null, reason: null });
+    assert.deepEqual(byName['tap-web01'], { node: 'local', interface: 'tap-web01', netns: null, status: 'applied', operations: [], error: null, reason: null });
     const wg0 = byName.wg0!;
     assert.deepEqual([wg0.netns, wg0.status, wg0.reason], [null, 'pending', 'dry_run']);
     assert.match(String(wg0.error), DRY_RUN);

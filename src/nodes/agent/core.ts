@@ -20,7 +20,8 @@ import { knexConfigFromUrl } from '../../db/connect.js';
 import { migrateLatest } from '../../db/migrate.js';
 import { isLimited, limitsOnInterface, toLimitRow, type LimitRow } from '../../db/limits.js';
 import { LimitApplier } from '../../limits/applier.js';
-import { Collector } from '../../accounting/collector.js';
+import { Collector, readInterfaceCounters } from '../../accounting/collector.js';
+import type { InterfaceCounters } from '../../accounting/sysfs.js';
 import type { BillingBytes } from '../../accounting/billing.js';
 import { LiveRates } from '../../live/live-rates.js';
 import type { Logger } from '../../plugin-api.js';
@@ -103,6 +104,7 @@ export class AgentCore extends EventEmitter<AgentEvents> {
   private readonly live: LiveRates | null;
   private readonly putLocks = new KeyedMutex({ fileLocks: null });
   private loops: IntervalLoop[] = [];
+  private collectLoop: IntervalLoop | null = null;
   private probed: Promise<Capabilities> | null = null;
 
   private constructor(
@@ -229,25 +231,30 @@ export class AgentCore extends EventEmitter<AgentEvents> {
             movedFrom.set(JSON.stringify(ref), ref);
           }
         }
-        await trx('bw_limits').whereIn(['subject_type', 'subject_id'], state.subjects.map((s) => [s.type, s.id])).whereNot((q) => {
-          q.where({ interface: name });
-          if (state.netns === null) q.whereNull('netns');
-          else q.where({ netns: state.netns });
-        }).delete();
-        const onInterface = trx('bw_limits').where({ node: 'local', interface: name });
-        if (state.netns === null) onInterface.whereNull('netns');
-        else onInterface.where({ netns: state.netns });
-        await onInterface.delete();
-        const rows = state.subjects.map((subject) => {
-          const row = subjectRow(name, state, subject, now);
+        // Only what changed is written: unchanged subjects keep their rows (ids, statuses), so a
+        // push of a large interface that moves one rate costs one row, not all of them.
+        const wanted = new Set(state.subjects.map((subject) => subjectKey(subject.type, subject.id)));
+        const gone = before.filter((row) => !wanted.has(subjectKey(row.subjectType, row.subjectId))).map((row) => row.id);
+        for (let i = 0; i < gone.length; i += 500) await trx('bw_limits').whereIn('id', gone.slice(i, i + 500)).delete();
+        for (const ref of movedFrom.values()) {
+          const query = trx('bw_limits').where({ interface: ref.interface }).whereIn(['subject_type', 'subject_id'], state.subjects.map((s) => [s.type, s.id]));
+          if (ref.netns === null) query.whereNull('netns');
+          else query.where({ netns: ref.netns });
+          await query.delete();
+        }
+        const changed = state.subjects.flatMap((subject) => {
           const previous = beforeById.get(subjectKey(subject.type, subject.id));
-          // An unchanged subject keeps its status: the fast path and the reports rely on it.
-          if (previous && unchanged(previous, subject)) {
-            Object.assign(row, { status: previous.status, last_error: previous.lastError, reason: previous.reason, applied_at: previous.appliedAt?.getTime() ?? null });
-          }
-          return row;
+          return previous && !unchanged(previous, subject) ? [{ previous, subject }] : [];
         });
-        for (let i = 0; i < rows.length; i += 200) await trx('bw_limits').insert(rows.slice(i, i + 200));
+        // A class minor may move between two subjects in one push: free the moving ones first.
+        const moving = changed.filter(({ previous, subject }) => previous.classMinor !== subject.classMinor).map(({ previous }) => previous.id);
+        for (let i = 0; i < moving.length; i += 500) await trx('bw_limits').whereIn('id', moving.slice(i, i + 500)).update({ class_minor: null });
+        for (const { previous, subject } of changed) {
+          const { created_at: _created, subject_type: _type, subject_id: _id, ...values } = subjectRow(name, state, subject, now);
+          await trx('bw_limits').where({ id: previous.id }).update(values);
+        }
+        const added = state.subjects.filter((subject) => !beforeById.has(subjectKey(subject.type, subject.id))).map((subject) => subjectRow(name, state, subject, now));
+        for (let i = 0; i < added.length; i += 200) await trx('bw_limits').insert(added.slice(i, i + 200));
         await trx('bw_agent_interfaces')
           .insert({ interface: name, netns: state.netns ?? '', kind: state.kind, version: state.version, updated_at: now })
           .onConflict(['interface', 'netns'])
@@ -324,6 +331,23 @@ export class AgentCore extends EventEmitter<AgentEvents> {
   async interfaces(): Promise<{ interface: string; netns: string | null; kind: 'wireguard' | 'vm'; version: number }[]> {
     const rows = (await this.db('bw_agent_interfaces').orderBy(['interface', 'netns'])) as Row[];
     return rows.map((row) => ({ interface: String(row.interface), netns: row.netns ? String(row.netns) : null, kind: row.kind === 'vm' ? 'vm' : 'wireguard', version: Number(row.version) }));
+  }
+
+  /**
+   * Every VM the agent holds, by name; with `counters`, its tap's byte counters now (sysfs, read
+   * through the executor inside a namespace; null when unreadable: the tap is gone, or a dry run
+   * inside a namespace). For the VM-side design's jobs (`BANDWIDTH_COLLECT`, `NET_EGRESS_CAP_SET`).
+   */
+  async vms(options: { counters?: boolean } = {}): Promise<{ id: string; name: string; interface: string; netns: string | null; counters: InterfaceCounters | null }[]> {
+    const rows = (await this.db('bw_limits').where({ node: 'local', subject_type: 'vm' }).orderBy(['name', 'subject_id'])) as Row[];
+    const vms = rows.map((row) => ({ id: String(row.subject_id), name: String(row.name), interface: String(row.interface), netns: row.netns ? String(row.netns) : null, counters: null as InterfaceCounters | null }));
+    // A few reads at a time: inside a namespace each one is a process.
+    for (let i = 0; options.counters && i < vms.length; i += 32) {
+      await Promise.all(vms.slice(i, i + 32).map(async (vm) => {
+        vm.counters = await readInterfaceCounters(this.options.executor, vm.interface, vm.netns).catch(() => null);
+      }));
+    }
+    return vms;
   }
 
   /** Forgets an interface's state and removes the engine's tree from it. */
@@ -415,18 +439,23 @@ export class AgentCore extends EventEmitter<AgentEvents> {
    * Runs the agent's own loops: reconcile now (caps come back after a reboot without the panel),
    * then every `reconcileIntervalS`; collect every `collectIntervalS`.
    */
-  start(intervals: { collectIntervalS: number; reconcileIntervalS: number }): void {
+  start(intervals: { collectIntervalS: number; reconcileIntervalS: number | null }): void {
     if (this.loops.length > 0) return;
     const { logger } = this.options;
-    this.loops.push(new IntervalLoop('agent reconcile', () => this.reconcileAll(), intervals.reconcileIntervalS * 1000, logger));
-    if (this.collector) this.loops.push(new IntervalLoop('agent collect', () => this.collect(), intervals.collectIntervalS * 1000, logger));
+    // In the panel's process the panel's own reconcile loop pushes this node's state: no second one.
+    if (intervals.reconcileIntervalS !== null) {
+      this.loops.push(new IntervalLoop('agent reconcile', () => this.reconcileAll(), intervals.reconcileIntervalS * 1000, logger));
+    }
+    if (this.collector) {
+      this.collectLoop = new IntervalLoop('agent collect', () => this.collect(), intervals.collectIntervalS * 1000, logger);
+      this.loops.push(this.collectLoop);
+    }
     for (const loop of this.loops) loop.start();
   }
 
-  /** Runs one collect now (or waits for the one in progress) — for `collect` on demand. */
+  /** Runs one collect now (or waits for the one in progress). */
   async collectNow(): Promise<void> {
-    const loop = this.loops[1];
-    if (loop) await loop.runOnce();
+    if (this.collectLoop) await this.collectLoop.runOnce();
     else await this.collect();
   }
 
@@ -434,6 +463,7 @@ export class AgentCore extends EventEmitter<AgentEvents> {
   async close(): Promise<void> {
     await Promise.all(this.loops.map((loop) => loop.stop()));
     this.loops = [];
+    this.collectLoop = null;
     this.removeAllListeners();
     await this.db.destroy();
   }

@@ -18,7 +18,7 @@ import knexFactory from 'knex';
 
 import { knexConfigFromUrl } from '../../db/connect.js';
 import { migrateLatest } from '../../db/migrate.js';
-import { isLimited, limitsOnInterface, toLimitRow, type LimitRow } from '../../db/limits.js';
+import { isLimited, limitsOnInterface, type LimitRow } from '../../db/limits.js';
 import { LimitApplier } from '../../limits/applier.js';
 import { Collector, readInterfaceCounters } from '../../accounting/collector.js';
 import type { InterfaceCounters } from '../../accounting/sysfs.js';

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `panel-bandwidth <command>`: the plugin's command line. Every command reads the same
- * `DATABASE_URL` as the host panel (default `sqlite:./data/panel.sqlite`).
+ * `panel-bandwidth <command>`: the plugin's command line. Every command but `agent` reads the same
+ * `DATABASE_URL` as the host panel (default `sqlite:./data/panel.sqlite`); the agent keeps its own
+ * state and parses its own flags (`src/nodes/agent/flags.ts`).
  */
 import { parseArgs } from 'node:util';
 import type { Knex } from 'knex';
@@ -22,6 +23,7 @@ import { FileLocks, LOCK_DIRECTORY_ENV } from './shaping/file-lock.js';
 import { setDefaultFileLocks } from './shaping/lock.js';
 import { LimitsService } from './limits/service.js';
 import { Collector } from './accounting/collector.js';
+import { runAgent } from './nodes/agent/run.js';
 
 const USAGE = `Usage: panel-bandwidth <command> [options]
 
@@ -38,6 +40,8 @@ Commands:
   reconcile          apply them: read the kernel, diff, change only what differs, record statuses
                      (--dry-run: read the kernel, record the commands instead of running them).
                      Holds each interface's lock file: waits for the panel, and the panel for it
+  agent              run this node's agent (needs no panel database; its own flags:
+                     panel-bandwidth agent --help)
 
 Options:
   --database-url URL  database (default: $DATABASE_URL, else sqlite:./data/panel.sqlite)
@@ -138,6 +142,7 @@ const commands: Record<string, Command> = {
 };
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'agent') return runAgent(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

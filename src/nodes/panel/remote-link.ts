@@ -307,7 +307,7 @@ export class RemoteLink implements NodeLink {
       req.on('error', (error) => finish(this.unreachable(what, error)));
       req.on('response', (res) => {
         if (res.statusCode !== 200) {
-          clearTimeout(deadline);
+          // The answer's deadline still runs while its body is read.
           void this.readBody(res).then((body) => finish(this.statusError(what, res, body)), (error: Error) => finish(this.unreachable(what, error)));
           return;
         }

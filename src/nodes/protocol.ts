@@ -166,7 +166,9 @@ export function parseWith<T>(schema: z.ZodType<T>, input: unknown, prefix = ''):
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
-  const path = [prefix, ...(issue?.path ?? []).map(String)].filter((part) => part !== '').join('.');
+  // An unknown key is named by the key itself (zod puts it beside the path, not in it).
+  const unknownKey = issue?.code === 'unrecognized_keys' ? (issue as { keys?: string[] }).keys?.[0] : undefined;
+  const path = [prefix, ...(issue?.path ?? []).map(String), ...(unknownKey ? [unknownKey] : [])].filter((part) => part !== '').join('.');
   const field = path || (prefix || 'body');
   throw new ProtocolError(`${field}: ${issue?.message ?? 'invalid'}`, field);
 }

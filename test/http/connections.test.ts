@@ -1,7 +1,7 @@
 /**
  * The ConnectionManager against real HTTP servers that speak the agent's protocol (a small stand-in
- * that can be stopped, restarted on its port and frozen), with RemoteLinks, and the panel's own node
- * through a LocalLink over a dry-run AgentCore. Short deadlines: heartbeats every 300 ms, a read
+ * that can be stopped, restarted on its port and frozen; and the real agent server over a dry-run
+ * core), with RemoteLinks, and the panel's own node through a LocalLink over a dry-run AgentCore. Short deadlines: heartbeats every 300 ms, a read
  * deadline of 1 s, backoff from 50 ms to 200 ms.
  */
 import { test, type TestContext } from 'node:test';
@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 
 import { AgentCore } from '../../src/nodes/agent/core.js';
+import { createAgentServer } from '../../src/nodes/agent/server.js';
 import { LocalLink } from '../../src/nodes/link.js';
 import { PROTOCOL_VERSION } from '../../src/nodes/protocol.js';
 import { ConnectionManager, type AgentRecord, type ConnectionManagerOptions, type NodeStatus } from '../../src/nodes/panel/connections.js';
@@ -397,4 +398,40 @@ test('close() ends every loop, timer and socket', async (t) => {
   manager.setAgents([record(down, { id: 3 })]);
   assert.equal(manager.status('hv3'), undefined, 'a closed manager takes no agents');
   assert.equal(connected.length, count);
+});
+
+test('against the real agent server: connects, pulls the real ledger on its events, recovers after the agent restarts', async (t) => {
+  const logger = recordingLogger();
+  const core = await AgentCore.open({ node: 'hv1', statePath: ':memory:', executor: new RecordingExecutor(), mode: 'recording', logger });
+  t.after(() => core.close());
+  let server = createAgentServer({ core, token: TOKEN, logger, heartbeatMs: HEARTBEAT_MS });
+  t.after(() => server.close());
+  const { port } = await server.listen('127.0.0.1', 0);
+  const pages: { head: number; node: string; pageNode: string }[] = [];
+  const { manager } = await harness(t, {
+    onLedger: async (node, head) => {
+      if (node !== 'hv1') return;
+      // The panel pulls through the manager's link, as it will in production.
+      const page = await manager.link(node)!.ledger(0, 100);
+      pages.push({ head, node, pageNode: page.node });
+    },
+  });
+  manager.setAgents([{ id: 1, name: 'hv1', url: `http://127.0.0.1:${port}`, token: TOKEN, tlsFingerprint: null, enabled: true }]);
+  const status = await inState(manager, 'hv1', 'connected');
+  assert.equal(status.protocol, PROTOCOL_VERSION);
+  assert.deepEqual(status.capabilities, { dryRun: true, leaf: 'fq_codel' });
+  await waitFor('the agent to have a listener', () => core.listenerCount('ledger') === 1);
+
+  core.emit('ledger', { head: 7 });
+  await waitFor('the pull of head 7', () => pages.some((page) => page.node === 'hv1' && page.head === 7));
+  assert.ok(pages.every((page) => page.pageNode === page.node), 'each node’s ledger is its own');
+
+  await server.close();
+  await inState(manager, 'hv1', 'unreachable', READ_DEADLINE_MS);
+  server = createAgentServer({ core, token: TOKEN, logger, heartbeatMs: HEARTBEAT_MS });
+  await server.listen('127.0.0.1', port);
+  await inState(manager, 'hv1', 'connected');
+  await waitFor('the agent to have a listener again', () => core.listenerCount('ledger') === 1);
+  core.emit('ledger', { head: 8 });
+  await waitFor('the pull of head 8', () => pages.some((page) => page.head === 8));
 });

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { Request, RequestHandler, Response, Router } from 'express';
 
 /** Semver of this contract; `plugin.json` states the range of host API versions the plugin accepts. */
-export const HOST_API_VERSION = '1.1.0';
+export const HOST_API_VERSION = '1.2.0';
 
 export type SubjectType = 'peer' | 'vm';
 
@@ -16,6 +16,11 @@ export interface NetworkRecord {
   name: string;
   interface: string;
   netns: string | null;
+  /**
+   * The node (machine) whose kernel holds the interface, by the name its agent is registered under;
+   * null or absent: the panel's own machine. Since 1.2.0.
+   */
+  node?: string | null;
 }
 
 /** A WireGuard peer as the host stores it. */
@@ -35,6 +40,8 @@ export interface VmRecord {
   name: string;
   interface: string;
   netns: string | null;
+  /** The hypervisor node the VM runs on (its agent's name); null or absent: the panel's own machine. Since 1.2.0. */
+  node?: string | null;
   [extra: string]: unknown;
 }
 

@@ -30,6 +30,11 @@ export interface Settings {
    * way. Utilisation always compares the class bytes with the cap. @default 'wire'
    */
   billing_bytes: 'wire' | 'inner';
+  /**
+   * The key file that encrypts nodes' agent tokens at rest, created (mode 0600) the first time a key
+   * is needed; `PANEL_BANDWIDTH_SECRET_KEY` wins when set. @default '/var/lib/panel-bandwidth/secret.key'
+   */
+  secret_key_file: string;
 }
 
 /**

@@ -14,6 +14,7 @@ import * as m0012 from '../../migrations/0012_cover_usage_rollup_ranges.js';
 import * as m0013 from '../../migrations/0013_add_outcome_reason.js';
 import * as m0014 from '../../migrations/0014_add_bw_counters_last_delta.js';
 import * as m0015 from '../../migrations/0015_create_bw_node_cursors.js';
+import * as m0016 from '../../migrations/0016_add_bw_agents_token_ciphertext.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -37,6 +38,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0013_add_outcome_reason', m0013],
   ['0014_add_bw_counters_last_delta', m0014],
   ['0015_create_bw_node_cursors', m0015],
+  ['0016_add_bw_agents_token_ciphertext', m0016],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */

@@ -2,20 +2,23 @@ import type { Knex } from 'knex';
 import type { LimitRow } from './limits.js';
 import { applyFilter, toLimitRow, type LimitFilter } from './limits.js';
 
-export const SORT_KEYS = ['name', 'type', 'interface', 'up', 'down', 'status', 'rate', 'usage_24h', 'usage_30d', 'utilisation'] as const;
+export const SORT_KEYS = ['name', 'type', 'node', 'interface', 'up', 'down', 'status', 'rate', 'usage_24h', 'usage_30d', 'utilisation'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
 /** Sort keys the database can order by; the rest need live rates or totals and are sorted in memory. */
 const SQL_SORTS: Partial<Record<SortKey, string[]>> = {
   name: ['name', 'id'],
   type: ['subject_type', 'name', 'id'],
+  node: ['node', 'name', 'id'],
   interface: ['interface', 'name', 'id'],
   up: ['up_kbps', 'name', 'id'],
   down: ['down_kbps', 'name', 'id'],
   status: ['status', 'name', 'id'],
 };
 
-/** The limits filter plus a search text and an order. */
+/** The limits filter plus a node, a search text and an order. */
 export interface SubjectQuery extends LimitFilter {
+  /** Only subjects on this node (`local`: the panel's machine). */
+  node?: string;
   search?: string;
   sort: SortKey;
   order: 'asc' | 'desc';
@@ -28,6 +31,7 @@ function likePattern(text: string): string {
 
 function filtered(db: Knex, query: SubjectQuery): Knex.QueryBuilder {
   const builder = applyFilter(db('bw_limits'), query);
+  if (query.node) builder.where({ node: query.node });
   if (query.search) {
     const pattern = likePattern(query.search.toLowerCase());
     builder.andWhere((q) =>

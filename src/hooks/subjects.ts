@@ -1,5 +1,6 @@
 import type { NetworkRecord, PeerRecord, VmRecord } from '../plugin-api.js';
 import type { SubjectLimit } from '../db/limits.js';
+import { LOCAL_NODE } from '../nodes/node-name.js';
 
 /** A peer as the limits store sees it: matched by its allowed IPs on its network's interface. */
 export function peerSubject(peer: PeerRecord, network: NetworkRecord, caps: { upKbps: number; downKbps: number }): SubjectLimit {
@@ -8,6 +9,7 @@ export function peerSubject(peer: PeerRecord, network: NetworkRecord, caps: { up
     subjectId: String(peer.id),
     name: peer.name,
     networkId: String(network.id),
+    node: network.node ?? LOCAL_NODE,
     interface: network.interface,
     netns: network.netns,
     interfaceKind: 'wireguard',
@@ -24,6 +26,7 @@ export function vmSubject(vm: VmRecord, caps: { upKbps: number; downKbps: number
     subjectId: String(vm.id),
     name: vm.name,
     networkId: null,
+    node: vm.node ?? LOCAL_NODE,
     interface: vm.interface,
     netns: vm.netns,
     interfaceKind: 'vm',

@@ -19,6 +19,7 @@ import { countOptionsOf } from '../accounting/billing.js';
 import { utilisation } from '../accounting/utilisation.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { grandTotals, totalsBySubject, type Totals } from '../accounting/queries.js';
+import { LOCAL_NODE, NODE_NAME } from '../nodes/node-name.js';
 
 export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'views');
 
@@ -34,8 +35,10 @@ export function readOverviewQuery(query: Record<string, unknown>): SubjectQuery 
   const type = text('type');
   const status = text('status');
   const network = text('network');
+  const node = text('node');
   const page = Number(text('page') || 1);
   return {
+    node: NODE_NAME.test(node) ? node : undefined,
     search: text('q').trim().slice(0, 100) || undefined,
     subjectType: type === 'peer' || type === 'vm' ? (type as SubjectType) : undefined,
     networkId: /^\d{1,10}$/.test(network) ? network : undefined,
@@ -121,10 +124,17 @@ export function mountOverview(
       aggregateDown += rate.downKbps;
     }
     const networks = (await db('bw_limits').whereNotNull('network_id').distinct('network_id', 'interface').orderBy('interface')) as { network_id: string; interface: string }[];
+    // The node column and filter appear once there is more than the panel's own machine.
+    const nodeNames = new Set<string>([
+      LOCAL_NODE,
+      ...((await db('bw_limits').distinct('node')) as { node: string }[]).map((row) => String(row.node)),
+      ...((await db('bw_agents').pluck('name')) as string[]).map(String),
+    ]);
+    const nodes = [LOCAL_NODE, ...[...nodeNames].filter((name) => name !== LOCAL_NODE).sort()];
     const link = (change: Record<string, string | number | undefined>) => {
       const params = new URLSearchParams();
       const merged: Record<string, string | number | undefined> = {
-        q: query.search, type: query.subjectType, network: query.networkId, status: query.status,
+        q: query.search, type: query.subjectType, node: query.node, network: query.networkId, status: query.status,
         sort: query.sort === 'name' ? undefined : query.sort, order: query.order === 'asc' ? undefined : query.order, page: current === 1 ? undefined : current,
         ...change,
       };
@@ -145,6 +155,8 @@ export function mountOverview(
       rates,
       events: events.events,
       networks,
+      nodes,
+      showNodes: nodes.length > 1 || (query.node !== undefined && query.node !== LOCAL_NODE),
       page: current,
       pages,
       link,

@@ -6,6 +6,8 @@ import { parseCidr } from './cidr.js';
 export const INTERFACE_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,15}$/;
 /** Network namespace names are file names under /var/run/netns. */
 export const NETNS_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/;
+/** Node names, as the bandwidth plugin's agents are registered: 1-64 characters of `[A-Za-z0-9_.-]`. */
+export const NODE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 /** A WireGuard public key: 32 bytes in base64, 44 characters ending in `=`. */
 export const WG_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
@@ -39,6 +41,16 @@ const netns = z.preprocess(
     .optional(),
 );
 
+/** Where an interface is: a node's name; '', null or `local` is the panel's own machine (null). */
+const node = z.preprocess(
+  (value) => (value === '' || value === 'local' ? null : value),
+  z
+    .string({ error: required('a string or null') })
+    .regex(NODE_NAME, 'must be a node name: 1 to 64 characters of A-Z a-z 0-9 _ . -')
+    .nullable()
+    .optional(),
+);
+
 const publicKey = z
   .string({ error: required('a string') })
   .trim()
@@ -58,18 +70,18 @@ const allowedIps = z
     return canonical;
   });
 
-export const networkCreate = z.looseObject({ name, interface: interfaceName, netns });
+export const networkCreate = z.looseObject({ name, interface: interfaceName, netns, node });
 export const networkUpdate = networkCreate.partial();
 export const peerCreate = z.looseObject({ name, public_key: publicKey, allowed_ips: allowedIps });
 export const peerUpdate = peerCreate.partial();
-export const vmCreate = z.looseObject({ name, interface: interfaceName, netns });
+export const vmCreate = z.looseObject({ name, interface: interfaceName, netns, node });
 export const vmUpdate = vmCreate.partial();
 
 /** Host-owned keys of each resource; anything else in a body belongs to plugins (their validate hooks). */
 export const HOST_FIELDS = {
-  network: ['name', 'interface', 'netns'],
+  network: ['name', 'interface', 'netns', 'node'],
   peer: ['name', 'public_key', 'allowed_ips'],
-  vm: ['name', 'interface', 'netns'],
+  vm: ['name', 'interface', 'netns', 'node'],
 } as const;
 
 /**

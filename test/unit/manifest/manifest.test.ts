@@ -15,7 +15,7 @@ describe('plugin.json', () => {
   test('the shipped manifest is valid and names the bandwidth admin page', () => {
     const manifest = loadManifest();
     assert.equal(manifest.id, 'bandwidth');
-    assert.deepEqual(manifest.adminPages.map((p) => p.path), ['/admin/bandwidth']);
+    assert.deepEqual(manifest.adminPages.map((p) => p.path), ['/admin/bandwidth', '/admin/bandwidth/nodes']);
     assert.equal(manifest.settings.page_size?.default, 50);
   });
 

@@ -6,13 +6,17 @@ function timestamps(row: Record<string, unknown>): { created_at: string; updated
   return { created_at: new Date(Number(row.created_at)).toISOString(), updated_at: new Date(Number(row.updated_at)).toISOString() };
 }
 
-/** A network or a VM row: both own a kernel interface ('' netns is the root namespace: null). */
+/**
+ * A network or a VM row: both own a kernel interface on a node ('' netns is the root namespace:
+ * null; '' node is the panel's own machine: null).
+ */
 function interfaceOwner(row: Record<string, unknown>) {
   return {
     id: Number(row.id),
     name: String(row.name),
     interface: String(row.interface),
     netns: row.netns ? String(row.netns) : null,
+    node: row.node ? String(row.node) : null,
     ...timestamps(row),
   };
 }
@@ -49,15 +53,16 @@ export async function findNetwork(db: Knex, id: number): Promise<ReturnType<type
   return row ? toNetwork(row) : undefined;
 }
 
-/** Whether a kernel interface name is taken in a namespace by a network or a VM (other than `except`). */
+/** Whether a kernel interface name is taken in a namespace of a node by a network or a VM (other than `except`). */
 export async function interfaceTaken(
   db: Knex,
   iface: string,
   netns: string | null,
+  node: string | null,
   except?: { table: 'networks' | 'vms'; id: number },
 ): Promise<boolean> {
   for (const table of ['networks', 'vms'] as const) {
-    const query = db(table).where({ interface: iface, netns: netns ?? '' });
+    const query = db(table).where({ interface: iface, netns: netns ?? '', node: node ?? '' });
     if (except?.table === table) query.whereNot({ id: except.id });
     if (await query.first()) return true;
   }

@@ -16,8 +16,8 @@ export async function getNetwork({ db }: ServiceContext, idText: string | undefi
   return network;
 }
 
-function interfaceConflict(iface: string, netns: string | null) {
-  return conflict(`Interface \`${iface}\` is already used by a network or VM${netns ? ` in namespace \`${netns}\`` : ''}`, 'interface');
+function interfaceConflict(iface: string, netns: string | null, node: string | null) {
+  return conflict(`Interface \`${iface}\` is already used by a network or VM${netns ? ` in namespace \`${netns}\`` : ''}${node ? ` on node \`${node}\`` : ''}`, 'interface');
 }
 
 export async function createNetwork(ctx: ServiceContext, body: unknown, actor: Actor) {
@@ -27,16 +27,18 @@ export async function createNetwork(ctx: ServiceContext, body: unknown, actor: A
   return network;
 }
 
-async function insertNetwork(ctx: ServiceContext, input: { name: string; interface: string; netns?: string | null }) {
-  if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null)) throw interfaceConflict(input.interface, input.netns ?? null);
+async function insertNetwork(ctx: ServiceContext, input: { name: string; interface: string; netns?: string | null; node?: string | null }) {
+  const netns = input.netns ?? null;
+  const node = input.node ?? null;
+  if (await interfaceTaken(ctx.db, input.interface, netns, node)) throw interfaceConflict(input.interface, netns, node);
   const now = Date.now();
   let id: number;
   try {
     id = await insertId(ctx.db, 'networks', {
-      name: input.name, interface: input.interface, netns: input.netns ?? '', created_at: now, updated_at: now,
+      name: input.name, interface: input.interface, netns: netns ?? '', node: node ?? '', created_at: now, updated_at: now,
     });
   } catch (error) {
-    if (isUniqueViolation(error)) throw interfaceConflict(input.interface, input.netns ?? null);
+    if (isUniqueViolation(error)) throw interfaceConflict(input.interface, netns, node);
     throw error;
   }
   return (await findNetwork(ctx.db, id))!;
@@ -49,17 +51,18 @@ export async function updateNetwork(ctx: ServiceContext, idText: string | undefi
     name: input.name ?? existing.name,
     interface: input.interface ?? existing.interface,
     netns: input.netns === undefined ? existing.netns : input.netns,
+    node: input.node === undefined ? existing.node ?? null : input.node,
   };
-  const moved = next.interface !== existing.interface || next.netns !== existing.netns;
+  const moved = next.interface !== existing.interface || next.netns !== existing.netns || next.node !== (existing.node ?? null);
   await interfaceClaims.run('all', async () => {
-    if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'networks', id: existing.id }))) {
-      throw interfaceConflict(next.interface, next.netns);
+    if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, next.node, { table: 'networks', id: existing.id }))) {
+      throw interfaceConflict(next.interface, next.netns, next.node);
     }
-    await ctx.db('networks').where({ id: existing.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+    await ctx.db('networks').where({ id: existing.id }).update({ ...next, netns: next.netns ?? '', node: next.node ?? '', updated_at: Date.now() });
   });
   const network = (await findNetwork(ctx.db, existing.id))!;
   if (moved) {
-    // The kernel interface changed: to plugins this is the old interface going and a new one coming.
+    // The kernel interface changed (or moved to another node): to plugins this is the old interface going and a new one coming.
     await ctx.hooks.emit('network.deleted', { network: existing, actor });
     await ctx.hooks.emit('network.created', { network, actor });
   }

@@ -22,20 +22,23 @@ export async function getVm(ctx: ServiceContext, idText: string | undefined): Pr
   return toVm(row);
 }
 
-function interfaceConflict(iface: string) {
-  return conflict(`Interface \`${iface}\` is already used by a network or VM`, 'interface');
+function interfaceConflict(iface: string, node: string | null) {
+  return conflict(`Interface \`${iface}\` is already used by a network or VM${node ? ` on node \`${node}\`` : ''}`, 'interface');
 }
 
 export async function createVm(ctx: ServiceContext, body: unknown, actor: Actor) {
   const input = parseBody(vmCreate, body);
   rejectIssues(await ctx.hooks.validate('vm.validate', { input: body as Record<string, unknown>, existing: null }));
+  const node = input.node ?? null;
   const id = await interfaceClaims.run('all', async () => {
-    if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null)) throw interfaceConflict(input.interface);
+    if (await interfaceTaken(ctx.db, input.interface, input.netns ?? null, node)) throw interfaceConflict(input.interface, node);
     const now = Date.now();
     try {
-      return await insertId(ctx.db, 'vms', { name: input.name, interface: input.interface, netns: input.netns ?? '', created_at: now, updated_at: now });
+      return await insertId(ctx.db, 'vms', {
+        name: input.name, interface: input.interface, netns: input.netns ?? '', node: node ?? '', created_at: now, updated_at: now,
+      });
     } catch (error) {
-      if (isUniqueViolation(error)) throw interfaceConflict(input.interface);
+      if (isUniqueViolation(error)) throw interfaceConflict(input.interface, node);
       throw error;
     }
   });
@@ -51,14 +54,15 @@ export async function updateVm(ctx: ServiceContext, idText: string | undefined, 
     name: input.name ?? previous.name,
     interface: input.interface ?? previous.interface,
     netns: input.netns === undefined ? previous.netns : input.netns,
+    node: input.node === undefined ? previous.node ?? null : input.node,
   };
-  const moved = next.interface !== previous.interface || next.netns !== previous.netns;
+  const moved = next.interface !== previous.interface || next.netns !== previous.netns || next.node !== (previous.node ?? null);
   rejectIssues(await ctx.hooks.validate('vm.validate', { input: body as Record<string, unknown>, existing: previous }));
   await interfaceClaims.run('all', async () => {
-    if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, { table: 'vms', id: previous.id }))) {
-      throw interfaceConflict(next.interface);
+    if (moved && (await interfaceTaken(ctx.db, next.interface, next.netns, next.node, { table: 'vms', id: previous.id }))) {
+      throw interfaceConflict(next.interface, next.node);
     }
-    await ctx.db('vms').where({ id: previous.id }).update({ ...next, netns: next.netns ?? '', updated_at: Date.now() });
+    await ctx.db('vms').where({ id: previous.id }).update({ ...next, netns: next.netns ?? '', node: next.node ?? '', updated_at: Date.now() });
   });
   const vm = toVm(await ctx.db('vms').where({ id: previous.id }).first());
   await ctx.hooks.emit('vm.updated', { vm, previous, input: body as Record<string, unknown>, actor });

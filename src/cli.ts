@@ -9,7 +9,6 @@ import type { Knex } from 'knex';
 import { connect } from './db/connect.js';
 import { migrateDownAll, migrateLatest, pendingMigrations } from './db/migrate.js';
 import { interfacesWithLimits, limitsOnInterface } from './db/limits.js';
-import { LimitApplier } from './limits/applier.js';
 import { desiredInterface } from './limits/desired.js';
 import { formatDoctor } from './shaping/doctor.js';
 import type { Executor } from './shaping/executor.js';
@@ -22,7 +21,11 @@ import { dryRunExecutor, findTc } from './limits/executor-choice.js';
 import { FileLocks, LOCK_DIRECTORY_ENV } from './shaping/file-lock.js';
 import { setDefaultFileLocks } from './shaping/lock.js';
 import { LimitsService } from './limits/service.js';
-import { Collector } from './accounting/collector.js';
+import { AgentCore } from './nodes/agent/core.js';
+import { LocalLink } from './nodes/link.js';
+import { NodeApplier } from './nodes/panel/applier.js';
+import { ingestNode } from './nodes/panel/ingest.js';
+import { LOCAL_STATE_ENV, localStatePath } from './nodes/panel/local-state.js';
 import { runAgent } from './nodes/agent/run.js';
 
 const USAGE = `Usage: panel-bandwidth <command> [options]
@@ -35,10 +38,13 @@ Commands:
                      the planner will use, and why
   plan               print the tc commands that would bring each interface to the caps stored in
                      the database, without running them (--offline: from scratch, no kernel reads)
-  collect            one collector tick: read every subject's byte counters, store the deltas,
-                     roll them up and apply retention (for a systemd timer)
-  reconcile          apply them: read the kernel, diff, change only what differs, record statuses
-                     (--dry-run: read the kernel, record the commands instead of running them).
+  collect            one tick of this machine's node: read every subject's byte counters into its
+                     ledger, then ingest the ledger into the panel's tables (for a systemd timer);
+                     the node's state is $${LOCAL_STATE_ENV}, else beside a SQLite
+                     database, else /var/lib/panel-bandwidth/local-agent.sqlite
+  reconcile          apply them on this machine's node: read the kernel, diff, change only what
+                     differs, record statuses (--dry-run: read the kernel, print the commands
+                     instead of running them, write nothing).
                      Holds each interface's lock file: waits for the panel, and the panel for it
   agent              run this node's agent (needs no panel database; its own flags:
                      panel-bandwidth agent --help)
@@ -108,26 +114,42 @@ const commands: Record<string, Command> = {
     if (vmSource !== 'sysfs' && vmSource !== 'vnstat') throw new Error(`Expected \`--vm-source\` to be sysfs or vnstat, got \`${String(vmSource)}\``);
     const billing = flags['billing-bytes'] ?? 'wire';
     if (billing !== 'wire' && billing !== 'inner') throw new Error(`Expected \`--billing-bytes\` to be wire or inner, got \`${String(billing)}\``);
-    const collector = new Collector({ db, executor: new LocalExecutor(), logger: stderrLogger, vmSource, billing });
-    const result = await collector.tick();
-    console.log(
-      `collected ${result.samples} series: ${result.deltas} deltas, ${result.resets} resets, ${result.discarded} discarded, ${result.usageRows} usage rows`,
-    );
+    // The panel machine's node, as the panel runs it: one tick into its ledger, then the ledger into the panel's tables.
+    const core = await AgentCore.open({ node: 'local', statePath: localStatePath(db, 'local'), executor: new LocalExecutor(), mode: 'local', logger: stderrLogger, vmSource, billing });
+    try {
+      const tick = await core.collect();
+      const ingested = await ingestNode(db, new LocalLink(core), { logger: stderrLogger });
+      console.log(`collected ${tick?.recorded ?? 0} ledger entries (head ${ingested.head}); ingested ${ingested.written}`);
+    } finally {
+      await core.close();
+    }
     return 0;
   },
 
   async reconcile(db, flags) {
     const dryRun = Boolean(flags['dry-run']);
     const executor: Executor = dryRun ? dryRunExecutor(findTc() ?? null) : new LocalExecutor();
-    const applier = new LimitApplier({
-      db,
+    // The panel machine's node through its agent, as the panel does it; a dry run plans against the
+    // real kernel in a throwaway state and records nothing in the database. Other nodes are
+    // reconciled by their own agents and by the panel's connections to them.
+    const core = await AgentCore.open({
+      node: 'local',
+      statePath: dryRun ? ':memory:' : localStatePath(db, 'local'),
       executor,
       mode: dryRun ? 'recording' : 'local',
-      reason: dryRun ? 'reconcile --dry-run' : 'reconcile',
-      capabilities: () => planCapabilities(executor, dryRun),
+      modeReason: dryRun ? 'reconcile --dry-run' : 'reconcile',
       logger: stderrLogger,
+      ...(dryRun ? { dryRunCapabilities: await planCapabilities(executor, false).catch(() => ({ leaf: 'fq_codel' as const })) } : {}),
     });
-    const outcomes = await new LimitsService(db, applier, stderrLogger).reconcileAll('cli');
+    const local = new LocalLink(core);
+    const nodeApplier = new NodeApplier({ db, link: (node) => (node === 'local' ? local : undefined), logger: stderrLogger, mode: core.mode, record: !dryRun });
+    const applier = { mode: nodeApplier.mode, applyInterface: nodeApplier.applyInterface.bind(nodeApplier), removeInterface: nodeApplier.removeInterface.bind(nodeApplier), reconcileAll: () => nodeApplier.reconcileAll('local') };
+    let outcomes;
+    try {
+      outcomes = dryRun ? await applier.reconcileAll() : await new LimitsService(db, applier, stderrLogger).reconcileAll('cli');
+    } finally {
+      await core.close();
+    }
     let failed = 0;
     for (const outcome of outcomes) {
       if (outcome.status === 'failed') failed++;
@@ -136,7 +158,7 @@ const commands: Record<string, Command> = {
       );
       for (const line of outcome.operations) console.log(`  ${line}`);
     }
-    if (outcomes.length === 0) console.log('no subjects in bw_limits: nothing to reconcile');
+    if (outcomes.length === 0) console.log('no subjects of this machine in bw_limits: nothing to reconcile');
     return failed > 0 ? 1 : 0;
   },
 };

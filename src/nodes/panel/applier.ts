@@ -24,6 +24,8 @@ export interface NodeApplierOptions {
   logger: Logger;
   /** How the panel machine's own node shapes (for the dry-run notice). */
   mode: 'local' | 'recording';
+  /** False: report outcomes without writing statuses (`reconcile --dry-run`). @default true */
+  record?: boolean;
   now?: () => number;
 }
 
@@ -104,7 +106,7 @@ export class NodeApplier {
         outcome.reason = error instanceof NodeRefusedError ? 'plan_invalid' : 'kernel_refused';
         outcome.error = (error as Error).message;
         logger.warn('applying caps failed', { node, interface: iface, netns, error: outcome.error });
-        await setStatus(db, rows.filter(isLimited), 'failed', outcome.error, outcome.reason);
+        if (this.options.record !== false) await setStatus(db, rows.filter(isLimited), 'failed', outcome.error, outcome.reason);
       }
       return outcome;
     });
@@ -114,6 +116,7 @@ export class NodeApplier {
     outcome.status = 'pending';
     outcome.reason = 'node_unreachable';
     outcome.error = message;
+    if (this.options.record === false) return outcome;
     await setStatus(this.options.db, rows.filter(isLimited), 'pending', message, 'node_unreachable');
     await setStatus(this.options.db, rows.filter((row) => !isLimited(row)), 'applied', null, null);
     return outcome;
@@ -121,6 +124,7 @@ export class NodeApplier {
 
   /** Each row's status as the agent reported it (grouped, so a large interface costs a few updates). */
   private async record(rows: LimitRow[], report: InterfaceReport): Promise<void> {
+    if (this.options.record === false) return;
     const reported = new Map(report.subjects.map((s) => [`${s.type}:${s.id}`, s]));
     const groups = new Map<string, { status: LimitStatus; error: string | null; reason: OutcomeReason | null; rows: LimitRow[] }>();
     for (const row of rows) {

@@ -117,9 +117,13 @@ const commands: Record<string, Command> = {
     // The panel machine's node, as the panel runs it: one tick into its ledger, then the ledger into the panel's tables.
     const core = await AgentCore.open({ node: 'local', statePath: localStatePath(db, 'local'), executor: new LocalExecutor(), mode: 'local', logger: stderrLogger, vmSource, billing });
     try {
-      const tick = await core.collect();
+      const collected = await core.collect();
       const ingested = await ingestNode(db, new LocalLink(core), { logger: stderrLogger });
-      console.log(`collected ${tick?.recorded ?? 0} ledger entries (head ${ingested.head}); ingested ${ingested.written}`);
+      const tick = collected?.tick;
+      console.log(
+        `collected ${tick?.samples ?? 0} series: ${tick?.deltas ?? 0} deltas, ${tick?.resets ?? 0} resets, ${tick?.discarded ?? 0} discarded, ` +
+          `${tick?.usageRows ?? 0} ledger entries (head ${ingested.head}); ingested ${ingested.written}`,
+      );
     } finally {
       await core.close();
     }

@@ -23,6 +23,7 @@ import { LimitApplier } from '../../limits/applier.js';
 import { Collector, readInterfaceCounters } from '../../accounting/collector.js';
 import type { InterfaceCounters } from '../../accounting/sysfs.js';
 import type { BillingBytes } from '../../accounting/billing.js';
+import type { TickResult } from '../../accounting/store.js';
 import { LiveRates } from '../../live/live-rates.js';
 import type { Logger } from '../../plugin-api.js';
 import type { Executor } from '../../shaping/executor.js';
@@ -379,13 +380,13 @@ export class AgentCore extends EventEmitter<AgentEvents> {
   }
 
   /** One collector tick into the ledger; emits `ledger` when the head moved. Null in a dry run. */
-  async collect(): Promise<{ head: number; recorded: number } | null> {
+  async collect(): Promise<{ head: number; recorded: number; tick: TickResult } | null> {
     if (!this.collector) return null;
     const before = await this.ledgerHead();
     const result = await this.collector.tick();
     const head = await this.ledgerHead();
     if (head !== before) this.emit('ledger', { head });
-    return { head, recorded: result.usageRows };
+    return { head, recorded: result.usageRows, tick: result };
   }
 
   /** Ledger entries after `after`, oldest first, at most `limit`. */

@@ -30,6 +30,13 @@ import { LocalLink, type NodeLink } from './nodes/link.js';
 import { NodeApplier } from './nodes/panel/applier.js';
 import { NodeAccounting } from './nodes/panel/accounting.js';
 import { localStatePath } from './nodes/panel/local-state.js';
+import { ConnectionManager } from './nodes/panel/connections.js';
+import { AgentRegistry } from './nodes/panel/registry.js';
+import { SecretBox } from './nodes/panel/secret.js';
+import { NodeAdmin } from './nodes/panel/node-admin.js';
+import { mountAgentsApi } from './routes/api-agents.js';
+import { mountNodesPage } from './routes/admin-nodes.js';
+import { LOCAL_NODE } from './nodes/node-name.js';
 
 export type * from './plugin-api.js';
 export { HOST_API_VERSION } from './plugin-api.js';
@@ -109,10 +116,35 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     billing: settings.billing_bytes,
   });
   const local = new LocalLink(localCore);
-  const linkOf = (node: string): NodeLink | undefined => (node === 'local' ? local : undefined);
-  const applier = new NodeApplier({ db: host.db, link: linkOf, logger: host.logger, mode: choice.mode, now });
-  const accounting = new NodeAccounting({ db: host.db, local: localCore, link: linkOf, nodes: () => ['local'], logger: host.logger, now });
+  // Every node, the panel machine's included, is reached through one connection manager: it pushes a
+  // node's desired state when the node (re)connects and pulls its ledger on every new head.
+  const nodesOf: { manager?: ConnectionManager } = {};
+  const linkOf = (node: string): NodeLink | undefined => (node === LOCAL_NODE ? local : nodesOf.manager?.link(node));
+  const applier = new NodeApplier({
+    db: host.db, link: linkOf, reachable: (node) => node === LOCAL_NODE || (nodesOf.manager?.reachable(node) ?? false), logger: host.logger, mode: choice.mode, now,
+  });
+  const accounting = new NodeAccounting({
+    db: host.db, local: localCore, link: linkOf, nodes: () => nodesOf.manager?.statuses().map((status) => status.node) ?? [LOCAL_NODE], logger: host.logger, now,
+  });
   const service = new LimitsService(host.db, applier, host.logger, host.records);
+
+  const registry = new AgentRegistry({ db: host.db, secrets: new SecretBox({ keyFile: settings.secret_key_file, logger: host.logger }), logger: host.logger, now });
+  const connections = new ConnectionManager({
+    local,
+    logger: host.logger,
+    now,
+    readDeadlineMs: settings.node_read_deadline_s * 1000,
+    // A node that (re)connects gets its whole desired state again: caps typed while it was away apply now.
+    onConnected: async (node) => {
+      if (node !== LOCAL_NODE) await applier.reconcileAll(node);
+    },
+    onLedger: async (node) => {
+      await accounting.pull(node);
+    },
+  });
+  nodesOf.manager = connections;
+  connections.setAgents(await registry.records());
+  const nodes = new NodeAdmin({ db: host.db, registry, connections, logger: host.logger, now, onChange: async () => connections.setAgents(await registry.records()) });
 
   const releases: (() => void)[] = [];
   releases.push(...registerHooks(host, service));
@@ -134,12 +166,11 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   host.router.use('/bandwidth/static', express.static(join(PLUGIN_ROOT, 'public'), { maxAge: '1h' }));
   // Accounting reads kernel counters: a dry run has none (pages say so).
   const collector = choice.mode === 'local' ? accounting : null;
-  const onLedger = () => void accounting.pull('local').catch((error: unknown) => host.logger.warn('ingesting the ledger failed', { node: 'local', error: (error as Error).message }));
-  localCore.on('ledger', onLedger);
   const counting = countOptionsOf(settings);
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
   mountBandwidthApi(host, service, collector, counting, now);
   mountUsageApi(host, now);
+  mountAgentsApi(host, nodes, { now });
   mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   // Live rates read the class counters too (two tc processes per limited interface, only while a
@@ -152,6 +183,9 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     mountSubjectPage(host, overview.path, overview.minRole, collector, counting, now);
   }
 
+  const nodesPage = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth/nodes');
+  if (nodesPage) mountNodesPage(host, nodes, nodesPage);
+
   host.router.use(routeErrors);
 
   // Hooks are missed while the plugin is disabled: copies of host data that went stale meanwhile
@@ -161,6 +195,8 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const reconcile = async () => {
     await service.reconcileAll('reconcile', { resync: resyncNext });
     resyncNext = true;
+    // A safety net beside the nodes' event streams: every connected node's ledger is pulled.
+    await Promise.all(connections.statuses().map((status) => connections.poll(status.node)));
   };
   const loops = [new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger)];
   for (const loop of loops) loop.start();
@@ -173,6 +209,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
       closed = true;
       stream.close();
       await Promise.all(loops.map((loop) => loop.stop()));
+      await connections.close();
       await localCore.close();
       for (const release of releases.reverse()) release();
     },

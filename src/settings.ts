@@ -35,6 +35,8 @@ export interface Settings {
    * is needed; `PANEL_BANDWIDTH_SECRET_KEY` wins when set. @default '/var/lib/panel-bandwidth/secret.key'
    */
   secret_key_file: string;
+  /** Seconds of silence on a node's event stream before it is unreachable (agents beat every 5 s). @default 15 */
+  node_read_deadline_s: number;
 }
 
 /**

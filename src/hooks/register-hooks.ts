@@ -1,3 +1,4 @@
+import { LOCAL_NODE } from '../nodes/node-name.js';
 import type { Host, ValidationIssue } from '../plugin-api.js';
 import { getLimit, getLimits, isLimited, type LimitRow } from '../db/limits.js';
 import type { LimitsService } from '../limits/service.js';
@@ -109,10 +110,10 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
     }),
 
     hooks.on('network.created', async ({ network, actor }) => {
-      await service.interfaceAppeared(String(network.id), network.interface, network.netns, actorName(actor));
+      await service.interfaceAppeared(String(network.id), network.interface, network.netns, actorName(actor), network.node ?? LOCAL_NODE);
     }),
     hooks.on('network.deleted', async ({ network, actor }) => {
-      await service.interfaceGone(network.interface, network.netns, actorName(actor));
+      await service.interfaceGone(network.interface, network.netns, actorName(actor), network.node ?? LOCAL_NODE);
     }),
   ];
 }

@@ -23,6 +23,7 @@ function limitJson(row: LimitRow) {
     subject_id: row.subjectId,
     name: row.name,
     network_id: row.networkId,
+    node: row.node,
     interface: row.interface,
     netns: row.netns,
     addresses: row.addresses,

@@ -9,7 +9,7 @@ test('settings default to the manifest and take valid overrides', () => {
   const defaults = {
     page_size: 50, reconcile_interval_s: 60, executor: 'auto', collect_interval_s: 60,
     retention_raw_days: 7, retention_hourly_days: 90, retention_daily_days: 730, ceiling_mbps: 100_000, metrics_token: '', vm_counter_source: 'sysfs',
-    billing_bytes: 'wire', secret_key_file: '/var/lib/panel-bandwidth/secret.key',
+    billing_bytes: 'wire', secret_key_file: '/var/lib/panel-bandwidth/secret.key', node_read_deadline_s: 15,
   };
   assert.deepEqual(resolveSettings(manifest, {}), defaults);
   assert.deepEqual(resolveSettings(manifest, undefined), defaults);

@@ -71,7 +71,7 @@ function counterValues(sample: Sample, delta: DeltaResult): Row {
 }
 
 /** `col = col + <new value>` for an upsert's update, per dialect. */
-function increment(knex: Knex, table: string, column: string): Knex.Raw {
+export function increment(knex: Knex, table: string, column: string): Knex.Raw {
   switch (dialectOf(knex)) {
     case 'mysql':
       return knex.raw('?? + VALUES(??)', [column, column]);

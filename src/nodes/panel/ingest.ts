@@ -11,10 +11,10 @@
 import type { Knex } from 'knex';
 
 import { dialectOf } from '../../db/dialect.js';
-import { addToRollups, writeRollups, type Rollups } from '../../accounting/store.js';
+import { addToRollups, increment, writeRollups, type Rollups } from '../../accounting/store.js';
 import type { Logger } from '../../plugin-api.js';
 import type { NodeLink } from '../link.js';
-import type { LedgerPage } from '../protocol.js';
+import type { LedgerEntry, LedgerPage } from '../protocol.js';
 
 /** What ingesting one page did. */
 export interface PageResult {
@@ -56,7 +56,17 @@ export async function ingestPage(db: Knex, node: string, page: LedgerPage, optio
     const after = await lockCursor(trx, node, page.ledgerId);
     const gap = page.oldest !== null && page.oldest > after + 1 && after > 0;
     if (gap) options.logger?.warn('the node no longer holds ledger entries the panel had not read (its retention ran out)', { node, cursor: after, oldest: page.oldest });
-    const fresh = page.entries.filter((entry) => entry.seq > after);
+    // Only the run that continues the cursor is written: a page asked from further on (a cursor that
+    // was ahead, a stray replay) would leave a hole behind the cursor forever. Below the agent's
+    // oldest entry there is nothing left to wait for (its retention ran out).
+    const fresh: LedgerEntry[] = [];
+    let next = Math.max(after + 1, page.oldest ?? 0);
+    for (const entry of page.entries) {
+      if (entry.seq <= after) continue;
+      if (entry.seq !== next) break;
+      fresh.push(entry);
+      next++;
+    }
     const rollups = { hourly: new Map() as Rollups, daily: new Map() as Rollups };
     const rows = fresh.flatMap((entry) => {
       const up = BigInt(entry.upBytes);
@@ -75,7 +85,14 @@ export async function ingestPage(db: Knex, node: string, page: LedgerPage, optio
         down_bytes: entry.downBytes,
       }];
     });
-    for (let i = 0; i < rows.length; i += 500) await trx('bw_usage').insert(rows.slice(i, i + 500));
+    // Two deltas of one series ending in the same millisecond (two ledgers of one node name, such as
+    // two panel machines' own nodes) are distinct bytes: they add up in one row, never fail the page.
+    for (let i = 0; i < rows.length; i += 500) {
+      await trx('bw_usage')
+        .insert(rows.slice(i, i + 500))
+        .onConflict(['subject_type', 'subject_id', 'node', 'source', 'interface', 'period_end'])
+        .merge({ up_bytes: increment(trx, 'bw_usage', 'up_bytes'), down_bytes: increment(trx, 'bw_usage', 'down_bytes') });
+    }
     await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);
     await writeRollups(trx, 'bw_usage_daily', 'day_start', rollups.daily);
     const last = fresh.length > 0 ? fresh[fresh.length - 1]!.seq : after;

@@ -4,6 +4,7 @@
  * plugin on the local executor. It can be killed with SIGKILL (a crash) and started again on the same
  * database. Also: re-creating a lab's wireguard-go interface, which `lab.ts` does not offer.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,16 @@ export interface PanelProcessOptions {
    * @default 30000
    */
   startTimeoutMs?: number;
+  /**
+   * The panel's `DATABASE_URL` (e.g. a MariaDB or PostgreSQL database that two panels share).
+   * @default a SQLite file in the panel's own temporary directory
+   */
+  databaseUrl?: string;
+  /**
+   * Variables added to the panel's environment (they win over the defaults below).
+   * @default { PANEL_BANDWIDTH_SECRET_KEY: <64 random hex digits, the same across restarts> }
+   */
+  env?: Record<string, string>;
 }
 
 /** One answer of the panel's API: status, parsed JSON body (or null) and raw text. */
@@ -50,7 +61,7 @@ export interface ApiResponse {
 export interface PanelProcess {
   /** `http://127.0.0.1:<port>` of the current process (a restart picks a new port). */
   readonly url: string;
-  /** `sqlite:/tmp/…/panel.sqlite`, the same across restarts. */
+  /** `sqlite:/tmp/…/panel.sqlite` (or the `databaseUrl` option), the same across restarts. */
   readonly databaseUrl: string;
   /** Process id of the current process. */
   readonly pid: number | undefined;
@@ -79,7 +90,7 @@ const LISTENING = /Panel listening on (http:\/\/127\.0\.0\.1:\d+)/;
  */
 export async function startPanelProcess(t: Pick<TestContext, 'after'>, options: PanelProcessOptions = {}): Promise<PanelProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'pbw-panel-'));
-  const databaseUrl = `sqlite:${join(dir, 'panel.sqlite')}`;
+  const databaseUrl = options.databaseUrl ?? `sqlite:${join(dir, 'panel.sqlite')}`;
   const bandwidth = options.bandwidth ?? { executor: 'local', reconcile_interval_s: 5, collect_interval_s: 5 };
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -93,6 +104,9 @@ export async function startPanelProcess(t: Pick<TestContext, 'after'>, options: 
     PANEL_PLUGIN_DIRS: REPO_ROOT,
     PANEL_PLUGIN_OPTIONS: JSON.stringify({ bandwidth }),
     LOG_LEVEL: options.logLevel ?? 'warn',
+    // The key that encrypts the nodes' agent tokens: never the machine's default key file.
+    PANEL_BANDWIDTH_SECRET_KEY: randomBytes(32).toString('hex'),
+    ...options.env,
   };
   let child: ResultPromise | undefined;
   let printed = '';

@@ -18,6 +18,7 @@ import { LimitsService } from './limits/service.js';
 import { IntervalLoop } from './interval-loop.js';
 import { takeClock } from './clock.js';
 import { countOptionsOf } from './accounting/billing.js';
+import { enforceRetention } from './accounting/store.js';
 import { mountUsageApi } from './routes/api-usage.js';
 import { createMetrics, mountMetrics } from './routes/metrics.js';
 import { exportCsv } from './routes/export-csv.js';
@@ -98,6 +99,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     await migrateLatest(host.db);
   }
 
+  const retention = { rawDays: settings.retention_raw_days, hourlyDays: settings.retention_hourly_days, dailyDays: settings.retention_daily_days };
   const choice = chooseExecutor(settings.executor);
   if (choice.mode === 'recording') host.logger.warn(`shaping runs the recording executor (dry run): ${choice.reason}`);
   else host.logger.info(`shaping runs the local executor: ${choice.reason}`);
@@ -197,6 +199,8 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     resyncNext = true;
     // A safety net beside the nodes' event streams: every connected node's ledger is pulled.
     await Promise.all(connections.statuses().map((status) => connections.poll(status.node)));
+    // The panel's usage tables keep what the retention settings say (each agent keeps its own ledger).
+    await enforceRetention(host.db, now(), retention);
   };
   const loops = [new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger)];
   for (const loop of loops) loop.start();

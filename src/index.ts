@@ -140,6 +140,10 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     onConnected: async (node) => {
       if (node !== LOCAL_NODE) await applier.reconcileAll(node);
     },
+    // Its subjects show `pending` (`node_unreachable`) until it is back; the agent keeps enforcing them.
+    onUnreachable: async (node) => {
+      await applier.reconcileAll(node);
+    },
     onLedger: async (node) => {
       await accounting.pull(node);
     },

@@ -99,6 +99,10 @@ test('a registered node gets its subjects’ caps, its ledger is ingested exactl
   // The node goes away: a cap typed now is stored, pending with node_unreachable, and not lost.
   await agent.stop();
   await waitUntil('the node is unreachable', async () => (await status()).state === 'unreachable');
+  await waitUntil('its subjects show pending, node_unreachable', async () => {
+    const now = await db('bw_limits').where({ subject_type: 'peer', subject_id: String(peer.id) }).first();
+    return now.status === 'pending' && now.reason === 'node_unreachable';
+  });
   const changed = await api.put(`/api/bandwidth/limits/peer/${peer.id}`).send({ bandwidth_down_kbps: 12_000 });
   assert.equal(changed.status, 200, changed.text);
   assert.deepEqual([changed.body.limit.bandwidth_status, changed.body.limit.bandwidth_reason, changed.body.limit.bandwidth_down_kbps], ['pending', 'node_unreachable', 12_000]);

@@ -59,6 +59,8 @@ export interface ConnectionManagerOptions {
   linkFor?: (record: AgentRecord) => NodeLink;
   /** The node is (again) connected: the panel pushes the node's desired state. Errors are logged. */
   onConnected: (node: string) => Promise<void>;
+  /** The node became unreachable: the panel marks its subjects `pending` (`node_unreachable`). Errors are logged. */
+  onUnreachable?: (node: string) => Promise<void>;
   /** The node's ledger reached `head`: the panel pulls it. Never called twice at once for one node. Errors are logged. */
   onLedger: (node: string, head: number) => Promise<void>;
 }
@@ -248,7 +250,11 @@ export class NodeConnection {
         if (this.status.state === 'unreachable') {
           this.status.lastError = message;
           this.options.logger.debug('node still unreachable', { area: 'nodes', node: this.node, error: message, attempts: this.backoff.attempts });
-        } else this.setState('unreachable', message);
+        } else {
+          this.setState('unreachable', message);
+          await this.options.onUnreachable?.(this.node).catch((failure: unknown) =>
+            this.options.logger.error('marking the node\u2019s subjects pending failed', { area: 'nodes', node: this.node, error: messageOf(failure) }));
+        }
       }
       if (signal.aborted) break;
       const wait = pause(this.backoff.next(), signal);

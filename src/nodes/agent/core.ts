@@ -20,6 +20,7 @@ import { knexConfigFromUrl } from '../../db/connect.js';
 import { migrateLatest } from '../../db/migrate.js';
 import { isLimited, limitsOnInterface, type LimitRow } from '../../db/limits.js';
 import { LimitApplier } from '../../limits/applier.js';
+import { toOutcomeReason } from '../../limits/outcome-reason.js';
 import { Collector, readInterfaceCounters } from '../../accounting/collector.js';
 import type { InterfaceCounters } from '../../accounting/sysfs.js';
 import type { BillingBytes } from '../../accounting/billing.js';
@@ -225,11 +226,15 @@ export class AgentCore extends EventEmitter<AgentEvents> {
       // Subjects that lived on another interface of this node: that one is reconciled afterwards.
       const movedFrom = new Map<string, { interface: string; netns: string | null }>();
       await this.db.transaction(async (trx) => {
-        for (const subject of state.subjects) {
-          const elsewhere = (await trx('bw_limits').where({ subject_type: subject.type, subject_id: subject.id }).first()) as Row | undefined;
-          if (elsewhere && (elsewhere.interface !== name || (elsewhere.netns ?? null) !== state.netns)) {
-            const ref = { interface: String(elsewhere.interface), netns: elsewhere.netns ? String(elsewhere.netns) : null };
+        // Subjects that now arrive here but were held on another interface (one query per 500).
+        const arriving = state.subjects.filter((subject) => !beforeById.has(subjectKey(subject.type, subject.id)));
+        for (let i = 0; i < arriving.length; i += 500) {
+          const chunk = arriving.slice(i, i + 500);
+          const elsewhere = (await trx('bw_limits').whereIn(['subject_type', 'subject_id'], chunk.map((s) => [s.type, s.id]))) as Row[];
+          for (const row of elsewhere) {
+            const ref = { interface: String(row.interface), netns: row.netns ? String(row.netns) : null };
             movedFrom.set(JSON.stringify(ref), ref);
+            await trx('bw_limits').where({ id: row.id }).delete();
           }
         }
         // Only what changed is written: unchanged subjects keep their rows (ids, statuses), so a
@@ -237,12 +242,6 @@ export class AgentCore extends EventEmitter<AgentEvents> {
         const wanted = new Set(state.subjects.map((subject) => subjectKey(subject.type, subject.id)));
         const gone = before.filter((row) => !wanted.has(subjectKey(row.subjectType, row.subjectId))).map((row) => row.id);
         for (let i = 0; i < gone.length; i += 500) await trx('bw_limits').whereIn('id', gone.slice(i, i + 500)).delete();
-        for (const ref of movedFrom.values()) {
-          const query = trx('bw_limits').where({ interface: ref.interface }).whereIn(['subject_type', 'subject_id'], state.subjects.map((s) => [s.type, s.id]));
-          if (ref.netns === null) query.whereNull('netns');
-          else query.where({ netns: ref.netns });
-          await query.delete();
-        }
         const changed = state.subjects.flatMap((subject) => {
           const previous = beforeById.get(subjectKey(subject.type, subject.id));
           return previous && !unchanged(previous, subject) ? [{ previous, subject }] : [];
@@ -297,8 +296,18 @@ export class AgentCore extends EventEmitter<AgentEvents> {
     operations: string[],
     outcome?: { status: InterfaceReport['status']; reason: InterfaceReport['reason']; error: string | null },
   ): Promise<InterfaceReport> {
-    const rows = await limitsOnInterface(this.db, 'local', name, netns);
-    const worst = rows.find((row) => row.status === 'failed') ?? rows.find((row) => row.status === 'pending');
+    // Only the columns a report carries: a large interface is read often (every push answers with it).
+    const query = this.db('bw_limits').where({ node: 'local', interface: name }).orderBy('id').select('subject_type', 'subject_id', 'status', 'last_error', 'reason');
+    if (netns === null) query.whereNull('netns');
+    else query.where({ netns });
+    const subjects = ((await query) as Row[]).map((row) => ({
+      type: row.subject_type === 'vm' ? 'vm' as const : 'peer' as const,
+      id: String(row.subject_id),
+      status: row.status as InterfaceReport['status'],
+      reason: toOutcomeReason(row.reason),
+      error: row.last_error ? String(row.last_error) : null,
+    }));
+    const worst = subjects.find((subject) => subject.status === 'failed') ?? subjects.find((subject) => subject.status === 'pending');
     return {
       interface: name,
       netns,
@@ -306,9 +315,9 @@ export class AgentCore extends EventEmitter<AgentEvents> {
       stale: false,
       status: outcome?.status ?? worst?.status ?? 'applied',
       reason: outcome?.reason ?? worst?.reason ?? null,
-      error: outcome?.error ?? worst?.lastError ?? null,
+      error: outcome?.error ?? worst?.error ?? null,
       operations,
-      subjects: rows.map((row) => ({ type: row.subjectType, id: row.subjectId, status: row.status, reason: row.reason, error: row.lastError })),
+      subjects,
     };
   }
 

@@ -124,6 +124,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   const linkOf = (node: string): NodeLink | undefined => (node === LOCAL_NODE ? local : nodesOf.manager?.link(node));
   const applier = new NodeApplier({
     db: host.db, link: linkOf, reachable: (node) => node === LOCAL_NODE || (nodesOf.manager?.reachable(node) ?? false), logger: host.logger, mode: choice.mode, now,
+    nodes: () => nodesOf.manager?.statuses().map((status) => status.node) ?? [LOCAL_NODE],
   });
   const accounting = new NodeAccounting({
     db: host.db, local: localCore, link: linkOf, nodes: () => nodesOf.manager?.statuses().map((status) => status.node) ?? [LOCAL_NODE], logger: host.logger, now,
@@ -138,10 +139,13 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     readDeadlineMs: settings.node_read_deadline_s * 1000,
     // A node that (re)connects gets its whole desired state again: caps typed while it was away apply now.
     onConnected: async (node) => {
-      if (node !== LOCAL_NODE) await applier.reconcileAll(node);
+      if (node === LOCAL_NODE) return;
+      await registry.recordHealth(node, { status: 'connected', lastSeenAt: now(), lastError: null, version: nodesOf.manager?.status(node)?.version ?? null });
+      await applier.reconcileAll(node);
     },
     // Its subjects show `pending` (`node_unreachable`) until it is back; the agent keeps enforcing them.
     onUnreachable: async (node) => {
+      await registry.recordHealth(node, { status: 'unreachable', lastError: nodesOf.manager?.status(node)?.lastError ?? null });
       await applier.reconcileAll(node);
     },
     onLedger: async (node) => {
@@ -150,7 +154,11 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   });
   nodesOf.manager = connections;
   connections.setAgents(await registry.records());
-  const nodes = new NodeAdmin({ db: host.db, registry, connections, logger: host.logger, now, onChange: async () => connections.setAgents(await registry.records()) });
+  const nodes = new NodeAdmin({ db: host.db, registry, connections, logger: host.logger, now, onChange: async () => {
+    connections.setAgents(await registry.records());
+    // A node stopped, disabled or removed leaves its subjects pending now, not at the next reconcile.
+    void applier.reconcileAll().catch((error: unknown) => host.logger.warn('reconcile after a node change failed', { error: (error as Error).message }));
+  } });
 
   const releases: (() => void)[] = [];
   releases.push(...registerHooks(host, service));

@@ -7,6 +7,14 @@
 import type { AgentCore } from './agent/core.js';
 import type { InterfaceReport, InterfaceState, LedgerPage, NodeHealth, NodeRates } from './protocol.js';
 
+/** An interface whose state an agent holds. */
+export interface HeldInterface {
+  interface: string;
+  netns: string | null;
+  kind: 'wireguard' | 'vm';
+  version: number;
+}
+
 /** An event a node sends on its stream: the ledger's head moved, or a heartbeat (liveness only). */
 export type NodeEvent = { type: 'ledger'; head: number } | { type: 'heartbeat' };
 
@@ -43,6 +51,8 @@ export interface NodeLink {
   putInterface(name: string, state: InterfaceState): Promise<InterfaceReport>;
   deleteInterface(name: string, netns: string | null): Promise<InterfaceReport>;
   ledger(after: number, limit: number): Promise<LedgerPage>;
+  /** Every interface the agent holds a state for (version 0: made by a job, not by a panel). */
+  interfaces(): Promise<HeldInterface[]>;
   /** Rates of the node's last collector tick. */
   tickRates(): Promise<NodeRates>;
   /** Rates since the previous call (a live page asks once a second). */
@@ -78,6 +88,10 @@ export class LocalLink implements NodeLink {
 
   ledger(after: number, limit: number): Promise<LedgerPage> {
     return this.core.ledger(after, limit);
+  }
+
+  interfaces(): Promise<HeldInterface[]> {
+    return this.core.interfaces();
   }
 
   tickRates(): Promise<NodeRates> {

@@ -136,3 +136,25 @@ test('a subject on a node nobody registered is pending with node_unreachable, an
   await waitUntil('the state reaches the new node', async () => (await agent.core.interfaceState('wg-later', null))?.subjects[0]?.upKbps === 1000);
   await waitUntil('the status says what the node answered', async () => (await db('bw_limits').where({ subject_type: 'peer', subject_id: String(peer.id) }).first()).reason === 'dry_run');
 });
+
+test('a network deleted while its node is away loses its tree on the node when the node is back', { timeout: 60_000 }, async (t) => {
+  const agent = await startAgent(t);
+  const host = await startPanel(t, { pluginOptions: { bandwidth: { executor: 'recording' } } });
+  const { api } = host;
+  const registered = await api.post('/api/bandwidth/agents').send({ name: 'hv1', url: agent.url, token: TOKEN });
+  assert.equal(registered.status, 201, registered.text);
+  const agentId = registered.body.agent.id as number;
+  const state = async () => (await api.get(`/api/bandwidth/agents/${agentId}/status`)).body.status.state as string;
+  await waitUntil('the node is connected', async () => (await state()) === 'connected');
+  const network = await created(api.post('/api/networks').send({ name: 'gw-gone', interface: 'wg-gone', node: 'hv1' }), 'network');
+  await created(api.post(`/api/networks/${network.id}/peers`).send({ name: 'carol', public_key: wgKey(3), allowed_ips: ['10.7.0.2/32'], bandwidth_up_kbps: 3000 }), 'peer');
+  assert.deepEqual((await agent.core.interfaces()).map((held) => held.interface), ['wg-gone']);
+
+  await agent.stop();
+  await waitUntil('the node is unreachable', async () => (await state()) === 'unreachable');
+  assert.equal((await api.delete(`/api/networks/${network.id}`)).status, 204);
+  assert.deepEqual((await agent.core.interfaces()).map((held) => held.interface), ['wg-gone'], 'the node could not hear of it');
+
+  await agent.resume();
+  await waitUntil('the node forgets the interface', async () => (await agent.core.interfaces()).length === 0, 15_000);
+});

@@ -68,6 +68,7 @@ function fakeLink(record: { name: string; token: string }, agents: Map<string, F
     follow: followUntilAborted,
     putInterface: refuse,
     deleteInterface: refuse,
+    interfaces: async () => [],
     tickRates: async () => ({}),
     liveRates: async () => ({}),
   };

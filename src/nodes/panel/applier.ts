@@ -26,6 +26,8 @@ export interface NodeApplierOptions {
   mode: 'local' | 'recording';
   /** False: report outcomes without writing statuses (`reconcile --dry-run`). @default true */
   record?: boolean;
+  /** Every node a full reconcile visits, rows or not (one whose last subject went must lose its trees). @default the nodes with rows */
+  nodes?: () => string[];
   now?: () => number;
 }
 
@@ -161,12 +163,38 @@ export class NodeApplier {
     });
   }
 
-  /** Pushes every interface of every node (or of one node: after it reconnected). */
+  /**
+   * Pushes every interface of every node (or of one node: after it reconnected), then removes from
+   * each reachable node the interfaces it holds from a panel that the database no longer has (a
+   * network or VM deleted or moved away while the node was unreachable). Interfaces a job made
+   * (version 0) are the job's: they stay.
+   */
   async reconcileAll(node?: string): Promise<InterfaceOutcome[]> {
     const outcomes: InterfaceOutcome[] = [];
-    for (const ref of await interfacesWithLimits(this.options.db)) {
+    const nodes = new Set(node !== undefined ? [node] : (this.options.nodes?.() ?? []));
+    // What the nodes hold is read before the database: an interface pushed meanwhile has its rows
+    // stored already, so it is never taken for a stale one (and applyInterface re-reads under its lock).
+    const held = new Map<string, { interface: string; netns: string | null }[]>();
+    for (const name of nodes) {
+      const link = this.options.link(name);
+      if (!link || (this.options.reachable && !this.options.reachable(name))) continue;
+      try {
+        held.set(name, (await link.interfaces()).filter((entry) => entry.version > 0));
+      } catch (error) {
+        this.options.logger.debug('cannot list the node\u2019s interfaces', { node: name, error: (error as Error).message });
+      }
+    }
+    const refs = await interfacesWithLimits(this.options.db);
+    for (const ref of refs) {
       if (node !== undefined && ref.node !== node) continue;
       outcomes.push(await this.applyInterface(ref.interface, ref.netns, undefined, ref.node));
+    }
+    const known = new Set(refs.map((ref) => keyOf(ref.node, ref.interface, ref.netns)));
+    for (const [name, entries] of held) {
+      for (const entry of entries) {
+        if (known.has(keyOf(name, entry.interface, entry.netns))) continue;
+        outcomes.push(await this.applyInterface(entry.interface, entry.netns, undefined, name));
+      }
     }
     return outcomes;
   }

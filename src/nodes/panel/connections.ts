@@ -464,5 +464,5 @@ export class ConnectionManager {
 /** A link for a record that cannot be used: every call fails with `reason`. */
 function brokenLink(node: string, reason: string): ClosableLink {
   const fail = () => Promise.reject(new Error(reason));
-  return { node, kind: 'remote', health: fail, putInterface: fail, deleteInterface: fail, ledger: fail, tickRates: fail, liveRates: fail, follow: fail };
+  return { node, kind: 'remote', health: fail, putInterface: fail, deleteInterface: fail, ledger: fail, interfaces: fail, tickRates: fail, liveRates: fail, follow: fail };
 }

@@ -17,7 +17,7 @@ import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
 
 import { toOutcomeReason } from '../../limits/outcome-reason.js';
-import { NodeRefusedError, NodeUnreachableError, type NodeEvent, type NodeLink } from '../link.js';
+import { NodeRefusedError, NodeUnreachableError, type HeldInterface, type NodeEvent, type NodeLink } from '../link.js';
 import { parseWith, type InterfaceReport, type InterfaceState, type LedgerPage, type NodeHealth, type NodeRates } from '../protocol.js';
 
 export interface RemoteLinkOptions {
@@ -78,6 +78,13 @@ const healthSchema = z.object({
   ledgerId: z.string(),
   ledgerHead: seq,
   mode: z.enum(['local', 'recording']),
+});
+
+const heldSchema = z.object({
+  interface: z.string(),
+  netns: z.string().nullable(),
+  kind: z.enum(['wireguard', 'vm']),
+  version: z.number().int().min(0),
 });
 
 const ledgerPageSchema = z.object({
@@ -263,6 +270,10 @@ export class RemoteLink implements NodeLink {
     // Ingestion keys on (node, seq): another node's ledger must never be written as this one's.
     if (page.node !== this.node) throw new NodeUnreachableError(this.node, `the agent at ${this.url.host} says it is node ${page.node}`);
     return page;
+  }
+
+  async interfaces(): Promise<HeldInterface[]> {
+    return (await this.call('GET', '/v1/interfaces', z.object({ interfaces: z.array(heldSchema) }))).interfaces;
   }
 
   async tickRates(): Promise<NodeRates> {

@@ -16,6 +16,8 @@
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 
 import { execa, type Result, type ResultPromise } from 'execa';
@@ -31,7 +33,10 @@ const LISTENING = /agent \S+ listening on (https?:\/\/\S+)/;
 export interface AgentProcessOptions {
   /** `--collect-interval` in seconds. @default 0.5 */
   collectIntervalS?: number;
-  /** `--reconcile-interval` in seconds. @default 2 */
+  /**
+   * `--reconcile-interval` in seconds. Long by default: caps that come back after a reboot must
+   * come from the reconcile the agent runs at start, not from a periodic one. @default 60
+   */
   reconcileIntervalS?: number;
   /** Serve HTTPS with a self-signed certificate made for the node's address. @default false */
   tls?: boolean;
@@ -64,7 +69,7 @@ export class AgentProcess {
   private previous = '';
   /** `http(s)://<address>:9731` */
   readonly url: string;
-  /** When the current process was spawned (`performance.now()`). */
+  /** When the current process was spawned (epoch ms). */
   spawnedAt = 0;
   /** SHA-256 fingerprint of the agent's certificate (TLS only), as `openssl x509 -fingerprint -sha256` prints it. */
   fingerprint: string | null = null;
@@ -105,7 +110,7 @@ export class AgentProcess {
       '--collect-interval', String(collectIntervalS), '--reconcile-interval', String(reconcileIntervalS), '--ledger-days', '2', '--executor', 'local',
       ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []),
     ];
-    this.spawnedAt = performance.now();
+    this.spawnedAt = Date.now();
     // `ip netns exec` execs the command in place (no fork): the PID is the agent's own.
     const child = execa('ip', argv, {
       cwd: REPO_ROOT, reject: false, stdin: 'ignore', all: true, cleanup: true, timeout: 20 * 60_000, killSignal: 'SIGKILL',
@@ -156,11 +161,11 @@ export class AgentProcess {
   }
 
   /**
-   * One request to the agent's API (plain HTTP agents only) with `token` (default: the right one;
-   * null: no Authorization header). A string `body` is sent as is, anything else as JSON.
+   * One request to the agent's API with `token` (default: the right one; null: no Authorization
+   * header). A string `body` is sent as is, anything else as JSON. An HTTPS agent's certificate is
+   * verified against itself (it is self-signed for the node's address).
    */
   async request(method: string, path: string, options: { token?: string | null; body?: unknown; contentType?: string; headers?: Record<string, string> } = {}): Promise<AgentAnswer> {
-    if (this.options.tls) throw new Error('request() speaks plain HTTP; this agent serves HTTPS');
     const token = options.token === undefined ? this.token : options.token;
     const headers: Record<string, string> = { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...options.headers };
     let body: string | undefined;
@@ -168,11 +173,33 @@ export class AgentProcess {
       body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
       headers['content-type'] = options.contentType ?? 'application/json';
     }
-    const response = await fetch(`${this.url}${path}`, { method, headers, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(15_000) });
-    const text = await response.text();
+    const tls = this.options.tls;
+    const ca = tls ? await readFile(tls.cert) : undefined;
+    const { status, type, text } = await new Promise<{ status: number; type: string; text: string }>((resolve, reject) => {
+      const req = (tls ? httpsRequest : httpRequest)(`${this.url}${path}`, { method, headers, timeout: 15_000, ...(ca ? { ca } : {}) }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path} on ${this.node.name}: no answer within 15 s`)));
+      req.on('error', reject);
+      req.end(body);
+    });
     let parsed: unknown = null;
-    if ((response.headers.get('content-type') ?? '').includes('json') && text !== '') parsed = JSON.parse(text);
-    return { status: response.status, body: parsed, text };
+    if (type.includes('json') && text !== '') parsed = JSON.parse(text);
+    return { status, body: parsed, text };
+  }
+
+  /**
+   * When the running agent's code started (epoch ms): after node loaded its modules, when it
+   * opened its state and built its server (from `panel_bandwidth_agent_uptime_seconds`).
+   */
+  async codeStartedAt(): Promise<number> {
+    const before = Date.now();
+    const uptime = (await this.metrics()).get('panel_bandwidth_agent_uptime_seconds');
+    if (uptime === undefined) throw new Error(`agent ${this.node.name}: no uptime in /metrics`);
+    return Math.round((before + Date.now()) / 2 - uptime * 1000);
   }
 
   /** The agent's Prometheus metrics as name → value (series without labels). */
@@ -253,7 +280,7 @@ export interface NodeLab {
   close(): Promise<void>;
 }
 
-const DEFAULT_AGENT: Required<Omit<AgentProcessOptions, 'tls'>> = { collectIntervalS: 0.5, reconcileIntervalS: 2 };
+const DEFAULT_AGENT: Required<Omit<AgentProcessOptions, 'tls'>> = { collectIntervalS: 0.5, reconcileIntervalS: 60 };
 
 /** A /24 block 10.251.X.0 no address of the root namespace is in yet (other labs may run beside). */
 async function freeBlock(lab: Lab): Promise<number> {

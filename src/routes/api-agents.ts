@@ -1,16 +1,14 @@
 import type { Request, Response } from 'express';
 import type { Host } from '../plugin-api.js';
 import type { Clock } from '../clock.js';
-import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { agentJson } from '../nodes/panel/registry.js';
 import type { NodeAdmin, NodeReport } from '../nodes/panel/node-admin.js';
 import { nodeSeries, nodeTotals } from '../nodes/panel/node-usage.js';
 import { SecretKeyError } from '../nodes/panel/secret.js';
-import { inputError, notFound, parseId } from './errors.js';
+import { notFound, parseId } from './errors.js';
 import { sendJson } from './json.js';
-import { parseTime } from './time-params.js';
+import { parseRange } from './time-params.js';
 
-const MAX_POINTS = 24 * 400;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The JSON of a node's state (`GET /api/bandwidth/agents/:id/status`). */
@@ -102,15 +100,7 @@ export function mountAgentsApi(host: Host, nodes: NodeAdmin, options: AgentsApiO
   router.get(`${base}/:id/bandwidth`, auth.api, async (req, res) => {
     const agent = await nodes.registry.get(agentId(req));
     const query = req.query as Record<string, unknown>;
-    const step = query.step ?? 'hour';
-    if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
-    const now = clock();
-    const to = parseTime('to', query.to, now);
-    const from = parseTime('from', query.from, to - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
-    if (from >= to) throw inputError('from', '`from` must be before `to`');
-    if ((to - from) / (step === 'hour' ? HOUR_MS : DAY_MS) > MAX_POINTS) {
-      throw inputError('from', `The range holds more than ${MAX_POINTS} ${step}s: use a shorter range or step=day`);
-    }
+    const { step, from, to } = parseRange(query, clock());
     const [totals, series] = await Promise.all([nodeTotals(host.db, agent.name, from, to), nodeSeries(host.db, agent.name, from, to, step)]);
     sendJson(res, {
       id: agent.id,

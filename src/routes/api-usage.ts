@@ -1,29 +1,19 @@
 import type { Host } from '../plugin-api.js';
 import type { Clock } from '../clock.js';
 import { totalsBySubject, usageSeries } from '../accounting/queries.js';
-import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
 import { sendJson } from './json.js';
 import { lookupSubject } from './subject-lookup.js';
-import { parseTime } from './time-params.js';
+import { parseRange } from './time-params.js';
 import { exportCsv } from './export-csv.js';
 
-const MAX_POINTS = 24 * 400;
 
 /** `GET /api/bandwidth/usage`: totals and a per-hour or per-day series for one subject. */
 export function mountUsageApi(host: Host, clock: Clock = Date.now): void {
   host.router.get('/api/bandwidth/export.csv', host.auth.api, exportCsv(host, clock));
   host.router.get('/api/bandwidth/usage', host.auth.api, async (req, res) => {
     const query = req.query as Record<string, unknown>;
-    const step = query.step ?? 'hour';
-    if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
-    const now = clock();
-    const to = parseTime('to', query.to, now);
-    const from = parseTime('from', query.from, to - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
-    if (from >= to) throw inputError('from', '`from` must be before `to`');
-    if ((to - from) / (step === 'hour' ? HOUR_MS : DAY_MS) > MAX_POINTS) {
-      throw inputError('from', `The range holds more than ${MAX_POINTS} ${step}s: use a shorter range or step=day`);
-    }
+    const { step, from, to } = parseRange(query, clock());
     if (query.subject_type === undefined) throw inputError('subject_type', '`subject_type` is required: `peer` or `vm`');
     if (query.subject_id === undefined) throw inputError('subject_id', '`subject_id` is required');
     const subject = await lookupSubject(host, query.subject_type, query.subject_id, { type: 'subject_type', id: 'subject_id', badIdIsInput: true });

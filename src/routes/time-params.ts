@@ -1,3 +1,4 @@
+import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
 
 /** An ISO-8601 time from a query parameter (`2026-11-01` or `2026-11-01T10:00:00Z`), or `fallback`. */
@@ -16,4 +17,23 @@ export function parseTime(field: string, value: unknown, fallback: number): numb
     throw inputError(field, `\`${field}\` is not a valid time`);
   }
   return time;
+}
+
+/** The most points one series may hold (hours in 400 days). */
+export const MAX_POINTS = 24 * 400;
+
+/**
+ * A series' `step` (`hour`, the default, or `day`) and its range from `from`/`to` (ISO-8601; `to`
+ * defaults to now, `from` to a day before for hours and 30 days before for days), checked.
+ */
+export function parseRange(query: Record<string, unknown>, now: number): { step: 'hour' | 'day'; from: number; to: number } {
+  const step = query.step ?? 'hour';
+  if (step !== 'hour' && step !== 'day') throw inputError('step', '`step` must be `hour` or `day`');
+  const to = parseTime('to', query.to, now);
+  const from = parseTime('from', query.from, to - (step === 'hour' ? DAY_MS : 30 * DAY_MS));
+  if (from >= to) throw inputError('from', '`from` must be before `to`');
+  if ((to - from) / (step === 'hour' ? HOUR_MS : DAY_MS) > MAX_POINTS) {
+    throw inputError('from', `The range holds more than ${MAX_POINTS} ${step}s: use a shorter range or step=day`);
+  }
+  return { step, from, to };
 }

@@ -8,7 +8,7 @@ import type { Logger } from '../../plugin-api.js';
 import { recordEvent } from '../../db/events.js';
 import { toBigInt } from '../../db/bigint.js';
 import { LOCAL_NODE } from '../node-name.js';
-import type { NodeState, NodeStatus } from './connections.js';
+import type { NodeStatus } from './connections.js';
 import type { AgentRegistry, AgentView } from './registry.js';
 
 /** The part of the connection manager this needs: live state, and connecting or disconnecting now. */
@@ -19,20 +19,12 @@ export interface NodeConnections {
 }
 
 /** A node as the status API and the Nodes page show it. */
-export interface NodeReport {
+export interface NodeReport extends Omit<NodeStatus, 'since'> {
   /** null for the panel's own machine (it has no registry entry). */
   agent: AgentView | null;
-  node: string;
-  state: NodeState;
   /** Since when the node is in this state (epoch ms), or null when the manager does not know it yet. */
   since: number | null;
-  lastSeen: number | null;
-  version: string | null;
-  protocol: number | null;
-  capabilities: Record<string, unknown> | null;
-  lastError: string | null;
-  /** The agent's highest ledger sequence number, the panel's cursor, and the difference: entries not ingested yet. */
-  ledgerHead: number | null;
+  /** The panel's cursor in the agent's ledger, and head − cursor: entries not ingested yet. */
   ledgerCursor: number | null;
   ledgerLag: number | null;
   /** Subjects the panel places on this node. */

@@ -1,13 +1,9 @@
 import type { Request, Response } from 'express';
 import type { Logger } from '../plugin-api.js';
 import type { RateMap } from './live-rates.js';
+import { broadcast, idAfterLastEvent, openSse, type SseClient } from './sse.js';
 
-interface Client {
-  res: Response;
-  /** True while the socket's buffer is full: frames are skipped, never queued. */
-  blocked: boolean;
-  blockedSince: number;
-}
+type Client = SseClient;
 
 export interface RateStreamOptions {
   /** Reads the current rates; only called while at least one client listens. */
@@ -45,19 +41,9 @@ export class RateStream {
   }
 
   attach(req: Request, res: Response): void {
-    const header = req.get('last-event-id') ?? '';
-    if (/^\d{1,40}$/.test(header) && BigInt(header) >= this.nextId) this.nextId = BigInt(header) + 1n;
-    res.status(200).set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-store',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    res.flushHeaders();
-    res.write('retry: 2000\n\n');
-    const client: Client = { res, blocked: false, blockedSince: 0 };
+    this.nextId = idAfterLastEvent(req, this.nextId);
+    const client = openSse<Client>(res, {});
     this.clients.add(client);
-    res.on('drain', () => (client.blocked = false));
     res.on('close', () => this.detach(client));
     this.start();
   }
@@ -115,17 +101,7 @@ export class RateStream {
   }
 
   private broadcast(frame: string): void {
-    const now = Date.now();
-    for (const client of this.clients) {
-      if (client.blocked) {
-        if (now - client.blockedSince > (this.options.stallMs ?? 30_000)) client.res.destroy();
-        continue;
-      }
-      if (!client.res.write(frame)) {
-        client.blocked = true;
-        client.blockedSince = now;
-      }
-    }
+    broadcast(this.clients, frame, this.options.stallMs ?? 30_000);
   }
 
   /** Ends every stream and stops sampling. */

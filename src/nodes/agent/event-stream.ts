@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 
 import type { Logger } from '../../plugin-api.js';
 import type { AgentCore } from './core.js';
+import { broadcast, idAfterLastEvent, openSse, type SseClient } from '../../live/sse.js';
 
 /** Options of {@link AgentEventStream}. */
 export interface AgentEventStreamOptions {
@@ -15,12 +16,9 @@ export interface AgentEventStreamOptions {
   stallMs?: number;
 }
 
-interface Client {
-  res: Response;
+interface Client extends SseClient {
+  /** Asked for `rates` events (`?rates=1`). */
   rates: boolean;
-  /** True while the socket's buffer is full: frames are skipped, never queued. */
-  blocked: boolean;
-  blockedSince: number;
 }
 
 /**
@@ -50,26 +48,17 @@ export class AgentEventStream {
 
   /** Starts streaming to `res` until the client goes or {@link close} ends it. */
   async attach(req: Request, res: Response, options: { rates: boolean }): Promise<void> {
-    const header = req.get('last-event-id') ?? '';
-    if (/^\d{1,40}$/.test(header) && BigInt(header) >= this.nextId) this.nextId = BigInt(header) + 1n;
+    this.nextId = idAfterLastEvent(req, this.nextId);
     const head = await this.options.core.ledgerHead();
     if (req.socket.destroyed) return;
-    res.status(200).set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-store',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    res.flushHeaders();
-    const client: Client = { res, rates: options.rates, blocked: false, blockedSince: 0 };
-    res.write(`retry: 2000\n\nid: ${this.nextId++}\nevent: ledger\ndata: ${JSON.stringify({ head })}\n\n`);
+    const client = openSse<Client>(res, { rates: options.rates });
+    res.write(`id: ${this.nextId++}\nevent: ledger\ndata: ${JSON.stringify({ head })}\n\n`);
     if (this.clients.size === 0) {
       this.options.core.on('ledger', this.onLedger);
       this.heartbeat = setInterval(() => this.broadcast(': heartbeat\n\n', () => true), this.options.heartbeatMs ?? 5000);
     }
     this.clients.add(client);
     if (client.rates) this.startRates();
-    res.on('drain', () => (client.blocked = false));
     res.on('close', () => this.detach(client));
   }
 
@@ -117,18 +106,7 @@ export class AgentEventStream {
   }
 
   private broadcast(text: string, to: (client: Client) => boolean): void {
-    const now = Date.now();
-    for (const client of this.clients) {
-      if (!to(client)) continue;
-      if (client.blocked) {
-        if (now - client.blockedSince > (this.options.stallMs ?? 30_000)) client.res.destroy();
-        continue;
-      }
-      if (!client.res.write(text)) {
-        client.blocked = true;
-        client.blockedSince = now;
-      }
-    }
+    broadcast(this.clients, text, this.options.stallMs ?? 30_000, to);
   }
 
   /** Ends every stream, removes the core's listener and stops the timers. */

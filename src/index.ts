@@ -45,6 +45,9 @@ export type { Settings } from './settings.js';
 
 const manifest = loadManifest();
 
+/** How often the panel reads the node registry again (another panel process may have changed it). */
+const REGISTRY_REFRESH_MS = 10_000;
+
 function expect(condition: boolean, what: string, got: unknown): void {
   if (!condition) {
     const type = got === null ? 'null' : Array.isArray(got) ? 'array' : typeof got;
@@ -214,7 +217,12 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     // The panel's usage tables keep what the retention settings say (each agent keeps its own ledger).
     await enforceRetention(host.db, now(), retention);
   };
-  const loops = [new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger)];
+  const loops = [
+    new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger),
+    // Another panel process on this database may register, change or remove nodes: read the
+    // registry again now and then (setAgents leaves unchanged records alone).
+    new IntervalLoop('node registry', async () => connections.setAgents(await registry.records()), REGISTRY_REFRESH_MS, host.logger),
+  ];
   for (const loop of loops) loop.start();
   localCore.start({ collectIntervalS: settings.collect_interval_s, reconcileIntervalS: null });
 

@@ -23,7 +23,8 @@ export function isUniqueViolation(error: unknown): boolean {
 
 /** The id of the row an `insert` created, on every engine (`.returning()` does not work on MySQL). */
 export async function insertId(db: Knex, table: string, row: Record<string, unknown>): Promise<number> {
-  const result = await db(table).insert(row, ['id']);
+  // MySQL/MariaDB have no RETURNING (knex warns on every insert): the insert id comes back anyway.
+  const result = db.client.config.client === 'mysql2' ? await db(table).insert(row) : await db(table).insert(row, ['id']);
   const first = result[0] as number | { id: number } | undefined;
   return Number(typeof first === 'object' ? first.id : first);
 }

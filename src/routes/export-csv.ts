@@ -9,10 +9,25 @@ import { parseTime } from './time-params.js';
 
 const CHUNK = 2000;
 
-/** One CSV field: quoted when needed; a leading = + - @ is defused so spreadsheets never run it. */
+/** What a spreadsheet reads as a formula when a cell starts with it (some trim spaces and opening quotes first). */
+const FORMULA_START = /^[ "]*[=+\-@\t\r]/;
+/** Where a spreadsheet may split a field into cells when it reads the file with another separator than ours. */
+const SEPARATOR = /([,;\t|\r\n])/;
+/** What makes a field need quotes: a separator, a line break or a quote. */
+const NEEDS_QUOTES = /[",;\t|\r\n]/;
+
+/**
+ * One CSV field, safe to open in a spreadsheet (OWASP "CSV injection"): a cell that would start
+ * with `=` `+` `-` `@` tab or CR, at the field's start or after any separator inside it, gets a
+ * `'` before it so it is read as text, and such a field, or one with a separator, line break or
+ * quote, is quoted.
+ * @example csvField('x;=1+2;@SUM(1)') // `"x;'=1+2;'@SUM(1)"`
+ */
 export function csvField(value: string): string {
-  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
-  return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+  // split() with a capturing group: cells at even indexes, the separators between them at odd ones.
+  const cells = value.split(SEPARATOR).map((cell, index) => (index > 0 && index % 2 === 0 && FORMULA_START.test(cell) ? `'${cell}` : cell));
+  const safe = (FORMULA_START.test(value) ? "'" : '') + cells.join('');
+  return safe !== value || NEEDS_QUOTES.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
 }
 
 /** Writes, and when the socket's buffer is full waits for it to drain — or for the client to go. */
@@ -43,16 +58,7 @@ export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
     if (from >= to) throw inputError('from', '`from` must be before `to`');
     const [table, column, bucketMs] = step === 'hour' ? (['bw_usage_hourly', 'hour_start', HOUR_MS] as const) : (['bw_usage_daily', 'day_start', DAY_MS] as const);
     const db = host.db;
-    let closed = false;
-    res.on('close', () => (closed = true));
-    res.status(200).set({
-      'Content-Type': 'text/csv; charset=utf-8',
-      'Content-Disposition': `attachment; filename="bandwidth-${step}-${new Date(from).toISOString().slice(0, 10)}-${new Date(to).toISOString().slice(0, 10)}.csv"`,
-      'Cache-Control': 'no-store',
-    });
-    await write(res, 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes\n');
-    let after: { bucket: number; id: number } | null = null;
-    while (!closed) {
+    const page = async (after: { bucket: number; id: number } | null): Promise<Record<string, unknown>[]> => {
       const chunk = db(`${table} as u`)
         .leftJoin('bw_limits as l', function join() {
           this.on('l.subject_type', '=', 'u.subject_type').andOn('l.subject_id', '=', 'u.subject_id');
@@ -68,7 +74,20 @@ export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
         chunk.andWhere(`u.${column}`, '>=', bucket);
         chunk.andWhere((q) => q.where(`u.${column}`, '>', bucket).orWhere((q2) => q2.where(`u.${column}`, '=', bucket).andWhere('u.id', '>', id)));
       }
-      const rows = (await chunk) as Record<string, unknown>[];
+      return (await chunk) as Record<string, unknown>[];
+    };
+    // The first page is read before anything is sent: a database that fails is then an error
+    // status from the error middleware, not a 200 with the header row alone.
+    let closed = false;
+    res.on('close', () => (closed = true));
+    let rows = await page(null);
+    res.status(200).set({
+      'Content-Type': 'text/csv; charset=utf-8',
+      'Content-Disposition': `attachment; filename="bandwidth-${step}-${new Date(from).toISOString().slice(0, 10)}-${new Date(to).toISOString().slice(0, 10)}.csv"`,
+      'Cache-Control': 'no-store',
+    });
+    await write(res, 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes\n');
+    for (;;) {
       let text = '';
       for (const row of rows) {
         const start = Number(row.bucket);
@@ -84,9 +103,11 @@ export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
         text += '\n';
       }
       if (text !== '') await write(res, text);
-      if (rows.length < CHUNK) break;
+      if (closed || rows.length < CHUNK) break;
       const last = rows[rows.length - 1]!;
-      after = { bucket: Number(last.bucket), id: Number(last.id) };
+      // A later page that fails reaches the error middleware with the headers sent: it cuts the
+      // connection, so the client sees a broken download rather than a short file that looks whole.
+      rows = await page({ bucket: Number(last.bucket), id: Number(last.id) });
     }
     res.end();
   };

@@ -55,6 +55,8 @@ export interface PanelOptions {
    * @default the real clock
    */
   now?: () => number;
+  /** The panel's log level (`debug` … `error`); lines go to stderr. @default 'silent' */
+  logLevel?: string;
 }
 
 /**
@@ -146,7 +148,7 @@ export async function startPanel(t: TestContext, options: PanelOptions = {}): Pr
       pluginDirs: [REPO_ROOT, ...(current.pluginDirs ?? [])],
       pluginOptions: withClock(current.pluginOptions ?? HERMETIC_PLUGIN_OPTIONS, current.now),
     };
-    const panel = await createPanel(config, { logLevel: 'silent' });
+    const panel = await createPanel(config, { logLevel: current.logLevel ?? 'silent' });
     let closing: Promise<void> | undefined;
     const handle: TestPanel = {
       panel,

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import express, { type ErrorRequestHandler, type Express } from 'express';
+import express, { type Express } from 'express';
 import session from 'express-session';
 import type { Knex } from 'knex';
 import { connect } from '../../../src/db/connect.js';
@@ -9,7 +9,7 @@ import { bootstrapSecrets, type Secrets } from './bootstrap.js';
 import type { PanelConfig } from './config.js';
 import { migrateHost } from './db/migrate.js';
 import { seedDemo } from './demo.js';
-import { apiErrorHandler, HttpError } from './errors.js';
+import { errorHandler, HttpError } from './errors.js';
 import { HookRegistry } from './hooks.js';
 import { createLogger } from './logger.js';
 import { PluginManager } from './plugins.js';
@@ -62,6 +62,12 @@ export async function createPanel(config: PanelConfig, options: { logLevel?: str
     app.use('/static', express.static(join(VIEWS_DIR, '..', 'public'), { maxAge: '1h' }));
     app.use('/api', express.json({ limit: '100kb', strict: false }));
     app.use(express.urlencoded({ extended: false, limit: '100kb' }));
+    // Express 5 leaves req.body undefined without a form; the form handlers then name the missing
+    // fields instead of failing on it. The API keeps undefined: it answers "must be a JSON object".
+    app.use((req, _res, next) => {
+      if (!req.path.startsWith('/api/') && req.body === undefined) req.body = {};
+      next();
+    });
     const store = new KnexSessionStore(db);
     app.use(
       session({
@@ -77,21 +83,10 @@ export async function createPanel(config: PanelConfig, options: { logLevel?: str
     app.use(createAdminRouter(ctx, db, auth, views, plugins));
     app.use(plugins.middleware());
     app.use((req, _res, next) => next(new HttpError(404, 'not_found', `Nothing at ${req.method} ${req.path.slice(0, 200)}`)));
-    const apiErrors = apiErrorHandler((message, fields) => logger.error(message, fields));
-    const errors: ErrorRequestHandler = async (error, req, res, next) => {
-      if (req.path.startsWith('/api/') || req.path === '/api' || !(error instanceof HttpError)) {
-        if (!(error instanceof HttpError) && !req.path.startsWith('/api')) logger.error('unhandled error', { path: req.path, error: (error as Error)?.stack });
-        if (req.path.startsWith('/api') || req.accepts(['html', 'json']) === 'json') return apiErrors(error, req, res, next);
-      }
-      const status = error instanceof HttpError ? error.status : 500;
-      res.status(status);
-      await views.render(req, res, 'error', {
-        title: status === 404 ? 'Not found' : 'Error',
-        status,
-        message: error instanceof HttpError ? error.message : 'Internal error',
-      });
-    };
-    app.use(errors);
+    app.use(
+      errorHandler(logger, (req, res, status, message) =>
+        views.render(req, res, 'error', { title: status === 404 ? 'Not found' : 'Error', status, message })),
+    );
 
     return {
       app,

@@ -27,7 +27,9 @@ export const notFound = (what: string, id: string) => new NotFoundError(`No ${wh
 /**
  * The one error middleware of the plugin's routes, mounted after all of them: JSON
  * `{"error":{"code","message","field"}}` under /api, plain text elsewhere (CSV and stream URLs).
- * Errors that are not the plugin's go on to the host.
+ * Errors that are not the plugin's go on to the host, with those of requests the host could not
+ * read (the router's URIError for a path that is not valid percent-encoding, body-parser's): the
+ * host answers those 4xx for its own routes too, and logs them in one place.
  */
 export const routeErrors: ErrorRequestHandler = (error, req, res, next) => {
   const answer = httpAnswer(error);

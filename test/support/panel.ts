@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Knex } from 'knex';
 import supertest from 'supertest';
-import { createPanel, type Panel } from '../../examples/host-panel/src/app.js';
+import { createPanel, type CreatePanelOptions, type Panel } from '../../examples/host-panel/src/app.js';
 import { REPO_ROOT, type PanelConfig } from '../../examples/host-panel/src/config.js';
 import { RecordingExecutor } from '../../src/shaping/recording-executor.js';
 
@@ -55,6 +55,10 @@ export interface PanelOptions {
    * @default the real clock
    */
   now?: () => number;
+  /** Settings of the panel itself over the test defaults, e.g. `{ adminPassword, trustProxy, cookieSecure }`. @default {} */
+  config?: Partial<PanelConfig>;
+  /** The panel's test seams: the login limits' clock, the password hasher, the login limits. @default {} */
+  auth?: Pick<CreatePanelOptions, 'now' | 'passwords' | 'loginLimits'>;
   /** The panel's log level (`debug` … `error`); lines go to stderr. @default 'silent' */
   logLevel?: string;
 }
@@ -147,8 +151,9 @@ export async function startPanel(t: TestContext, options: PanelOptions = {}): Pr
       demo: current.demo ?? false,
       pluginDirs: [REPO_ROOT, ...(current.pluginDirs ?? [])],
       pluginOptions: withClock(current.pluginOptions ?? HERMETIC_PLUGIN_OPTIONS, current.now),
+      ...current.config,
     };
-    const panel = await createPanel(config, { logLevel: current.logLevel ?? 'silent' });
+    const panel = await createPanel(config, { logLevel: current.logLevel ?? 'silent', ...current.auth });
     let closing: Promise<void> | undefined;
     const handle: TestPanel = {
       panel,

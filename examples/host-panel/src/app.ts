@@ -3,7 +3,7 @@ import express, { type Express } from 'express';
 import session from 'express-session';
 import type { Knex } from 'knex';
 import { connect } from '../../../src/db/connect.js';
-import { createAuth } from './auth.js';
+import { createAuth, SESSION_COOKIE, sessionVerifier } from './auth.js';
 import { createRecords } from './records.js';
 import { bootstrapSecrets, type Secrets } from './bootstrap.js';
 import type { PanelConfig } from './config.js';
@@ -15,6 +15,9 @@ import { createLogger } from './logger.js';
 import { PluginManager } from './plugins.js';
 import { createAdminRouter } from './routes/admin.js';
 import { createApiRouter } from './routes/api.js';
+import { LoginThrottle, type LoginLimits } from './login-throttle.js';
+import { generateSecret, scryptHasher, type PasswordHasher } from './passwords.js';
+import { createLoginRouter } from './routes/login.js';
 import { KnexSessionStore } from './session-store.js';
 import { VIEWS_DIR, ViewRegistry } from './views.js';
 
@@ -30,14 +33,26 @@ export interface Panel {
   close(): Promise<void>;
 }
 
+export interface CreatePanelOptions {
+  /** `debug` … `error`, or `silent`. @default `LOG_LEVEL`, else 'info' */
+  logLevel?: string;
+  /** The clock of the login rate limits (epoch ms). @default Date.now */
+  now?: () => number;
+  /** Hashes and checks passwords. @default scrypt */
+  passwords?: PasswordHasher;
+  /** Limits on failed logins. @default {@link DEFAULT_LOGIN_LIMITS} */
+  loginLimits?: Partial<LoginLimits>;
+}
+
 /** Builds the panel (database, plugins, routes) without listening, so tests drive it in process. */
-export async function createPanel(config: PanelConfig, options: { logLevel?: string } = {}): Promise<Panel> {
+export async function createPanel(config: PanelConfig, options: CreatePanelOptions = {}): Promise<Panel> {
   const logger = createLogger('panel', options.logLevel);
   const db = connect(config.databaseUrl);
   try {
     await migrateHost(db);
     const secrets = await bootstrapSecrets(db, config);
-    const auth = createAuth(secrets.apiTokenHash);
+    const auth = createAuth({ apiTokenSha256: secrets.apiTokenHash, sessionSecret: secrets.sessionSecret, cookieSecure: config.cookieSecure });
+    const passwords = options.passwords ?? scryptHasher;
     const hooks = new HookRegistry(logger.child('hooks'));
     const views = new ViewRegistry(auth);
     const plugins = new PluginManager({
@@ -50,6 +65,7 @@ export async function createPanel(config: PanelConfig, options: { logLevel?: str
 
     const app = express();
     app.disable('x-powered-by');
+    app.set('trust proxy', config.trustProxy ?? false);
     app.use((_req, res, next) => {
       res.set({
         'X-Content-Type-Options': 'nosniff',
@@ -68,15 +84,23 @@ export async function createPanel(config: PanelConfig, options: { logLevel?: str
       if (!req.path.startsWith('/api/') && req.body === undefined) req.body = {};
       next();
     });
-    const store = new KnexSessionStore(db);
+    const store = new KnexSessionStore(db, { verify: sessionVerifier(db, auth) });
     app.use(
       session({
-        name: 'panel.sid',
+        name: SESSION_COOKIE,
         secret: secrets.sessionSecret,
         store,
         resave: false,
+        // A session is stored once it holds something (a login); the login form's CSRF token lives in a cookie until then.
         saveUninitialized: false,
-        cookie: { httpOnly: true, sameSite: 'lax', maxAge: 12 * 3_600_000 },
+        cookie: { httpOnly: true, sameSite: 'lax', maxAge: 12 * 3_600_000, secure: config.cookieSecure ?? 'auto' },
+      }),
+    );
+    app.use(
+      createLoginRouter({
+        db, auth, views, passwords, logger: logger.child('auth'),
+        throttle: new LoginThrottle(options.loginLimits, options.now),
+        dummyHash: await passwords.hash(generateSecret(16)),
       }),
     );
     app.use('/api', createApiRouter(ctx, auth, plugins));

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
-import { generateSecret, hashPassword } from './passwords.js';
+import { generateSecret, hashPassword, verifyPassword } from './passwords.js';
 import type { PanelConfig } from './config.js';
 
 export interface Secrets {
@@ -29,11 +29,18 @@ async function setSetting(db: Knex, key: string, value: string): Promise<void> {
 export async function bootstrapSecrets(db: Knex, config: PanelConfig): Promise<Secrets> {
   const generated: Secrets['generated'] = {};
   if (config.adminUser && config.adminPassword) {
-    const hash = await hashPassword(config.adminPassword);
-    await db('panel_users')
-      .insert({ username: config.adminUser, password_hash: hash, role: 'admin', created_at: Date.now() })
-      .onConflict('username')
-      .merge(['password_hash', 'role']);
+    const existing = await db('panel_users').where({ username: config.adminUser }).first();
+    // Rehashing an unchanged password would give it a new salt, and so a new credential version
+    // that ends every session of the admin on each restart: only a new password does that.
+    if (existing && (await verifyPassword(config.adminPassword, String(existing.password_hash)))) {
+      if (existing.role !== 'admin') await db('panel_users').where({ id: existing.id }).update({ role: 'admin' });
+    } else {
+      const hash = await hashPassword(config.adminPassword);
+      await db('panel_users')
+        .insert({ username: config.adminUser, password_hash: hash, role: 'admin', created_at: Date.now() })
+        .onConflict('username')
+        .merge(['password_hash', 'role']);
+    }
   } else if (!(await db('panel_users').first())) {
     generated.adminUser = 'admin';
     generated.adminPassword = generateSecret(12);

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,6 +17,64 @@ export interface PanelConfig {
   pluginDirs: string[];
   /** Options for each plugin's register(), by plugin id (`PANEL_PLUGIN_OPTIONS`, JSON). */
   pluginOptions?: Record<string, Record<string, unknown>>;
+  /**
+   * Express's `trust proxy` (`PANEL_TRUST_PROXY`): which proxies may set `X-Forwarded-For` and
+   * `X-Forwarded-Proto`, so the panel sees the client's address (login rate limits) and whether
+   * the browser used TLS (`Secure` cookies). `false` trusts none, a number that many hops, a list of
+   * addresses, subnets or `loopback`/`linklocal`/`uniquelocal`.
+   * @default false
+   * @example ['loopback'] // nginx on the same machine
+   */
+  trustProxy?: TrustProxy;
+  /**
+   * When cookies get `Secure` (`PANEL_COOKIE_SECURE`): `'auto'` when the request came over TLS
+   * (directly, or through a trusted proxy that says `X-Forwarded-Proto: https`), `true` always
+   * (the panel then sets no cookie on a plain-HTTP request), `false` never.
+   * @default 'auto'
+   */
+  cookieSecure?: CookieSecure;
+}
+
+export type TrustProxy = boolean | number | string[];
+export type CookieSecure = 'auto' | boolean;
+
+const PROXY_KEYWORDS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** One entry of `PANEL_TRUST_PROXY`: an address, a subnet (`10.0.0.0/8`) or a keyword. */
+function isProxyEntry(entry: string): boolean {
+  if (PROXY_KEYWORDS.has(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * `PANEL_TRUST_PROXY`: unset, `false` or `0` → trust no proxy; `true` → trust every hop (only
+ * when nothing can reach the panel except through the proxy); a number → that many hops; else a
+ * comma-separated list of addresses, subnets and `loopback`/`linklocal`/`uniquelocal`.
+ */
+export function parseTrustProxy(value: string | undefined): TrustProxy {
+  const text = (value ?? '').trim();
+  if (text === '' || text === 'false' || text === '0') return false;
+  if (text === 'true') return true;
+  if (/^\d+$/.test(text)) return Number(text);
+  const entries = text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  const bad = entries.find((entry) => !isProxyEntry(entry));
+  if (bad !== undefined || entries.length === 0) {
+    fail('PANEL_TRUST_PROXY', 'false, true, a hop count or a comma-separated list of addresses, subnets and loopback/linklocal/uniquelocal', bad ?? text);
+  }
+  return entries;
+}
+
+/** `PANEL_COOKIE_SECURE`: `auto` (default), `true` or `false`. */
+export function parseCookieSecure(value: string | undefined): CookieSecure {
+  const text = (value ?? '').trim();
+  if (text === '' || text === 'auto') return 'auto';
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  fail('PANEL_COOKIE_SECURE', 'auto, true or false', text);
 }
 
 function fail(name: string, expected: string, got: string): never {
@@ -47,6 +106,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): PanelConfig
   }
   return {
     pluginOptions,
+    trustProxy: parseTrustProxy(env.PANEL_TRUST_PROXY),
+    cookieSecure: parseCookieSecure(env.PANEL_COOKIE_SECURE),
     port,
     host: env.HOST || '127.0.0.1',
     databaseUrl: env.DATABASE_URL || 'sqlite:./data/panel.sqlite',

@@ -18,6 +18,15 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(actual, expected);
 }
 
+/** How the panel hashes and checks passwords; tests pass their own to count the checks. */
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  verify(password: string, stored: string): Promise<boolean>;
+}
+
+/** scrypt with a 16-byte salt (the default {@link PasswordHasher}). */
+export const scryptHasher: PasswordHasher = { hash: hashPassword, verify: verifyPassword };
+
 /** Compares two secrets in constant time (different lengths are simply unequal). */
 export function safeEqual(a: string, b: string): boolean {
   const left = Buffer.from(a);

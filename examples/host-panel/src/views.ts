@@ -25,7 +25,8 @@ export class ViewRegistry implements HostViews {
   async render(req: Request, res: Response, template: string, locals: Record<string, unknown> & { title: string }): Promise<void> {
     const path = template.startsWith('/') ? template : join(VIEWS_DIR, `${template}.ejs`);
     const common = {
-      csrfToken: req.session ? this.auth.csrfToken(req) : '',
+      // Only a logged-in page has forms of its own; the login page passes its token itself.
+      csrfToken: req.session?.user ? this.auth.csrfToken(req) : '',
       user: req.session?.user ?? null,
       currentPath: req.path,
     };

@@ -2,7 +2,6 @@ import express, { type Request, type Response, type Router } from 'express';
 import type { Knex } from 'knex';
 import type { HostAuth } from '../../../../src/plugin-api.js';
 import { HttpError } from '../errors.js';
-import { verifyPassword } from '../passwords.js';
 import type { PluginManager } from '../plugins.js';
 import type { ServiceContext } from '../services/context.js';
 import { createNetwork, deleteNetwork, listNetworks, updateNetwork } from '../services/networks.js';
@@ -34,11 +33,6 @@ function flash(req: Request, message: string): void {
   req.session.flash = message;
 }
 
-/** Only local paths are followed after login (no open redirect). */
-function safeNext(value: unknown): string {
-  return typeof value === 'string' && /^\/(?!\/)[\w\-./?=&%]*$/.test(value) ? value : '/admin';
-}
-
 export function createAdminRouter(ctx: ServiceContext, db: Knex, auth: HostAuth, views: ViewRegistry, plugins: PluginManager): Router {
   const router = express.Router();
   const viewer = auth.admin('viewer');
@@ -56,28 +50,6 @@ export function createAdminRouter(ctx: ServiceContext, db: Knex, auth: HostAuth,
       await form(error);
     }
   }
-
-  router.get('/login', async (req, res) => {
-    if (req.session.user) return res.redirect(303, safeNext(req.query.next));
-    await render(req, res, 'login', { title: 'Log in', error: null, username: '', next: safeNext(req.query.next) });
-  });
-  router.post('/login', auth.verifyCsrf, async (req, res, nextHandler) => {
-    const username = String(req.body.username ?? '');
-    const row = await db('panel_users').where({ username }).first();
-    if (!row || !(await verifyPassword(String(req.body.password ?? ''), String(row.password_hash)))) {
-      res.status(401);
-      return render(req, res, 'login', { title: 'Log in', error: 'Wrong user name or password', username, next: safeNext(req.body.next) });
-    }
-    const next = safeNext(req.body.next);
-    req.session.regenerate((error) => {
-      if (error) return nextHandler(error);
-      req.session.user = { id: Number(row.id), username: String(row.username), role: row.role === 'viewer' ? 'viewer' : 'admin' };
-      req.session.save(() => res.redirect(303, next));
-    });
-  });
-  router.post('/logout', auth.verifyCsrf, (req, res) => {
-    req.session.destroy(() => res.redirect(303, '/login'));
-  });
 
   router.get('/', (_req, res) => res.redirect(303, '/admin'));
   router.get('/admin', viewer, (_req, res) => res.redirect(303, '/admin/networks'));

@@ -289,7 +289,7 @@ describe('GET /api/bandwidth/limits', () => {
     const { bandwidth_error, class_id, applied_at, updated_at, ...stable } = all.body.limits[0];
     // Ids compared as text: this endpoint answers them as strings, the host's API as numbers.
     assert.deepEqual({ ...stable, subject_id: String(stable.subject_id), network_id: String(stable.network_id) }, {
-      subject_type: 'peer', subject_id: String(laptop), name: 'laptop', network_id: String(office), interface: 'wg0', netns: null,
+      subject_type: 'peer', subject_id: String(laptop), name: 'laptop', network_id: String(office), node: 'local', interface: 'wg0', netns: null,
       addresses: ['10.8.0.2/32'], bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000, bandwidth_status: 'pending',
       bandwidth_reason: 'dry_run',
     });

@@ -19,8 +19,9 @@ import { IntervalLoop } from './interval-loop.js';
 import { takeClock } from './clock.js';
 import { countOptionsOf } from './accounting/billing.js';
 import { enforceRetention } from './accounting/store.js';
+import { enforceEventRetention } from './db/events.js';
 import { mountUsageApi } from './routes/api-usage.js';
-import { createMetrics, mountMetrics } from './routes/metrics.js';
+import { createMetrics, metricsAccess, mountMetrics } from './routes/metrics.js';
 import { exportCsv } from './routes/export-csv.js';
 import { routeErrors } from './routes/errors.js';
 import { mountSubjectPage } from './routes/admin-subject.js';
@@ -188,7 +189,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   mountBandwidthApi(host, service, collector, counting, now);
   mountUsageApi(host, now);
   mountAgentsApi(host, nodes, { now });
-  mountMetrics(host, createMetrics(host.db, collector), settings.metrics_token);
+  mountMetrics(host, createMetrics(host.db, collector), await metricsAccess(host.db, settings, host.logger, now()));
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   // Live rates read the class counters too (two tc processes per limited interface, only while a
   // page listens): utilisation compares the bytes a cap governs with the cap.
@@ -216,6 +217,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     await Promise.all(connections.statuses().map((status) => connections.poll(status.node)));
     // The panel's usage tables keep what the retention settings say (each agent keeps its own ledger).
     await enforceRetention(host.db, now(), retention);
+    await enforceEventRetention(host.db, now(), settings.retention_events_days);
   };
   const loops = [
     new IntervalLoop('reconcile', reconcile, settings.reconcile_interval_s * 1000, host.logger),

@@ -17,10 +17,14 @@ export interface Settings {
   retention_hourly_days: number;
   /** Days daily roll-ups are kept. @default 730 */
   retention_daily_days: number;
+  /** Days audit events are kept after they were last seen. @default 365 */
+  retention_events_days: number;
   /** Deltas faster than this many Mbit/s are discarded as impossible. @default 100000 */
   ceiling_mbps: number;
-  /** Bearer token for /metrics; empty = open. @default '' */
+  /** Bearer token for /metrics; empty = generated on the first start, printed once, kept hashed. @default '' */
   metrics_token: string;
+  /** Serve /metrics without a token (cannot be combined with `metrics_token`). @default false */
+  metrics_open: boolean;
   /** VMs' byte source: `sysfs` or `vnstat` (hosts running vnstatd). @default 'sysfs' */
   vm_counter_source: 'sysfs' | 'vnstat';
   /**
@@ -56,6 +60,9 @@ export function resolveSettings(manifest: Manifest, options: unknown): Settings 
     const problem = checkSetting(key, spec, value);
     if (problem) throw new TypeError(problem);
     resolved[key] = value;
+  }
+  if (resolved.metrics_open === true && resolved.metrics_token !== '') {
+    throw new TypeError('Expected either `metrics_open: true` or a `metrics_token`, got both');
   }
   return resolved as unknown as Settings;
 }

@@ -117,6 +117,29 @@ export async function writeRollups(trx: Knex.Transaction, table: 'bw_usage_hourl
 }
 
 /**
+ * Adds a tick's bytes to each subject's all-time totals (`bw_usage_totals`, read by /metrics). Called
+ * with the daily roll-ups in the same transaction that writes them, so the totals hold exactly the
+ * bytes the roll-ups received and a rolled-back tick adds to neither.
+ */
+export async function writeTotals(trx: Knex.Transaction, daily: Rollups) {
+  const bySubject = new Map<string, { subject_type: string; subject_id: string; up: bigint; down: bigint }>();
+  for (const entry of daily.values()) {
+    const key = `${entry.subjectType}\u0000${entry.subjectId}`;
+    const total = bySubject.get(key) ?? { subject_type: entry.subjectType, subject_id: entry.subjectId, up: 0n, down: 0n };
+    total.up += entry.up;
+    total.down += entry.down;
+    bySubject.set(key, total);
+  }
+  const rows = [...bySubject.values()].map(({ up, down, ...subject }) => ({ ...subject, up_bytes: up.toString(), down_bytes: down.toString() }));
+  for (let i = 0; i < rows.length; i += 500) {
+    await trx('bw_usage_totals')
+      .insert(rows.slice(i, i + 500))
+      .onConflict(['subject_type', 'subject_id'])
+      .merge({ up_bytes: increment(trx, 'bw_usage_totals', 'up_bytes'), down_bytes: increment(trx, 'bw_usage_totals', 'down_bytes') });
+  }
+}
+
+/**
  * Writes one collector tick in one transaction: the new last samples (`bw_counters`), a usage row
  * per positive delta (`bw_usage`) and the hourly and daily roll-ups, each as a few multi-row
  * statements. The transaction first takes the collector lock row, so a second collector running at
@@ -214,6 +237,7 @@ async function writeTickOnce(db: Knex, samples: Sample[], options: TickOptions):
     for (let i = 0; i < usageRows.length; i += 500) await trx('bw_usage').insert(usageRows.slice(i, i + 500));
     await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);
     await writeRollups(trx, 'bw_usage_daily', 'day_start', rollups.daily);
+    await writeTotals(trx, rollups.daily);
     result.usageRows = usageRows.length;
   });
   return result;

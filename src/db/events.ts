@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { SubjectType } from '../plugin-api.js';
 import { toOutcomeReason, type OutcomeReason } from '../limits/outcome-reason.js';
+import { DAY_MS } from '../accounting/buckets.js';
 
 /** One audit entry: who changed which limit when, and what the kernel answered. */
 export interface BandwidthEvent {
@@ -16,6 +17,10 @@ export interface BandwidthEvent {
   message: string | null;
   /** Why the result is what it is (typed; the message is for people). */
   reason: OutcomeReason | null;
+  /** How many times this same event was recorded (1: once), from `at` to `lastSeenAt`. */
+  repeatCount: number;
+  /** When it was last recorded (`at` for an event seen once). */
+  lastSeenAt: Date;
 }
 
 export interface NewEvent {
@@ -28,11 +33,21 @@ export interface NewEvent {
   result: 'ok' | 'applied' | 'pending' | 'failed' | 'rejected';
   message?: string | null;
   reason?: OutcomeReason | null;
+  /**
+   * Names the stream this event repeats in (e.g. the reconcile of one interface). When the newest
+   * event of the stream is the same event (actor, action, subject, values, result, message and
+   * reason), that row's count goes up and its last-seen time moves instead of a new row being
+   * written. Without a key every event is its own row.
+   */
+  repeatKey?: string | null;
 }
 
+/**
+ * Writes an audit event, or counts it as a repeat of the newest event of its stream (see
+ * {@link NewEvent.repeatKey}). Two processes that count the same repeat at once both add one.
+ */
 export async function recordEvent(db: Knex, event: NewEvent, now = Date.now()): Promise<void> {
-  await db('bw_events').insert({
-    at: now,
+  const row = {
     actor: event.actor.slice(0, 128),
     subject_type: event.subjectType ?? null,
     subject_id: event.subjectId ?? null,
@@ -42,7 +57,31 @@ export async function recordEvent(db: Knex, event: NewEvent, now = Date.now()): 
     result: event.result,
     message: event.message ? event.message.slice(0, 4000) : null,
     reason: event.reason ?? null,
-  });
+  };
+  const repeatKey = event.repeatKey ? event.repeatKey.slice(0, 160) : null;
+  if (repeatKey !== null) {
+    const newest = (await db('bw_events').where({ repeat_key: repeatKey }).orderBy('id', 'desc').first()) as Record<string, unknown> | undefined;
+    if (newest && sameEvent(newest, row)) {
+      await db('bw_events').where({ id: newest.id as number }).update({ repeat_count: db.raw('?? + 1', ['repeat_count']), last_seen_at: now });
+      return;
+    }
+  }
+  await db('bw_events').insert({ at: now, ...row, repeat_key: repeatKey, repeat_count: 1, last_seen_at: now });
+}
+
+/** True when a stored row records the same event as `row` (the columns recordEvent writes). */
+function sameEvent(stored: Record<string, unknown>, row: Record<string, string | null>): boolean {
+  return Object.entries(row).every(([column, value]) => (stored[column] === null || stored[column] === undefined ? null : String(stored[column])) === value);
+}
+
+/** Deletes events last seen more than `days` days before `now`; returns how many went. */
+export async function enforceEventRetention(db: Knex, now: number, days: number): Promise<number> {
+  const cutoff = now - days * DAY_MS;
+  return db('bw_events')
+    .where('last_seen_at', '<', cutoff)
+    // Rows an older plugin version wrote while this one ran have no last-seen time.
+    .orWhere((q) => q.whereNull('last_seen_at').where('at', '<', cutoff))
+    .delete();
 }
 
 function parseJson(text: unknown): unknown {
@@ -61,7 +100,8 @@ export async function listEvents(
     return query;
   };
   const [count] = await base().count({ n: '*' });
-  const rows = await base().orderBy([{ column: 'at', order: 'desc' }, { column: 'id', order: 'desc' }]).offset(options.offset).limit(options.limit);
+  // Newest activity first: a failure that keeps repeating stays at the top.
+  const rows = await base().orderBy([{ column: 'last_seen_at', order: 'desc' }, { column: 'id', order: 'desc' }]).offset(options.offset).limit(options.limit);
   return {
     total: Number(count?.n ?? 0),
     events: rows.map((row) => ({
@@ -76,6 +116,8 @@ export async function listEvents(
       result: String(row.result),
       message: row.message === null ? null : String(row.message),
       reason: toOutcomeReason(row.reason),
+      repeatCount: Number(row.repeat_count ?? 1),
+      lastSeenAt: new Date(Number(row.last_seen_at ?? row.at)),
     })),
   };
 }

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { HostRecords, Logger, SubjectType, ValidationIssue } from '../plugin-api.js';
 import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, toLimitRow, type LimitRow, type SubjectLimit } from '../db/limits.js';
 import { recordEvent } from '../db/events.js';
+import { LOCAL_NODE } from '../nodes/node-name.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
 import { KeyedMutex } from '../shaping/lock.js';
 import { DesiredStateError, parseDesiredInterface } from '../shaping/model.js';
@@ -230,9 +231,11 @@ export class LimitsService {
       if (outcome.operations.length === 0 && outcome.status !== 'failed') continue;
       // A dry run changed nothing: its plan stands on every pass, so logging it would repeat it forever.
       if (outcome.reason === 'dry_run') continue;
+      // The same failure every interval (a foreign clsact qdisc on a tap) is one row with a count.
       await recordEvent(this.db, {
         actor, action: 'reconcile', newValue: { interface: outcome.interface, netns: outcome.netns, operations: outcome.operations.length },
         result: outcome.status, message: outcome.error, reason: outcome.reason,
+        repeatKey: JSON.stringify(['reconcile', outcome.node ?? LOCAL_NODE, outcome.netns, outcome.interface]),
       });
       this.logger.info('reconciled', { interface: outcome.interface, operations: outcome.operations.length, status: outcome.status });
     }

@@ -165,6 +165,7 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
       events: events.map((e) => ({
         id: e.id, at: e.at.toISOString(), actor: e.actor, subject_type: e.subjectType, subject_id: e.subjectId,
         action: e.action, old: e.oldValue, new: e.newValue, result: e.result, message: e.message, reason: e.reason,
+        repeat_count: e.repeatCount, last_seen_at: e.lastSeenAt.toISOString(),
       })),
       total, page, per_page: perPage,
     });

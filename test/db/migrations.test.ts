@@ -52,9 +52,12 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
       at: NOW, actor: 'admin', subject_type: 'peer', subject_id: '42', action: 'limit.set',
       old_value: JSON.stringify({ up_kbps: 0, down_kbps: 0 }), new_value: JSON.stringify({ up_kbps: 1000, down_kbps: 5000 }),
       result: 'pending', message: 'ünïcode ✓ and "quotes"', reason: 'interface_missing',
+      repeat_key: JSON.stringify(['reconcile', 'hv-01', null, 'tap-ünï']), repeat_count: 2_000_000_000, last_seen_at: NOW + 86_400_000,
     },
     bw_locks: { name: 'roundtrip', held_at: NOW },
     bw_node_cursors: { node: 'hv-01', ledger_id: '3f0c8a52-6b0e-4d4e-9a57-0d8f3c1e2b7a', seq: fromBigInt(SIGNED_MAX), updated_at: NOW },
+    bw_usage_totals: { subject_type: 'peer', subject_id: '42', up_bytes: fromBigInt(SIGNED_MAX), down_bytes: fromBigInt(ABOVE_2_53) },
+    bw_credentials: { name: 'metrics_token', sha256: 'e'.repeat(64), created_at: NOW },
   };
 }
 
@@ -110,6 +113,8 @@ for (const engine of ENGINES) {
       const [counter] = await knex('bw_counters').select('rx_bytes', 'tx_bytes');
       assert.equal(toBigInt(counter.rx_bytes), U64_MAX, 'absolute counters keep all 64 unsigned bits');
       assert.equal(toBigInt(counter.tx_bytes), ABOVE_2_53);
+      const [totals] = await knex('bw_usage_totals').select(bigintColumn(knex, 'up_bytes'), bigintColumn(knex, 'down_bytes'));
+      assert.deepEqual([toBigInt(totals.up_bytes), toBigInt(totals.down_bytes)], [SIGNED_MAX, ABOVE_2_53]);
       const [quota] = await knex('bw_quotas').select(bigintColumn(knex, 'allowance_bytes'));
       assert.equal(toBigInt(quota.allowance_bytes), ABOVE_2_53);
     });

@@ -1,7 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { API_TOKEN, HERMETIC_PLUGIN_OPTIONS, seedHost, startPanel } from '../support/panel.js';
+import type { TestContext } from 'node:test';
+import { API_TOKEN, HERMETIC_PLUGIN_OPTIONS, seedHost, startPanel, type PanelOptions, type TestPanel } from '../support/panel.js';
+import { metricsAccess } from '../../src/routes/metrics.js';
+import type { Logger } from '../../src/plugin-api.js';
 import { seedSubjects } from '../support/seed.js';
 
 /** A metric family as parse-prometheus-text-format returns it (the prom2json shape). */
@@ -29,12 +32,18 @@ function samples(family: Family | undefined, labels: string[]): Map<string, numb
 const SUBJECT_LABELS = ['subject_type', 'subject_id', 'direction'];
 const METRICS_TOKEN = 'metrics-token-0123456789';
 
+/** A panel whose /metrics takes METRICS_TOKEN. */
+const withToken = (options: PanelOptions = {}): PanelOptions => ({ ...options, pluginOptions: { bandwidth: { ...HERMETIC_PLUGIN_OPTIONS.bandwidth, metrics_token: METRICS_TOKEN } } });
+const startWithToken = (t: TestContext, options: PanelOptions = {}) => startPanel(t, withToken(options));
+/** GET /metrics as Prometheus sends it. */
+const scrape = (host: TestPanel) => host.visitor().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}`);
+
 describe('GET /metrics', () => {
   test('parses as Prometheus text; byte totals are the daily roll-up sums, caps the stored caps', async (t) => {
-    const host = await startPanel(t);
+    const host = await startWithToken(t);
     const seeded = await seedSubjects(host.db, { count: 20, vmEvery: 4, usage: (index) => index % 3 !== 0 });
 
-    const response = await host.visitor().get('/metrics');
+    const response = await scrape(host);
 
     assert.equal(response.status, 200);
     const [mediaType, ...parameters] = String(response.headers['content-type']).split(/;\s*/);
@@ -63,9 +72,9 @@ describe('GET /metrics', () => {
   });
 
   test('the collector health gauges are there (zero in a dry run, which collects nothing)', async (t) => {
-    const host = await startPanel(t);
+    const host = await startWithToken(t);
 
-    const parsed = families((await host.visitor().get('/metrics')).text);
+    const parsed = families((await scrape(host)).text);
 
     for (const name of ['panel_bandwidth_collector_last_success_timestamp_seconds', 'panel_bandwidth_collector_last_duration_seconds', 'panel_bandwidth_collector_errors_total']) {
       const family = parsed.get(name);
@@ -78,9 +87,9 @@ describe('GET /metrics', () => {
   });
 
   test('a cap set through the API shows in the cap gauge at the next scrape', async (t) => {
-    const host = await startPanel(t);
+    const host = await startWithToken(t);
     const { peerId } = await seedHost(host.api);
-    const caps = async () => samples(families((await host.visitor().get('/metrics')).text).get('panel_bandwidth_subject_cap_kbps'), SUBJECT_LABELS);
+    const caps = async () => samples(families((await scrape(host)).text).get('panel_bandwidth_subject_cap_kbps'), SUBJECT_LABELS);
     assert.equal((await caps()).get(`peer/${peerId}/down`), 0);
 
     await host.api.put(`/api/bandwidth/limits/peer/${peerId}`).send({ bandwidth_up_kbps: 2_500, bandwidth_down_kbps: 40_000 }).expect(200);
@@ -92,9 +101,9 @@ describe('GET /metrics', () => {
 
 describe('GET /metrics by reason', () => {
   test('limited subjects that are not applied are counted by their typed reason, every reason present', async (t) => {
-    const host = await startPanel(t);
+    const host = await startWithToken(t);
     const { peerId, vmId } = await seedHost(host.api);
-    const reasons = async () => samples(families((await host.visitor().get('/metrics')).text).get('panel_bandwidth_limits_by_reason'), ['reason']);
+    const reasons = async () => samples(families((await scrape(host)).text).get('panel_bandwidth_limits_by_reason'), ['reason']);
     const none = new Map([['dry_run', 0], ['interface_missing', 0], ['kernel_refused', 0], ['plan_invalid', 0], ['node_unreachable', 0]]);
     assert.deepEqual(await reasons(), none, 'nothing limited yet');
 
@@ -108,9 +117,12 @@ describe('GET /metrics by reason', () => {
 
 describe('GET /metrics with the metrics_token option', () => {
   test('answers 401 without the token, with a wrong one or with the panel\'s API token', async (t) => {
-    const host = await startPanel(t, { pluginOptions: { bandwidth: { ...HERMETIC_PLUGIN_OPTIONS.bandwidth, metrics_token: METRICS_TOKEN } } });
+    const host = await startWithToken(t);
 
-    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${API_TOKEN}`, `Bearer ${METRICS_TOKEN}x`, `Basic ${METRICS_TOKEN}`, METRICS_TOKEN]) {
+    // The last three are not ASCII; two have the token's length in characters but not in bytes (é is
+    // two bytes in UTF-8): comparing them with the token used to throw a RangeError (a 500).
+    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${API_TOKEN}`, `Bearer ${METRICS_TOKEN}x`, `Basic ${METRICS_TOKEN}`, METRICS_TOKEN,
+      `Bearer ${METRICS_TOKEN.slice(0, -1)}é`, `Bearer ${METRICS_TOKEN.slice(0, -1)}ÿ`, 'Bearer tökén-ünïcødé']) {
       const call = host.visitor().get('/metrics');
       const response = await (authorization === undefined ? call : call.set('Authorization', authorization));
       assert.equal(response.status, 401, String(authorization));
@@ -120,11 +132,112 @@ describe('GET /metrics with the metrics_token option', () => {
   });
 
   test('answers 200 with `Authorization: Bearer <token>`', async (t) => {
-    const host = await startPanel(t, { pluginOptions: { bandwidth: { ...HERMETIC_PLUGIN_OPTIONS.bandwidth, metrics_token: METRICS_TOKEN } } });
+    const host = await startWithToken(t);
 
-    const response = await host.visitor().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}`);
+    const response = await scrape(host);
 
     assert.equal(response.status, 200);
     assert.ok(families(response.text).has('panel_bandwidth_subject_cap_kbps'));
+  });
+});
+
+/** A logger that keeps its lines (the panel under test logs nothing). */
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const keep = (message: string) => void lines.push(message);
+  return { lines, debug: keep, info: keep, warn: keep, error: keep };
+}
+
+describe('GET /metrics by default', () => {
+  test('answers 401 without a token: one is generated on the first start and only its hash is stored', async (t) => {
+    const host = await startPanel(t);
+
+    const response = await host.visitor().get('/metrics');
+
+    assert.equal(response.status, 401);
+    assert.equal(response.headers['www-authenticate'], 'Bearer');
+    assert.ok(!response.text.includes('panel_bandwidth'));
+    const stored = (await host.db('bw_credentials').select('name', 'sha256')) as { name: string; sha256: string }[];
+    assert.deepEqual(stored.map((row) => row.name), ['metrics_token']);
+    assert.match(stored[0]!.sha256, /^[0-9a-f]{64}$/);
+    assert.equal((await host.api.get('/metrics')).status, 401, 'the panel\'s API token is not the metrics token');
+  });
+
+  test('the token printed on the first start opens /metrics, also after a restart; a later start prints none', async (t) => {
+    const host = await startPanel(t);
+    // Test panels log nothing: take the first start's part again on their database, with a logger.
+    await host.db('bw_credentials').delete();
+    const firstStart = recordingLogger();
+    await metricsAccess(host.db, { metrics_token: '', metrics_open: false }, firstStart);
+    const token = /\/metrics token `([^`]+)`/.exec(firstStart.lines.join('\n'))?.[1];
+    assert.ok(token, `the token is printed: ${firstStart.lines.join(' | ')}`);
+    const laterStart = recordingLogger();
+    await metricsAccess(host.db, { metrics_token: '', metrics_open: false }, laterStart);
+    assert.deepEqual(laterStart.lines, [], 'printed once');
+
+    const restarted = await host.restart();
+
+    assert.equal((await restarted.visitor().get('/metrics').set('Authorization', `Bearer ${token}`)).status, 200);
+    assert.equal((await restarted.visitor().get('/metrics').set('Authorization', `Bearer ${token}x`)).status, 401);
+    assert.equal((await restarted.visitor().get('/metrics')).status, 401);
+  });
+
+  test('`metrics_open: true` serves it without a token, and stores none', async (t) => {
+    const host = await startPanel(t, { pluginOptions: { bandwidth: { ...HERMETIC_PLUGIN_OPTIONS.bandwidth, metrics_open: true } } });
+
+    const response = await host.visitor().get('/metrics');
+
+    assert.equal(response.status, 200);
+    assert.ok(families(response.text).has('panel_bandwidth_subject_cap_kbps'));
+    assert.deepEqual(await host.db('bw_credentials').select('name'), []);
+  });
+});
+
+describe('GET /metrics cost and lifetime of series', () => {
+  test('a deleted peer\'s and VM\'s series vanish at the next scrape; the others stay', async (t) => {
+    const host = await startWithToken(t);
+    const seeded = await seedSubjects(host.db, { count: 8, vmEvery: 4, usage: () => true });
+    const peer = seeded.subjects.find((s) => s.type === 'peer')!;
+    const vm = seeded.subjects.find((s) => s.type === 'vm')!;
+    const seriesOf = async (type: string, id: string) => {
+      const parsed = families((await scrape(host)).text);
+      return ['panel_bandwidth_subject_bytes_total', 'panel_bandwidth_subject_cap_kbps'].flatMap((name) =>
+        (parsed.get(name)?.metrics ?? []).filter((m) => m.labels?.subject_type === type && m.labels.subject_id === id).map((m) => `${name}/${m.labels?.direction}`));
+    };
+    assert.equal((await seriesOf('peer', peer.id)).length, 4, 'bytes and caps, up and down');
+    assert.equal((await seriesOf('vm', vm.id)).length, 4);
+
+    await host.api.delete(`/api/networks/${peer.networkId}/peers/${peer.id}`).expect(204);
+    await host.api.delete(`/api/vms/${vm.id}`).expect(204);
+
+    assert.deepEqual(await seriesOf('peer', peer.id), []);
+    assert.deepEqual(await seriesOf('vm', vm.id), []);
+    const other = seeded.subjects.find((s) => s.type === 'peer' && s.id !== peer.id)!;
+    assert.equal((await seriesOf('peer', other.id)).length, 4);
+  });
+
+  test('byte totals come from the maintained totals, not the daily rows: retention does not lower a counter', async (t) => {
+    const host = await startWithToken(t);
+    await seedSubjects(host.db, { count: 6, vmEvery: 3, usage: () => true });
+    const bytes = async () => samples(families((await scrape(host)).text).get('panel_bandwidth_subject_bytes_total'), SUBJECT_LABELS);
+    const before = await bytes();
+    assert.equal(before.size, 12);
+
+    await host.db('bw_usage_daily').delete();
+
+    assert.deepEqual(await bytes(), before);
+  });
+
+  test('concurrent scrapes all answer the same totals (none adds its bytes onto another\'s)', async (t) => {
+    const host = await startWithToken(t);
+    await seedSubjects(host.db, { count: 12, vmEvery: 4, usage: () => true });
+    const one = samples(families((await scrape(host)).text).get('panel_bandwidth_subject_bytes_total'), SUBJECT_LABELS);
+
+    const answers = await Promise.all(Array.from({ length: 6 }, () => scrape(host)));
+
+    for (const answer of answers) {
+      assert.equal(answer.status, 200);
+      assert.deepEqual(samples(families(answer.text).get('panel_bandwidth_subject_bytes_total'), SUBJECT_LABELS), one);
+    }
   });
 });

@@ -131,7 +131,7 @@ test('utilisation divides the bytes a cap governs by the cap: at most 100% under
     await collector.tick();
     const rate = collector.rates().get(`peer:${aliceId}`);
     // What Prometheus would scrape now, from the same collector.
-    const exposition = await createMetrics(db, collector).metrics();
+    const exposition = await createMetrics(db, collector).scrape();
     const goodput = await running;
     const after = await idleTick(collector);
     return { before, after, rate, goodput, exposition };

@@ -227,6 +227,11 @@ export async function seedSubjects(db: Knex, options: SeedOptions): Promise<Seed
     await insertAll(trx, 'bw_limits', limits);
     await insertAll(trx, 'bw_usage_hourly', hourlyRows);
     await insertAll(trx, 'bw_usage_daily', dailyRows);
+    // The all-time totals the collector keeps beside its roll-ups (/metrics reads them).
+    await insertAll(trx, 'bw_usage_totals', subjects.filter((s) => s.daily.length > 0).map((s) => ({
+      subject_type: s.type, subject_id: s.id,
+      up_bytes: s.daily.reduce((sum, row) => sum + row.up, 0n).toString(), down_bytes: s.daily.reduce((sum, row) => sum + row.down, 0n).toString(),
+    })));
   });
 
   const limitedSubjects = subjects.filter((s) => s.upKbps > 0 || s.downKbps > 0);

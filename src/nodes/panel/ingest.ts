@@ -11,7 +11,7 @@
 import type { Knex } from 'knex';
 
 import { dialectOf } from '../../db/dialect.js';
-import { addToRollups, increment, writeRollups, type Rollups } from '../../accounting/store.js';
+import { addToRollups, increment, writeRollups, writeTotals, type Rollups } from '../../accounting/store.js';
 import type { Logger } from '../../plugin-api.js';
 import type { NodeLink } from '../link.js';
 import type { LedgerEntry, LedgerPage } from '../protocol.js';
@@ -95,6 +95,7 @@ export async function ingestPage(db: Knex, node: string, page: LedgerPage, optio
     }
     await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);
     await writeRollups(trx, 'bw_usage_daily', 'day_start', rollups.daily);
+    await writeTotals(trx, rollups.daily);
     const last = fresh.length > 0 ? fresh[fresh.length - 1]!.seq : after;
     await trx('bw_node_cursors').where({ node, ledger_id: page.ledgerId }).update({ seq: last, updated_at: options.now ?? Date.now() });
     return { written: fresh.length, cursor: last, gap };

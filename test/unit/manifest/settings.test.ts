@@ -8,7 +8,8 @@ const manifest = loadManifest();
 test('settings default to the manifest and take valid overrides', () => {
   const defaults = {
     page_size: 50, reconcile_interval_s: 60, executor: 'auto', collect_interval_s: 60,
-    retention_raw_days: 7, retention_hourly_days: 90, retention_daily_days: 730, ceiling_mbps: 100_000, metrics_token: '', vm_counter_source: 'sysfs',
+    retention_raw_days: 7, retention_hourly_days: 90, retention_daily_days: 730, retention_events_days: 365, ceiling_mbps: 100_000, metrics_token: '',
+    metrics_open: false, vm_counter_source: 'sysfs',
     billing_bytes: 'wire', secret_key_file: '/var/lib/panel-bandwidth/secret.key', node_read_deadline_s: 15,
   };
   assert.deepEqual(resolveSettings(manifest, {}), defaults);
@@ -31,4 +32,12 @@ test('billing_bytes bills wire bytes unless told inner, and refuses anything els
   assert.equal(resolveSettings(manifest, { billing_bytes: 'inner' }).billing_bytes, 'inner');
   assert.throws(() => resolveSettings(manifest, { billing_bytes: 'tc' }), /Expected `billing_bytes` to be one of \["wire","inner"\], got `"tc"` \(string\)/);
   assert.throws(() => resolveSettings(manifest, { billing_bytes: 1 }), /Expected `billing_bytes` to be a string, got `1` \(number\)/);
+});
+
+test('/metrics is either open or behind a token: asking for both fails at once', () => {
+  assert.equal(resolveSettings(manifest, { metrics_open: true }).metrics_open, true);
+  assert.equal(resolveSettings(manifest, { metrics_token: 'x'.repeat(32) }).metrics_open, false);
+  assert.throws(() => resolveSettings(manifest, { metrics_open: true, metrics_token: 'x'.repeat(32) }), /either `metrics_open: true` or a `metrics_token`, got both/);
+  assert.throws(() => resolveSettings(manifest, { metrics_open: 'yes' }), /Expected `metrics_open` to be a boolean/);
+  assert.throws(() => resolveSettings(manifest, { retention_events_days: 0 }), /Expected `retention_events_days` to be an integer from 1 to 36500/);
 });

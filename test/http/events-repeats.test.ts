@@ -1,0 +1,57 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { recordEvent } from '../../src/db/events.js';
+import { startPanel } from '../support/panel.js';
+
+const T0 = Date.UTC(2026, 4, 10, 12, 0, 0);
+const MINUTE = 60_000;
+const CLSACT = 'RTNETLINK answers: File exists (tap-web01 already has a clsact qdisc)';
+
+/** Five reconciles of tap-web01 failing the same way, a minute apart, as the reconcile loop records them. */
+async function repeatedFailure(db: Parameters<typeof recordEvent>[0]): Promise<void> {
+  for (let pass = 0; pass < 5; pass++) {
+    await recordEvent(db, {
+      actor: 'reconcile', action: 'reconcile', newValue: { interface: 'tap-web01', netns: null, operations: 3 },
+      result: 'failed', message: CLSACT, reason: 'kernel_refused', repeatKey: JSON.stringify(['reconcile', 'local', null, 'tap-web01']),
+    }, T0 + pass * MINUTE);
+  }
+}
+
+describe('a failure that repeats in the audit log', () => {
+  test('GET /api/bandwidth/events lists it once with its count and last-seen time', async (t) => {
+    const host = await startPanel(t);
+    await repeatedFailure(host.db);
+
+    const response = await host.api.get('/api/bandwidth/events').expect(200);
+
+    const body = response.body as { total: number; events: Record<string, unknown>[] };
+    assert.equal(body.total, 1);
+    assert.deepEqual(
+      [body.events[0]!.at, body.events[0]!.last_seen_at, body.events[0]!.repeat_count, body.events[0]!.result, body.events[0]!.reason],
+      [new Date(T0).toISOString(), new Date(T0 + 4 * MINUTE).toISOString(), 5, 'failed', 'kernel_refused'],
+    );
+  });
+
+  test('the overview page shows it once, with ×5 and when it was last seen', async (t) => {
+    const host = await startPanel(t);
+    await repeatedFailure(host.db);
+    const admin = await host.login();
+
+    const page = await admin.agent.get('/admin/bandwidth').expect(200);
+
+    assert.equal(page.text.split(CLSACT).length - 1, 2, 'one row: the message in its badge title and its text');
+    assert.match(page.text, /data-repeat-count="5">×5, last <time datetime="2026-05-10T12:04:00.000Z">2026-05-10 12:04:00<\/time>/);
+  });
+
+  test('an event seen once shows no count', async (t) => {
+    const host = await startPanel(t);
+    await recordEvent(host.db, { actor: 'admin', action: 'reconcile', newValue: { interface: 'wg0', netns: null, operations: 1 }, result: 'applied' }, T0);
+    const admin = await host.login();
+
+    const page = await admin.agent.get('/admin/bandwidth').expect(200);
+    const api = (await host.api.get('/api/bandwidth/events').expect(200)).body as { events: Record<string, unknown>[] };
+
+    assert.doesNotMatch(page.text, /data-repeat-count/);
+    assert.deepEqual([api.events[0]!.repeat_count, api.events[0]!.last_seen_at], [1, new Date(T0).toISOString()]);
+  });
+});

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import express from 'express';
 import type { Knex } from 'knex';
-import type { Host, PluginInstance, TableCell } from './plugin-api.js';
+import type { Host, Logger, PluginInstance, TableCell } from './plugin-api.js';
 import { loadManifest, PLUGIN_ROOT } from './manifest/load.js';
 import { satisfies } from './manifest/host-api-range.js';
 import { migrateDownAll, migrateLatest, pendingMigrations } from './db/migrate.js';
@@ -39,6 +39,7 @@ import { NodeAdmin } from './nodes/panel/node-admin.js';
 import { mountAgentsApi } from './routes/api-agents.js';
 import { mountNodesPage } from './routes/admin-nodes.js';
 import { LOCAL_NODE } from './nodes/node-name.js';
+import { removeTrees, type TreeRemoval } from './nodes/panel/remove-trees.js';
 
 export type * from './plugin-api.js';
 export { HOST_API_VERSION } from './plugin-api.js';
@@ -80,9 +81,32 @@ export async function migrate(db: Knex): Promise<string[]> {
   return migrateLatest(db);
 }
 
-/** Runs every plugin migration down: the plugin's tables and data are removed. */
-export async function uninstall(db: Knex): Promise<string[]> {
-  return migrateDownAll(db);
+/** What {@link uninstall} did: the trees it removed, the ones that may stay, and the migrations it ran down. */
+export interface UninstallReport extends TreeRemoval {
+  /** The migrations run down (the plugin's tables are gone). */
+  migrations: string[];
+  /** One line per interface that may still be capped, for the host to show the admin. */
+  warnings: string[];
+}
+
+const SILENT: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+/**
+ * Uninstalls the plugin from a host that is not running it (close() it first): removes the
+ * engine's tree from every interface, on the panel's machine and on every registered node, while
+ * the tables still say where they are, then runs every plugin migration down (the tables and their
+ * data are gone). A node that does not answer does not stop the uninstall: its interfaces are in
+ * `left` and `warnings`. `options` are the ones register() is given (the executor, the key file of
+ * the nodes' tokens); a host that passes none gets the defaults, as register() would.
+ * @example const report = await uninstall(db, pluginOptions, logger); for (const line of report.warnings) flash(line);
+ */
+export async function uninstall(db: Knex, options: Record<string, unknown> = {}, logger: Logger = SILENT): Promise<UninstallReport> {
+  const { settings: settingOptions } = takeClock(options);
+  const settings = resolveSettings(manifest, settingOptions);
+  const choice = chooseExecutor(settings.executor);
+  const trees = await removeTrees({ db, executor: choice.executor, mode: choice.mode, secretKeyFile: settings.secret_key_file, logger });
+  const warnings = trees.left.map((left) => `${left.interface}${left.netns ? ` (netns ${left.netns})` : ''} on node ${left.node} may still be capped: ${left.error}`);
+  return { ...trees, migrations: await migrateDownAll(db), warnings };
 }
 
 /**
@@ -95,6 +119,34 @@ export async function uninstall(db: Knex): Promise<string[]> {
  */
 export async function register(host: Host, options: Record<string, unknown> = {}): Promise<PluginInstance> {
   checkHost(host);
+  const stops: Stop[] = [];
+  try {
+    return await start(host, options, stops);
+  } catch (error) {
+    // A register() that fails part-way stops what it had started: a failed enable leaves nothing running.
+    await stopAll(stops).catch((failure: unknown) => host.logger.error('stopping after a failed register failed', { error: (failure as Error).message }));
+    throw error;
+  }
+}
+
+/** Stops one part of a running plugin (a loop, a stream, a connection manager, the local agent core). */
+type Stop = () => Promise<void> | void;
+
+/** Runs every stop, newest first, each even when an earlier one failed; throws the failures together. */
+async function stopAll(stops: Stop[]): Promise<void> {
+  const failures: unknown[] = [];
+  for (const stop of stops.splice(0).reverse()) {
+    try {
+      await stop();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0) throw new AggregateError(failures, `panel-bandwidth: ${failures.length} part(s) failed to stop`);
+}
+
+/** register()'s work; everything it starts is pushed on `stops`, which close() runs. */
+async function start(host: Host, options: Record<string, unknown>, stops: Stop[]): Promise<PluginInstance> {
   const { now, settings: settingOptions } = takeClock(options);
   const settings = resolveSettings(manifest, settingOptions);
   const pending = await pendingMigrations(host.db);
@@ -121,6 +173,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     vmSource: settings.vm_counter_source,
     billing: settings.billing_bytes,
   });
+  stops.push(() => localCore.close());
   const local = new LocalLink(localCore);
   // Every node, the panel machine's included, is reached through one connection manager: it pushes a
   // node's desired state when the node (re)connects and pulls its ledger on every new head.
@@ -157,14 +210,28 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     },
   });
   nodesOf.manager = connections;
+  stops.push(() => connections.close());
   connections.setAgents(await registry.records());
+  // Work started without being awaited (a reconcile after a node change) is awaited by close().
+  const inFlight = new Set<Promise<unknown>>();
+  const background = (task: Promise<unknown>) => {
+    inFlight.add(task);
+    void task.finally(() => inFlight.delete(task));
+  };
+  stops.push(async () => {
+    await Promise.allSettled([...inFlight]);
+  });
+
   const nodes = new NodeAdmin({ db: host.db, registry, connections, logger: host.logger, now, onChange: async () => {
     connections.setAgents(await registry.records());
     // A node stopped, disabled or removed leaves its subjects pending now, not at the next reconcile.
-    void applier.reconcileAll().catch((error: unknown) => host.logger.warn('reconcile after a node change failed', { error: (error as Error).message }));
+    background(applier.reconcileAll().catch((error: unknown) => host.logger.warn('reconcile after a node change failed', { error: (error as Error).message })));
   } });
 
   const releases: (() => void)[] = [];
+  stops.push(() => {
+    for (const release of releases.splice(0).reverse()) release();
+  });
   releases.push(...registerHooks(host, service));
   for (const adminPage of manifest.adminPages) releases.push(host.views.addNavItem(adminPage));
   releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'peer-bandwidth-fields.ejs')));
@@ -194,6 +261,7 @@ export async function register(host: Host, options: Record<string, unknown> = {}
   // Live rates read the class counters too (two tc processes per limited interface, only while a
   // page listens): utilisation compares the bytes a cap governs with the cap.
   const stream = new RateStream({ sample: () => accounting.live(), onIdle: () => accounting.resetLive(), logger: host.logger });
+  stops.push(() => stream.close());
   if (overview) {
     host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));
     host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host, now));
@@ -225,19 +293,18 @@ export async function register(host: Host, options: Record<string, unknown> = {}
     // registry again now and then (setAgents leaves unchanged records alone).
     new IntervalLoop('node registry', async () => connections.setAgents(await registry.records()), REGISTRY_REFRESH_MS, host.logger),
   ];
+  stops.push(async () => {
+    await Promise.all(loops.map((loop) => loop.stop()));
+  });
   for (const loop of loops) loop.start();
   localCore.start({ collectIntervalS: settings.collect_interval_s, reconcileIntervalS: null });
 
-  let closed = false;
+  // close() may be called again, also while a first call runs: every caller waits for the one stop.
+  let closing: Promise<void> | undefined;
   return {
-    async close() {
-      if (closed) return;
-      closed = true;
-      stream.close();
-      await Promise.all(loops.map((loop) => loop.stop()));
-      await connections.close();
-      await localCore.close();
-      for (const release of releases.reverse()) release();
+    close() {
+      closing ??= stopAll(stops);
+      return closing;
     },
   };
 }

@@ -8,12 +8,25 @@ import { loadManifest, type Manifest } from '../../../src/manifest/load.js';
 import { satisfies } from '../../../src/manifest/host-api-range.js';
 import { HttpError } from './errors.js';
 import type { HookRegistry } from './hooks.js';
+import { KeyedMutex } from './mutex.js';
 
 /** What a plugin's entry module exports. */
 interface PluginModule {
   register(host: Host, options?: Record<string, unknown>): Promise<PluginInstance>;
   migrate?(db: Knex): Promise<unknown>;
-  uninstall?(db: Knex): Promise<unknown>;
+  /** Removes what the plugin set up and its tables; gets register()'s options. May answer `{ warnings: string[] }`. */
+  uninstall?(db: Knex, options?: Record<string, unknown>, logger?: Logger): Promise<unknown>;
+}
+
+/** What an uninstall left for the admin to know (a node the plugin could not reach). */
+export interface UninstallOutcome {
+  warnings: string[];
+}
+
+/** The `warnings` of a plugin's uninstall answer, when it gives any (a plugin may answer anything). */
+function warningsOf(answer: unknown): string[] {
+  const warnings = (answer as { warnings?: unknown } | null | undefined)?.warnings;
+  return Array.isArray(warnings) ? warnings.filter((line): line is string => typeof line === 'string') : [];
 }
 
 interface Loaded {
@@ -68,6 +81,13 @@ interface Deps {
 /** Discovers plugins by their `plugin.json`, enables, disables and uninstalls them. */
 export class PluginManager {
   private plugins = new Map<string, Loaded>();
+  /**
+   * Enable, disable, uninstall and close of one plugin run one at a time: five clicks on Enable
+   * while the first register() still runs would otherwise start five instances, of which only the
+   * last is kept (and stopped by disable), the others running on with nothing to stop them.
+   */
+  private readonly lifecycle = new KeyedMutex();
+  private closed = false;
 
   constructor(private readonly deps: Deps) {}
 
@@ -87,7 +107,7 @@ export class PluginManager {
       if (!row) await this.deps.db('panel_plugins').insert({ id, enabled: true, updated_at: Date.now() });
       if (!row || Boolean(row.enabled)) {
         try {
-          await this.start(id);
+          await this.lifecycle.run(id, () => this.start(id));
         } catch (error) {
           this.deps.logger.error(`plugin ${id} failed to start`, { error: (error as Error).message });
         }
@@ -126,6 +146,7 @@ export class PluginManager {
   private async start(id: string): Promise<void> {
     const plugin = this.get(id);
     if (plugin.running) return;
+    if (this.closed) throw new HttpError(503, 'shutting_down', `The panel is shutting down: plugin \`${id}\` is not started`);
     if (!satisfies(HOST_API_VERSION, plugin.manifest.hostApi)) {
       plugin.error = `needs host API ${plugin.manifest.hostApi}, this panel offers ${HOST_API_VERSION}`;
       throw new HttpError(409, 'incompatible', `Plugin \`${id}\` ${plugin.error}`);
@@ -174,28 +195,41 @@ export class PluginManager {
     await instance.close();
   }
 
-  /** Runs the plugin's migrations and registers it. */
+  /** Runs the plugin's migrations and registers it; enabling a running plugin changes nothing. */
   async enable(id: string): Promise<void> {
-    await this.start(id);
-    await this.deps.db('panel_plugins').where({ id }).update({ enabled: true, updated_at: Date.now() });
+    this.get(id);
+    await this.lifecycle.run(id, async () => {
+      await this.start(id);
+      await this.deps.db('panel_plugins').where({ id }).update({ enabled: true, updated_at: Date.now() });
+    });
   }
 
-  /** Unregisters the plugin: routes, hooks and views go; its tables stay. */
+  /** Unregisters the plugin: routes, hooks and views go, and everything it runs stops; its tables stay. */
   async disable(id: string): Promise<void> {
     const plugin = this.get(id);
-    await this.stop(plugin);
-    await this.deps.db('panel_plugins').where({ id }).update({ enabled: false, updated_at: Date.now() });
-    this.deps.logger.info(`plugin ${id} disabled`);
+    await this.lifecycle.run(id, async () => {
+      await this.stop(plugin);
+      await this.deps.db('panel_plugins').where({ id }).update({ enabled: false, updated_at: Date.now() });
+      this.deps.logger.info(`plugin ${id} disabled`);
+    });
   }
 
-  /** Disables the plugin and runs its migrations down: its tables and data are gone. */
-  async uninstall(id: string): Promise<void> {
+  /**
+   * Disables the plugin, then lets it remove what it set up (the bandwidth plugin: its caps in every
+   * kernel it reached) and run its migrations down: its tables and data are gone. The warnings say
+   * what it could not remove.
+   */
+  async uninstall(id: string): Promise<UninstallOutcome> {
     const plugin = this.get(id);
-    await this.stop(plugin);
-    const module = await this.load(plugin);
-    await module.uninstall?.(this.deps.db);
-    await this.deps.db('panel_plugins').where({ id }).update({ enabled: false, updated_at: Date.now() });
-    this.deps.logger.info(`plugin ${id} uninstalled`);
+    return this.lifecycle.run(id, async () => {
+      await this.stop(plugin);
+      const module = await this.load(plugin);
+      const answer = await module.uninstall?.(this.deps.db, this.deps.pluginOptions?.[id] ?? {}, this.deps.logger.child(id));
+      await this.deps.db('panel_plugins').where({ id }).update({ enabled: false, updated_at: Date.now() });
+      const warnings = warningsOf(answer);
+      this.deps.logger.info(`plugin ${id} uninstalled`, warnings.length > 0 ? { warnings } : {});
+      return { warnings };
+    });
   }
 
   /** Dispatches requests to the routers of running plugins, in discovery order. */
@@ -212,7 +246,9 @@ export class PluginManager {
     };
   }
 
+  /** Stops every plugin, each after the enable or disable it is in the middle of. */
   async close(): Promise<void> {
-    for (const plugin of this.plugins.values()) await this.stop(plugin);
+    this.closed = true;
+    for (const [id, plugin] of this.plugins) await this.lifecycle.run(id, () => this.stop(plugin));
   }
 }

@@ -170,8 +170,10 @@ export function createAdminRouter(ctx: ServiceContext, db: Knex, auth: HostAuth,
   for (const action of ['enable', 'disable', 'uninstall'] as const) {
     router.post(`/admin/plugins/:id/${action}`, admin, auth.verifyCsrf, async (req, res) => {
       try {
-        await plugins[action](param(req, 'id'));
-        flash(req, `Plugin ${param(req, 'id')} ${action === 'enable' ? 'enabled' : action === 'disable' ? 'disabled' : 'uninstalled'}`);
+        const outcome = await plugins[action](param(req, 'id'));
+        // What an uninstall could not undo (a node that did not answer keeps its caps) is said, not hidden.
+        const left = outcome?.warnings.length ? `. It could not undo everything: ${outcome.warnings.join('; ')}` : '';
+        flash(req, `Plugin ${param(req, 'id')} ${action === 'enable' ? 'enabled' : action === 'disable' ? 'disabled' : 'uninstalled'}${left}`);
       } catch (error) {
         if (error instanceof HttpError && error.status === 404) throw error;
         flash(req, `Could not ${action} plugin ${param(req, 'id')}: ${(error as Error).message}`);

@@ -78,8 +78,10 @@ export function createApiRouter(ctx: ServiceContext, auth: HostAuth, plugins: Pl
     res.json({ plugin: (await plugins.list()).find((p) => p.id === req.params.id) });
   });
   router.post('/plugins/:id/uninstall', async (req, res) => {
-    await plugins.uninstall(req.params.id);
-    res.json({ plugin: (await plugins.list()).find((p) => p.id === req.params.id) });
+    const { warnings } = await plugins.uninstall(req.params.id);
+    const plugin = (await plugins.list()).find((p) => p.id === req.params.id);
+    // `warnings` only when the uninstall left something behind (a node that did not answer keeps its caps).
+    res.json(warnings.length > 0 ? { plugin, warnings } : { plugin });
   });
   return router;
 }

@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { recordEvent } from '../../src/db/events.js';
-import { startPanel } from '../support/panel.js';
+import { HERMETIC_PLUGIN_OPTIONS, startPanel } from '../support/panel.js';
+import { waitFor } from '../support/lab.js';
 
 const T0 = Date.UTC(2026, 4, 10, 12, 0, 0);
 const MINUTE = 60_000;
@@ -53,5 +54,26 @@ describe('a failure that repeats in the audit log', () => {
 
     assert.doesNotMatch(page.text, /data-repeat-count/);
     assert.deepEqual([api.events[0]!.repeat_count, api.events[0]!.last_seen_at], [1, new Date(T0).toISOString()]);
+  });
+});
+
+describe('events retention', () => {
+  test('the reconcile loop deletes events last seen longer ago than retention_events_days, and keeps the rest', async (t) => {
+    const options = { pluginOptions: { bandwidth: { ...HERMETIC_PLUGIN_OPTIONS.bandwidth, retention_events_days: 30 } } };
+    const host = await startPanel(t, options);
+    const day = 86_400_000;
+    const event = { actor: 'admin', action: 'limit.set', result: 'ok' as const };
+    await recordEvent(host.db, { ...event, message: 'last seen 40 days ago' }, Date.now() - 40 * day);
+    await recordEvent(host.db, { ...event, message: 'first seen 40 days ago, still repeating', repeatKey: 'k' }, Date.now() - 40 * day);
+    await recordEvent(host.db, { ...event, message: 'first seen 40 days ago, still repeating', repeatKey: 'k' }, Date.now() - day);
+
+    // The reconcile loop runs once at start, then every reconcile_interval_s.
+    const restarted = await host.restart(options);
+
+    const left = await waitFor('the old event to go', async () => {
+      const rows = (await restarted.db('bw_events').orderBy('id').select('message')) as { message: string }[];
+      return rows.length === 1 ? rows : undefined;
+    }, 10_000);
+    assert.deepEqual(left.map((row) => row.message), ['first seen 40 days ago, still repeating']);
   });
 });

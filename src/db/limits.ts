@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { SubjectType } from '../plugin-api.js';
-import { nextClassMinor } from '../shaping/class-ids.js';
+import { LOCAL_NODE } from '../nodes/node-name.js';
+import { allocateClassMinor, inAllocationTurn } from './class-allocation.js';
 import { toOutcomeReason, type OutcomeReason } from '../limits/outcome-reason.js';
 
 export type LimitStatus = 'pending' | 'applied' | 'failed';
@@ -87,56 +88,46 @@ export async function getLimits(db: Knex, subjectType: SubjectType, subjectIds: 
   return found;
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string; message?: string };
-  return e.code === 'ER_DUP_ENTRY' || e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '');
-}
-
 /**
  * Stores a subject's desired caps (status `pending`) before anything touches the kernel.
- * A limited subject gets a class minor once and keeps it while it stays on its interface; the
- * unique index on (node, interface, class_minor) settles races between writers, which retry.
+ * A limited subject gets a class minor once and keeps it while it stays on its interface; writers
+ * of one interface take turns ({@link inAllocationTurn}), so two never pick the same minor (the
+ * unique index on (node, interface, class_minor) stays as the last guard).
  * @returns the row before (undefined for a new subject) and after.
  */
 export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now()): Promise<{ previous: LimitRow | undefined; current: LimitRow }> {
-  const node = subject.node ?? 'local';
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await db.transaction(async (trx) => {
-        const previousRow = await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first();
-        const previous = previousRow ? toLimitRow(previousRow) : undefined;
-        const sameInterface = previous && previous.node === node && previous.interface === subject.interface;
-        let classMinor = sameInterface ? previous.classMinor : null;
-        if (classMinor === null && isLimited(subject)) {
-          const used = await trx('bw_limits').where({ node, interface: subject.interface }).whereNotNull('class_minor').pluck('class_minor');
-          classMinor = nextClassMinor(used.map(Number));
-        }
-        const values = {
-          name: subject.name,
-          node,
-          network_id: subject.networkId,
-          interface: subject.interface,
-          netns: subject.netns,
-          interface_kind: subject.interfaceKind,
-          addresses: JSON.stringify(subject.addresses),
-          public_key: subject.publicKey ?? null,
-          up_kbps: subject.upKbps,
-          down_kbps: subject.downKbps,
-          class_minor: classMinor,
-          status: 'pending',
-          last_error: null,
-          reason: null,
-          updated_at: now,
-        };
-        if (previous) await trx('bw_limits').where({ id: previous.id }).update(values);
-        else await trx('bw_limits').insert({ ...values, subject_type: subject.subjectType, subject_id: subject.subjectId, created_at: now });
-        const current = toLimitRow(await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first());
-        return { previous, current };
-      });
-    } catch (error) {
-      if (!isUniqueViolation(error) || attempt >= 20) throw error;
-    }
-  }
+  const node = subject.node ?? LOCAL_NODE;
+  // Unlimited subjects take the turn too: on SQLite it makes the transaction's first statement a
+  // write, and a deferred transaction that reads before it writes fails at once with SQLITE_BUSY
+  // when another connection writes meanwhile (the busy timeout does not apply to that upgrade).
+  return inAllocationTurn(db, [{ node, interface: subject.interface }], async (trx) => {
+    const previousRow = await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first();
+    const previous = previousRow ? toLimitRow(previousRow) : undefined;
+    const sameInterface = previous && previous.node === node && previous.interface === subject.interface;
+    let classMinor = sameInterface ? previous.classMinor : null;
+    if (classMinor === null && isLimited(subject)) classMinor = await allocateClassMinor(trx, node, subject.interface);
+    const values = {
+      name: subject.name,
+      node,
+      network_id: subject.networkId,
+      interface: subject.interface,
+      netns: subject.netns,
+      interface_kind: subject.interfaceKind,
+      addresses: JSON.stringify(subject.addresses),
+      public_key: subject.publicKey ?? null,
+      up_kbps: subject.upKbps,
+      down_kbps: subject.downKbps,
+      class_minor: classMinor,
+      status: 'pending',
+      last_error: null,
+      reason: null,
+      updated_at: now,
+    };
+    if (previous) await trx('bw_limits').where({ id: previous.id }).update(values);
+    else await trx('bw_limits').insert({ ...values, subject_type: subject.subjectType, subject_id: subject.subjectId, created_at: now });
+    const current = toLimitRow(await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first());
+    return { previous, current };
+  });
 }
 
 /** Removes a subject's row; returns what it held. */

@@ -15,6 +15,7 @@ import * as m0013 from '../../migrations/0013_add_outcome_reason.js';
 import * as m0014 from '../../migrations/0014_add_bw_counters_last_delta.js';
 import * as m0015 from '../../migrations/0015_create_bw_node_cursors.js';
 import * as m0016 from '../../migrations/0016_add_bw_agents_token_ciphertext.js';
+import * as m0017 from '../../migrations/0017_create_bw_class_allocators.js';
 import * as m0018 from '../../migrations/0018_create_bw_usage_totals.js';
 import * as m0019 from '../../migrations/0019_add_bw_events_repeats.js';
 import * as m0020 from '../../migrations/0020_create_bw_credentials.js';
@@ -42,6 +43,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0014_add_bw_counters_last_delta', m0014],
   ['0015_create_bw_node_cursors', m0015],
   ['0016_add_bw_agents_token_ciphertext', m0016],
+  ['0017_create_bw_class_allocators', m0017],
   ['0018_create_bw_usage_totals', m0018],
   ['0019_add_bw_events_repeats', m0019],
   ['0020_create_bw_credentials', m0020],
@@ -62,6 +64,7 @@ export const PLUGIN_TABLES = [
   'bw_events',
   'bw_locks',
   'bw_node_cursors',
+  'bw_class_allocators',
   'bw_usage_totals',
   'bw_credentials',
 ] as const;

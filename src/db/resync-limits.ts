@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { nextClassMinor } from '../shaping/class-ids.js';
+import { LOCAL_NODE } from '../nodes/node-name.js';
+import { allocateClassMinor, inAllocationTurn } from './class-allocation.js';
 import { isLimited, type LimitRow, type SubjectLimit } from './limits.js';
 
 /*
@@ -26,34 +27,40 @@ export async function dropLimits(db: Knex, rows: LimitRow[]): Promise<LimitRow[]
 
 /**
  * Copies the host's name, network, interface, namespace, addresses and key into rows. A row that
- * moves to another interface gets a free class minor there, as `saveLimit` gives it.
+ * moves to another interface gets a free class minor there (in that interface's allocation turn, as
+ * `saveLimit` gets it); an unlimited one gives its minor up.
  * @returns the rows refreshed (a row written since it was read is left as it is).
  */
 export async function refreshLimits<T extends { row: LimitRow; subject: SubjectLimit }>(db: Knex, stale: T[], now = Date.now()): Promise<T[]> {
   const refreshed: T[] = [];
+  const moves = (entry: T) => entry.subject.interface !== entry.row.interface || (entry.subject.node ?? LOCAL_NODE) !== entry.row.node;
   for (let i = 0; i < stale.length; i += CHUNK) {
-    await db.transaction(async (trx) => {
-      for (const entry of stale.slice(i, i + CHUNK)) {
+    const chunk = stale.slice(i, i + CHUNK);
+    // Rows that move take a minor on their new interface, so the chunk holds those interfaces' turns.
+    const turns = chunk.filter((entry) => moves(entry) && isLimited(entry.row)).map(({ subject }) => ({ node: subject.node ?? LOCAL_NODE, interface: subject.interface }));
+    const done = await inAllocationTurn(db, turns, async (trx) => {
+      const written: T[] = [];
+      for (const entry of chunk) {
         const { row, subject } = entry;
+        const node = subject.node ?? LOCAL_NODE;
         const values: Record<string, unknown> = {
           name: subject.name,
           network_id: subject.networkId,
-          node: subject.node ?? 'local',
+          node,
           interface: subject.interface,
           netns: subject.netns,
           addresses: JSON.stringify(subject.addresses),
           public_key: subject.publicKey ?? null,
           updated_at: now,
         };
-        const node = subject.node ?? 'local';
-        if ((subject.interface !== row.interface || node !== row.node) && isLimited(row)) {
-          const used = await trx('bw_limits').where({ node, interface: subject.interface }).whereNotNull('class_minor').pluck('class_minor');
-          values.class_minor = nextClassMinor(used.map(Number));
-        }
+        // An unlimited row gives its minor up when it moves: it could be taken on the new interface.
+        if (moves(entry)) values.class_minor = isLimited(row) ? await allocateClassMinor(trx, node, subject.interface) : null;
         const updated = await trx('bw_limits').where({ id: row.id, updated_at: row.updatedAt.getTime() }).update(values);
-        if (Number(updated) > 0) refreshed.push(entry);
+        if (Number(updated) > 0) written.push(entry);
       }
+      return written;
     });
+    refreshed.push(...done);
   }
   return refreshed;
 }

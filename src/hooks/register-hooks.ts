@@ -44,7 +44,10 @@ function wantedCaps(input: Record<string, unknown>, stored: LimitRow | undefined
 
 /**
  * Subscribes the plugin to the host's lifecycle hooks. Every handler is idempotent: running it
- * twice stores the same row and leaves the kernel as it is.
+ * twice stores the same row and leaves the kernel as it is. A `created`/`updated` handler throws
+ * only when the caps could not be stored, and then has written nothing: the host undoes its write
+ * and answers an error (docs/integration.md, "When a hook fails"). Caps stored but not applied
+ * stay `pending` for the reconcile loop; the handler resolves.
  */
 export function registerHooks(host: Host, service: LimitsService): (() => void)[] {
   const { hooks, db } = host;

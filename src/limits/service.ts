@@ -135,16 +135,22 @@ export class LimitsService {
     return this.bySubject(subject.subjectType, subject.subjectId, () => this.store(subject, actor, action));
   }
 
+  /**
+   * Stores, then applies. Once the caps are stored nothing after may throw: a failure to apply or
+   * to audit (the database or a node went away meanwhile) leaves the row `pending`, which the
+   * reconcile loop applies; a caller that saw an error would undo a write whose caps are kept.
+   * Only a failure to store throws, and then nothing was written.
+   */
   private async store(subject: SubjectLimit, actor: string, action = 'limit.set'): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
     const { previous, current } = await saveLimit(this.db, subject);
     const moved = previous && (previous.node !== current.node || previous.interface !== current.interface || previous.netns !== current.netns);
-    if (moved && isLimited(previous)) await this.applier.applyInterface(previous.interface, previous.netns, undefined, previous.node);
+    if (moved && isLimited(previous)) await this.applyStored(previous.interface, previous.netns, undefined, previous.node);
     const needsKernel = isLimited(current) || (previous !== undefined && isLimited(previous)) || current.status !== 'applied';
     const onlyRate =
       previous !== undefined && !moved && previous.status === 'applied' && isLimited(previous) && isLimited(current) &&
       previous.classMinor === current.classMinor && previous.addresses.join() === current.addresses.join();
     const outcome = needsKernel
-      ? await this.applier.applyInterface(
+      ? await this.applyStored(
         current.interface,
         current.netns,
         onlyRate ? { subjectId: current.subjectId, previous: { upKbps: previous.upKbps, downKbps: previous.downKbps } } : undefined,
@@ -163,9 +169,21 @@ export class LimitsService {
         result: outcome?.status ?? 'applied',
         message: outcome?.error ?? null,
         reason: outcome?.reason ?? null,
-      });
+      }).catch((error: unknown) => this.logger.error('the audit event of stored caps was not written', { subject: `${current.subjectType}:${current.subjectId}`, error: (error as Error).message }));
     }
-    return { limit: (await getLimit(this.db, current.subjectType, current.subjectId)) ?? current, outcome };
+    const limit = await getLimit(this.db, current.subjectType, current.subjectId).catch(() => undefined);
+    return { limit: limit ?? current, outcome };
+  }
+
+  /** Applies an interface whose rows are stored; a failure is logged and answered as `pending` (the reconcile loop retries). */
+  private async applyStored(...args: Parameters<Applier['applyInterface']>): Promise<InterfaceOutcome> {
+    try {
+      return await this.applier.applyInterface(...args);
+    } catch (error) {
+      const message = (error as Error).message;
+      this.logger.warn('applying stored caps failed; the reconcile loop retries', { interface: args[0], netns: args[1], error: message });
+      return { ...(args[3] === undefined ? {} : { node: args[3] }), interface: args[0], netns: args[1], status: 'pending', operations: [], error: `not applied yet, the reconcile loop retries: ${message}`, reason: null };
+    }
   }
 
   /** Forgets a subject and removes its classes and filters. */

@@ -56,6 +56,7 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
     },
     bw_locks: { name: 'roundtrip', held_at: NOW },
     bw_node_cursors: { node: 'hv-01', ledger_id: '3f0c8a52-6b0e-4d4e-9a57-0d8f3c1e2b7a', seq: fromBigInt(SIGNED_MAX), updated_at: NOW },
+    bw_class_allocators: { node: 'hv-01', interface: 'wg0', turns: fromBigInt(ABOVE_2_53) },
     bw_usage_totals: { subject_type: 'peer', subject_id: '42', up_bytes: fromBigInt(SIGNED_MAX), down_bytes: fromBigInt(ABOVE_2_53) },
     bw_credentials: { name: 'metrics_token', sha256: 'e'.repeat(64), created_at: NOW },
   };

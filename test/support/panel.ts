@@ -61,6 +61,12 @@ export interface PanelOptions {
   auth?: Pick<CreatePanelOptions, 'now' | 'passwords' | 'loginLimits'>;
   /** The panel's log level (`debug` … `error`); lines go to stderr. @default 'silent' */
   logLevel?: string;
+  /**
+   * The panel's `DATABASE_URL` (a MariaDB or PostgreSQL database of the test's own, see
+   * test/support/own-database.ts); read when the panel first starts, kept across restarts.
+   * @default a fresh SQLite file
+   */
+  databaseUrl?: string;
 }
 
 /**
@@ -137,7 +143,7 @@ export async function startPanel(t: TestContext, options: PanelOptions = {}): Pr
     const failed = results.find((result) => result.status === 'rejected');
     if (failed) throw failed.reason;
   });
-  const databaseUrl = `sqlite:${join(dir, 'panel.sqlite')}`;
+  const databaseUrl = options.databaseUrl ?? `sqlite:${join(dir, 'panel.sqlite')}`;
 
   const open = async (current: PanelOptions): Promise<TestPanel> => {
     const config: PanelConfig = {

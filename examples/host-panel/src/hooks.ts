@@ -7,6 +7,26 @@ import type {
   ValidationIssue,
 } from '../../../src/plugin-api.js';
 
+/** The hooks after a write that plugins must follow: when one of their handlers fails, the host undoes the write. */
+export type FollowedHook = 'peer.created' | 'peer.updated' | 'vm.created' | 'vm.updated';
+
+/**
+ * A handler of a {@link FollowedHook} threw. The handler must have written nothing (docs/integration.md,
+ * "When a hook fails"); `followed` names the plugins whose handler had already run, which the host
+ * tells about the undo. `cause` keeps the handler's error.
+ */
+export class HookFailedError extends Error {
+  override name = 'HookFailedError';
+  constructor(
+    readonly hook: FollowedHook,
+    readonly pluginId: string,
+    readonly followed: string[],
+    options: { cause: unknown },
+  ) {
+    super(`hook ${hook} of plugin ${pluginId} failed: ${(options.cause as Error | undefined)?.message ?? String(options.cause)}`, options);
+  }
+}
+
 interface Subscription {
   pluginId: string;
   name: HookName;
@@ -53,8 +73,42 @@ export class HookRegistry {
   }
 
   /**
-   * Tells every subscriber that a write happened. The write is already committed, so a handler's
-   * failure is logged, never thrown back at the user.
+   * Tells every subscriber about a create or an update they must follow (a plugin stores its own
+   * settings for the record, such as caps). Stops at the first handler that throws and throws a
+   * {@link HookFailedError}: the caller undoes its write, tells the plugins in `followed` with
+   * {@link emitTo} and answers an error, so a user never gets a success for settings that were not stored.
+   */
+  async follow<K extends FollowedHook>(name: K, payload: HookPayloads[K]): Promise<void> {
+    const followed: string[] = [];
+    for (const { pluginId, handler } of this.handlers(name)) {
+      try {
+        await handler(payload);
+      } catch (error) {
+        this.logger.error(`hook ${name} of plugin ${pluginId} failed; the write is undone`, { error: (error as Error).message });
+        throw new HookFailedError(name, pluginId, followed, { cause: error });
+      }
+      followed.push(pluginId);
+    }
+  }
+
+  /** Like {@link emit}, for the handlers of these plugins only (the undo after a {@link HookFailedError}). */
+  async emitTo<K extends Exclude<HookName, 'peer.validate' | 'vm.validate' | 'peer.serialize' | 'vm.serialize'>>(
+    pluginIds: readonly string[],
+    name: K,
+    payload: HookPayloads[K],
+  ): Promise<void> {
+    for (const { pluginId, handler } of this.handlers(name).filter((s) => pluginIds.includes(s.pluginId))) {
+      try {
+        await handler(payload);
+      } catch (error) {
+        this.logger.error(`hook ${name} of plugin ${pluginId} failed`, { error: (error as Error).message });
+      }
+    }
+  }
+
+  /**
+   * Tells every subscriber that a write happened. The write is already committed (a delete, a
+   * network's interface), so a handler's failure is logged, never thrown back at the user.
    */
   async emit<K extends Exclude<HookName, 'peer.validate' | 'vm.validate' | 'peer.serialize' | 'vm.serialize'>>(
     name: K,

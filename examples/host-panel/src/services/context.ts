@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
-import type { HookRegistry } from '../hooks.js';
+import type { HookFailedError, HookRegistry } from '../hooks.js';
 import type { ValidationIssue } from '../../../../src/plugin-api.js';
-import { InputError } from '../errors.js';
+import { HttpError, InputError } from '../errors.js';
 
 /** What every service needs: the database and the hook bus. */
 export interface ServiceContext {
@@ -27,4 +27,16 @@ export async function insertId(db: Knex, table: string, row: Record<string, unkn
   const result = db.client.config.client === 'mysql2' ? await db(table).insert(row) : await db(table).insert(row, ['id']);
   const first = result[0] as number | { id: number } | undefined;
   return Number(typeof first === 'object' ? first.id : first);
+}
+
+/**
+ * The 503 a request answers after a plugin could not follow its write (which the host has undone):
+ * the user sees that nothing was saved and may try again, never a success with settings lost.
+ * @example throw undone(error, 'The peer was not created');
+ */
+export function undone(error: HookFailedError, what: string): HttpError {
+  const cause = error.cause as { message?: string } | undefined;
+  // knex prefixes the driver's message with the statement: keep the driver's words only.
+  const reason = String(cause?.message ?? 'unknown error').split(' - ').pop()!.slice(0, 200);
+  return new HttpError(503, 'plugin_unavailable', `${what}: plugin \`${error.pluginId}\` could not store its settings (${reason}). Nothing was saved; try again.`);
 }

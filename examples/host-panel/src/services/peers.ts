@@ -3,7 +3,8 @@ import { conflict, notFound } from '../errors.js';
 import { parseId, toPeer } from '../db/records.js';
 import { overlaps, parseCidr, type Cidr } from '../cidr.js';
 import { parseBody, peerCreate, peerUpdate } from '../validation.js';
-import { insertId, isUniqueViolation, rejectIssues, type ServiceContext } from './context.js';
+import { HookFailedError } from '../hooks.js';
+import { insertId, isUniqueViolation, rejectIssues, undone, type ServiceContext } from './context.js';
 import { getNetwork } from './networks.js';
 import { networkPeers } from '../mutex.js';
 
@@ -65,7 +66,15 @@ export async function createPeer(ctx: ServiceContext, networkIdText: string | un
     }
   });
   const peer = toPeer(await ctx.db('peers').where({ id }).first());
-  await ctx.hooks.emit('peer.created', { peer, network, input: body as Record<string, unknown>, actor });
+  try {
+    await ctx.hooks.follow('peer.created', { peer, network, input: body as Record<string, unknown>, actor });
+  } catch (error) {
+    if (!(error instanceof HookFailedError)) throw error;
+    // A plugin could not store its settings for the peer (its caps): no peer rather than an uncapped one.
+    await ctx.db('peers').where({ id }).delete();
+    await ctx.hooks.emitTo(error.followed, 'peer.deleted', { peer, network, actor });
+    throw undone(error, 'The peer was not created');
+  }
   return { network, peer: (await serializePeers(ctx, [peer]))[0]! };
 }
 
@@ -91,7 +100,17 @@ export async function updatePeer(
     }
   });
   const peer = toPeer(await ctx.db('peers').where({ id: previous.id }).first());
-  await ctx.hooks.emit('peer.updated', { peer, previous, network, input: body as Record<string, unknown>, actor });
+  try {
+    await ctx.hooks.follow('peer.updated', { peer, previous, network, input: body as Record<string, unknown>, actor });
+  } catch (error) {
+    if (!(error instanceof HookFailedError)) throw error;
+    // A plugin could not store the new settings: the peer goes back to what it was, so nothing half-applies.
+    await ctx.db('peers').where({ id: previous.id }).update({
+      name: previous.name, public_key: previous.public_key, allowed_ips: JSON.stringify(previous.allowed_ips), updated_at: Date.now(),
+    });
+    await ctx.hooks.emitTo(error.followed, 'peer.updated', { peer: previous, previous: peer, network, input: {}, actor });
+    throw undone(error, 'The peer was not changed');
+  }
   return { network, peer: (await serializePeers(ctx, [peer]))[0]! };
 }
 

@@ -2,7 +2,8 @@ import type { Actor, VmRecord } from '../../../../src/plugin-api.js';
 import { conflict, notFound } from '../errors.js';
 import { interfaceTaken, parseId, toVm } from '../db/records.js';
 import { parseBody, vmCreate, vmUpdate } from '../validation.js';
-import { insertId, isUniqueViolation, rejectIssues, type ServiceContext } from './context.js';
+import { HookFailedError } from '../hooks.js';
+import { insertId, isUniqueViolation, rejectIssues, undone, type ServiceContext } from './context.js';
 import { interfaceClaims } from '../mutex.js';
 
 export async function serializeVms(ctx: ServiceContext, vms: VmRecord[]): Promise<VmRecord[]> {
@@ -43,7 +44,15 @@ export async function createVm(ctx: ServiceContext, body: unknown, actor: Actor)
     }
   });
   const vm = toVm(await ctx.db('vms').where({ id }).first());
-  await ctx.hooks.emit('vm.created', { vm, input: body as Record<string, unknown>, actor });
+  try {
+    await ctx.hooks.follow('vm.created', { vm, input: body as Record<string, unknown>, actor });
+  } catch (error) {
+    if (!(error instanceof HookFailedError)) throw error;
+    // A plugin could not store its settings for the VM (its caps): no VM rather than an uncapped one.
+    await ctx.db('vms').where({ id }).delete();
+    await ctx.hooks.emitTo(error.followed, 'vm.deleted', { vm, actor });
+    throw undone(error, 'The VM was not created');
+  }
   return (await serializeVms(ctx, [vm]))[0]!;
 }
 
@@ -65,7 +74,17 @@ export async function updateVm(ctx: ServiceContext, idText: string | undefined, 
     await ctx.db('vms').where({ id: previous.id }).update({ ...next, netns: next.netns ?? '', node: next.node ?? '', updated_at: Date.now() });
   });
   const vm = toVm(await ctx.db('vms').where({ id: previous.id }).first());
-  await ctx.hooks.emit('vm.updated', { vm, previous, input: body as Record<string, unknown>, actor });
+  try {
+    await ctx.hooks.follow('vm.updated', { vm, previous, input: body as Record<string, unknown>, actor });
+  } catch (error) {
+    if (!(error instanceof HookFailedError)) throw error;
+    // A plugin could not store the new settings: the VM goes back to what it was, so nothing half-applies.
+    await ctx.db('vms').where({ id: previous.id }).update({
+      name: previous.name, interface: previous.interface, netns: previous.netns ?? '', node: previous.node ?? '', updated_at: Date.now(),
+    });
+    await ctx.hooks.emitTo(error.followed, 'vm.updated', { vm: previous, previous: vm, input: {}, actor });
+    throw undone(error, 'The VM was not changed');
+  }
   return (await serializeVms(ctx, [vm]))[0]!;
 }
 

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { ENGINES } from '../support/databases.js';
-import { ownDatabase } from '../support/own-database.js';
-import { API_TOKEN, listen, startPanel } from '../support/panel.js';
+import { ENGINES, type Engine } from './databases.js';
+import { ownDatabase } from './own-database.js';
+import { API_TOKEN, listen, startPanel } from './panel.js';
 
 const CONCURRENT = 200;
 
@@ -54,7 +54,12 @@ function keyOf(n: number): string {
   return key.toString('base64');
 }
 
-for (const engine of ENGINES) {
+/**
+ * Declares the test on one engine. Each engine has its own test file: the whole run takes minutes
+ * (200 writers on one interface are served one at a time by its lock), more than one file may.
+ */
+export function concurrentWriters(id: Engine['id']): void {
+  const engine = ENGINES.find((candidate) => candidate.id === id)!;
   describe(`concurrent writers on ${engine.id}`, () => {
     test(`${CONCURRENT} concurrent peer creates with caps and ${CONCURRENT} concurrent cap updates on one interface: every cap stored and applied, no 500`, { timeout: 300_000 }, async (t) => {
       const own = await ownDatabase(t, engine, 'writers');

@@ -116,8 +116,13 @@ export interface IngestResult {
  * Pulls `node`'s ledger from the panel's cursor until it has caught up with the head it reported,
  * page by page (each page one transaction, so an interruption loses nothing and repeats nothing).
  */
-export async function ingestNode(db: Knex, link: NodeLink, options: { pageSize?: number; logger?: Logger; now?: () => number } = {}): Promise<IngestResult> {
+export async function ingestNode(
+  db: Knex,
+  link: NodeLink,
+  options: { pageSize?: number; batchEntries?: number; logger?: Logger; now?: () => number } = {},
+): Promise<IngestResult> {
   const pageSize = options.pageSize ?? 5000;
+  const batchEntries = Math.max(pageSize, options.batchEntries ?? 25_000);
   const result: IngestResult = { node: link.node, written: 0, pages: 0, cursor: 0, head: 0 };
   // The ledger's identity comes with its first page: the first request of an unknown ledger asks from 0.
   let ledgerId = knownLedgers.get(link);
@@ -130,13 +135,26 @@ export async function ingestNode(db: Knex, link: NodeLink, options: { pageSize?:
       const cursor = await readCursor(db, link.node, ledgerId);
       if (cursor !== after) page = await link.ledger((after = cursor), pageSize);
     }
-    const written = await ingestPage(db, link.node, page, { ...(options.logger ? { logger: options.logger } : {}), now: (options.now ?? Date.now)() });
-    result.pages++;
+    // A backlog is written several pages to a transaction: a subject's hourly, daily and total rows
+    // are then one upsert for all of its entries in them, not one per page.
+    const pages = [page];
+    let entries = page.entries.length;
+    let last = page;
+    while (last.entries.length === pageSize && entries < batchEntries) {
+      const more = await link.ledger(last.entries[last.entries.length - 1]!.seq, pageSize);
+      if (more.ledgerId !== page.ledgerId) break;
+      pages.push(more);
+      entries += more.entries.length;
+      last = more;
+    }
+    const batch: LedgerPage = pages.length === 1 ? page : { ...page, head: last.head, entries: pages.flatMap((one) => one.entries) };
+    const written = await ingestPage(db, link.node, batch, { ...(options.logger ? { logger: options.logger } : {}), now: (options.now ?? Date.now)() });
+    result.pages += pages.length;
     result.written += written.written;
-    result.head = page.head;
+    result.head = last.head;
     result.cursor = written.cursor;
     after = written.cursor;
-    if (page.entries.length < pageSize || written.cursor >= page.head) return result;
+    if (last.entries.length < pageSize || written.cursor >= last.head) return result;
   }
 }
 

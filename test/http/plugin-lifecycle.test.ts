@@ -18,7 +18,9 @@ import { AgentRegistry } from '../../src/nodes/panel/registry.js';
 import type { Operation } from '../../src/shaping/operations.js';
 import { RecordingExecutor } from '../../src/shaping/recording-executor.js';
 import type { RunOptions, RunResult } from '../../src/shaping/executor.js';
+import { ENGINES } from '../support/databases.js';
 import { waitFor } from '../support/lab.js';
+import { ownDatabase } from '../support/own-database.js';
 import { created, startPanel, watchExecutor, wgKey, type TestPanel } from '../support/panel.js';
 
 process.env.PANEL_BANDWIDTH_SECRET_KEY ??= randomBytes(32).toString('hex');
@@ -116,8 +118,13 @@ test('five enables at once start the plugin once; after disable no tc runs for t
   assert.equal((await host.api.get('/api/plugins').expect(200)).body.plugins[0].running, false);
 });
 
-test('enable and disable clicked together end in the state of the last click, with one instance at most', async (t) => {
-  const host = await startPanel(t);
+for (const engine of ENGINES) {
+  // The host keeps which plugins are enabled in its database: the same clicks on every engine.
+  test(`enable and disable clicked together end in the state of the last click, with one instance at most (${engine.id})`, { timeout: 60_000 }, async (t) => {
+  const own = await ownDatabase(t, engine, 'lifecycle');
+  if (!own) return;
+  const host = await startPanel(t, { databaseUrl: own.url });
+  own.closeFirst(() => host.close());
   const opened = t.mock.method(AgentCore, 'open');
   const timers = watchPluginTimers(t);
 
@@ -131,6 +138,7 @@ test('enable and disable clicked together end in the state of the last click, wi
     assert.deepEqual(timers.pending(), [], 'timers of the plugin still pending after the last disable');
   });
 });
+}
 
 test('an enable that fails part-way leaves nothing of the plugin running', async (t) => {
   const host = await startPanel(t);

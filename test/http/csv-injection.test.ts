@@ -5,6 +5,7 @@ import express from 'express';
 import { errorHandler } from '../../examples/host-panel/src/errors.js';
 import { exportCsv } from '../../src/routes/export-csv.js';
 import type { Host } from '../../src/plugin-api.js';
+import { parseCsv } from '../support/csv.js';
 import { listen, startPanel } from '../support/panel.js';
 import { DAY_MS, floorTo, seedDailyForAll, seedSubjects } from '../support/seed.js';
 
@@ -43,34 +44,6 @@ const NAMES = [
   'plain name',
   'a-b',
 ];
-
-/** Splits CSV text into records of fields, undoing RFC 4180 quoting (our separator: `,`). */
-function parseCsv(text: string): string[][] {
-  const records: string[][] = [];
-  let field = '';
-  let record: string[] = [];
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      record.push(field);
-      field = '';
-    } else if (c === '\n') {
-      record.push(field);
-      records.push(record);
-      record = [];
-      field = '';
-    } else field += c;
-  }
-  return records;
-}
 
 async function namedExport(t: Parameters<typeof startPanel>[0], names: string[]) {
   const host = await startPanel(t, { now: () => NOW });

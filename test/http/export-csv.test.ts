@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import express from 'express';
 import { exportCsv } from '../../src/routes/export-csv.js';
 import type { Host } from '../../src/plugin-api.js';
+import { parseCsv } from '../support/csv.js';
 import { API_TOKEN, listen, startPanel, type TestPanel } from '../support/panel.js';
 import { DAY_MS, HOUR_MS, floorTo, seedDailyForAll, seedSubjects, type Seeded, type UsageRow } from '../support/seed.js';
 
@@ -13,35 +14,6 @@ const HEADER = 'subject_type,subject_id,name,period_start,period_end,up_bytes,do
 const iso = (ms: number) => new Date(ms).toISOString();
 /** The plugin's clock and the time usage is seeded against (fixed: no day may end between seeding and exporting). */
 const NOW = Date.UTC(2026, 2, 1, 0, 20);
-
-/** Splits CSV text into records of fields, undoing RFC 4180 quoting. */
-function parseCsv(text: string): string[][] {
-  const records: string[][] = [];
-  let field = '';
-  let record: string[] = [];
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      record.push(field);
-      field = '';
-    } else if (c === '\n') {
-      record.push(field);
-      records.push(record);
-      record = [];
-      field = '';
-    } else field += c;
-  }
-  assert.equal(field + record.join(''), '', 'the CSV ends with a newline');
-  return records;
-}
 
 /** The CSV records a roll-up row becomes (name as a spreadsheet would show it after defusing). */
 function expectedRecord(seeded: Seeded, row: UsageRow, bucketMs: number): string[] {

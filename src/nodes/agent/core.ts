@@ -32,7 +32,6 @@ import { KeyedMutex, interfaceLockKey } from '../../shaping/lock.js';
 import type { PlanCapabilities } from '../../shaping/plan.js';
 import { probeCapabilities, type Capabilities } from '../../shaping/probe.js';
 import { IntervalLoop } from '../../interval-loop.js';
-import { DAY_MS } from '../../accounting/buckets.js';
 import {
   PROTOCOL_VERSION, subjectKey,
   type InterfaceReport, type InterfaceState, type LedgerEntry, type LedgerPage, type NodeHealth, type NodeRates, type NodeSubject,
@@ -478,6 +477,3 @@ export class AgentCore extends EventEmitter<AgentEvents> {
     await this.db.destroy();
   }
 }
-
-/** Ledger retention as milliseconds (for docs and tests). */
-export const ledgerRetentionMs = (days: number): number => days * DAY_MS;

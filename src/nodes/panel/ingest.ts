@@ -32,12 +32,6 @@ export async function readCursor(db: Knex, node: string, ledgerId: string): Prom
   return row ? Number(row.seq) : 0;
 }
 
-/** The most recently moved cursor of a node (its current ledger), for lag on status pages. */
-export async function latestCursor(db: Knex, node: string): Promise<{ ledgerId: string; seq: number } | null> {
-  const row = (await db('bw_node_cursors').where({ node }).orderBy('updated_at', 'desc').first()) as Record<string, unknown> | undefined;
-  return row ? { ledgerId: String(row.ledger_id), seq: Number(row.seq) } : null;
-}
-
 /** Locks one cursor row for the transaction (SQLite: the first write takes the database lock). */
 async function lockCursor(trx: Knex.Transaction, node: string, ledgerId: string): Promise<number> {
   const where = { node, ledger_id: ledgerId };

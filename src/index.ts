@@ -40,6 +40,12 @@ import { mountAgentsApi } from './routes/api-agents.js';
 import { mountNodesPage } from './routes/admin-nodes.js';
 import { LOCAL_NODE } from './nodes/node-name.js';
 import { removeTrees, type TreeRemoval } from './nodes/panel/remove-trees.js';
+import { QuotaEnforcer } from './quotas/enforcer.js';
+import { quotaNotifier } from './quotas/notify.js';
+import { QuotaService } from './quotas/service.js';
+import { WebhookDeliverer } from './quotas/webhooks.js';
+import { mountQuotaApi } from './routes/api-quotas.js';
+import { recordEvent } from './db/events.js';
 
 export type * from './plugin-api.js';
 export { HOST_API_VERSION } from './plugin-api.js';
@@ -188,6 +194,28 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   });
   const service = new LimitsService(host.db, applier, host.logger, host.records);
 
+  // Quotas: evaluated after every ledger ingestion (the local collector's ticks included) and in
+  // full on the reconcile loop; notices go to the audit log, the webhook and the host's bus.
+  const webhook = settings.quota_webhook_url ? { url: settings.quota_webhook_url } : null;
+  const deliverer = webhook ? new WebhookDeliverer({ db: host.db, url: webhook.url, secret: settings.quota_webhook_secret, logger: host.logger, now }) : null;
+  if (deliverer) {
+    deliverer.start(Math.min(30, settings.collect_interval_s) * 1000);
+    stops.push(() => deliverer.close());
+  }
+  const notify = quotaNotifier({ db: host.db, hooks: host.hooks, logger: host.logger, now, webhook, deliverer });
+  const enforcer = new QuotaEnforcer({
+    db: host.db, logger: host.logger, now, notify,
+    applyInterface: (iface, netns, node) => applier.applyInterface(iface, netns, undefined, node),
+    throttled: async (change) => {
+      await recordEvent(host.db, {
+        actor: 'quota', subjectType: change.subject.type, subjectId: change.subject.id, action: change.throttle ? 'quota.throttled' : 'quota.restored',
+        newValue: change.throttle ? { up_kbps: change.throttle.upKbps, down_kbps: change.throttle.downKbps } : null, result: 'ok',
+      }, now());
+    },
+  });
+  stops.push(() => enforcer.idle());
+  const quotas = new QuotaService({ db: host.db, enforcer, notify, now, logger: host.logger });
+
   const registry = new AgentRegistry({ db: host.db, secrets: new SecretBox({ keyFile: settings.secret_key_file, logger: host.logger }), logger: host.logger, now });
   const connections = new ConnectionManager({
     local,
@@ -207,6 +235,8 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
     },
     onLedger: async (node) => {
       await accounting.pull(node);
+      // Right after the bytes are in: a subject that used up its allowance is throttled within the tick.
+      await enforcer.afterIngest().catch((error: unknown) => host.logger.warn('evaluating quotas failed', { area: 'quotas', error: (error as Error).message }));
     },
   });
   nodesOf.manager = connections;
@@ -232,7 +262,7 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   stops.push(() => {
     for (const release of releases.splice(0).reverse()) release();
   });
-  releases.push(...registerHooks(host, service));
+  releases.push(...registerHooks(host, service, quotas));
   for (const adminPage of manifest.adminPages) releases.push(host.views.addNavItem(adminPage));
   releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'peer-bandwidth-fields.ejs')));
   releases.push(host.views.addPartial('vm.form', join(PLUGIN_VIEWS, 'partials', 'vm-bandwidth-fields.ejs')));
@@ -256,6 +286,7 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   mountBandwidthApi(host, service, collector, counting, now);
   mountUsageApi(host, now);
   mountAgentsApi(host, nodes, { now });
+  mountQuotaApi(host, quotas);
   mountMetrics(host, createMetrics(host.db, collector), await metricsAccess(host.db, settings, host.logger, now()));
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   // Live rates read the class counters too (two tc processes per limited interface, only while a
@@ -281,6 +312,8 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   const reconcile = async () => {
     await service.reconcileAll('reconcile', { resync: resyncNext });
     resyncNext = true;
+    // Cycles that ended, quotas another panel process changed, subjects added meanwhile.
+    await enforcer.sync().catch((error: unknown) => host.logger.warn('evaluating quotas failed', { area: 'quotas', error: (error as Error).message }));
     // A safety net beside the nodes' event streams: every connected node's ledger is pulled.
     await Promise.all(connections.statuses().map((status) => connections.poll(status.node)));
     // The panel's usage tables keep what the retention settings say (each agent keeps its own ledger).

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { Request, RequestHandler, Response, Router } from 'express';
 
 /** Semver of this contract; `plugin.json` states the range of host API versions the plugin accepts. */
-export const HOST_API_VERSION = '1.2.0';
+export const HOST_API_VERSION = '1.3.0';
 
 export type SubjectType = 'peer' | 'vm';
 
@@ -93,10 +93,53 @@ export type HookResult<K extends HookName> = K extends keyof HookResults ? HookR
 
 export type HookHandler<K extends HookName> = (payload: HookPayloads[K]) => HookResult<K> | Promise<HookResult<K>>;
 
+/**
+ * What a quota event tells the host (bytes as decimal strings: exact past 2^53 and safe to
+ * JSON.stringify). Since 1.3.0.
+ */
+export interface QuotaEventPayload {
+  subject_type: SubjectType;
+  subject_id: string;
+  subject_name: string;
+  /** Where the subject's quota comes from. */
+  source: 'subject' | 'network' | 'default';
+  /** The threshold crossed, in percent of the allowance plus the cycle's extra bytes (null for a reset). */
+  percent: number | null;
+  used_bytes: string;
+  /** The allowance plus the cycle's extra bytes. */
+  limit_bytes: string;
+  allowance_bytes: string;
+  counted: 'up' | 'down' | 'total';
+  /** ISO 8601, UTC. */
+  cycle_start: string;
+  cycle_end: string;
+  action: 'throttle' | 'notify';
+  /** True while the quota throttles the subject. */
+  throttled: boolean;
+  /** Why a reset happened: a new cycle began, or an admin reset it. */
+  reason: 'cycle' | 'manual' | null;
+  actor: string;
+}
+
+/** Events the plugin emits for the host (declared in plugin.json's `events`). Since 1.3.0. */
+export interface PluginEventPayloads {
+  'bandwidth.quota.warning': QuotaEventPayload;
+  'bandwidth.quota.exceeded': QuotaEventPayload;
+  'bandwidth.quota.reset': QuotaEventPayload;
+}
+
+export type PluginEventName = keyof PluginEventPayloads;
+
 /** The host's event bus, scoped to one plugin: it accepts only the hooks the plugin's manifest declares. */
 export interface HookBus {
   /** Subscribes a handler; returns a function that unsubscribes it. */
   on<K extends HookName>(name: K, handler: HookHandler<K>): () => void;
+  /**
+   * Tells the host (and whoever it lets listen) about one of the plugin's own events, declared in
+   * plugin.json's `events`. The plugin does not wait on listeners' failures. Optional: hosts before
+   * 1.3.0 lack it, and the plugin then only audits and sends webhooks. Since 1.3.0.
+   */
+  emit?<K extends PluginEventName>(name: K, payload: PluginEventPayloads[K]): Promise<void> | void;
 }
 
 /** Named places in the host's views where a plugin may add markup. */

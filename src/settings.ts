@@ -41,6 +41,10 @@ export interface Settings {
   secret_key_file: string;
   /** Seconds of silence on a node's event stream before it is unreachable (agents beat every 5 s). @default 15 */
   node_read_deadline_s: number;
+  /** Where quota notifications are POSTed as signed JSON (http or https); empty: no webhooks. @default '' */
+  quota_webhook_url: string;
+  /** The HMAC-SHA256 key that signs each webhook (≥ 16 characters; required with a URL). @default '' */
+  quota_webhook_secret: string;
 }
 
 /**
@@ -63,6 +67,21 @@ export function resolveSettings(manifest: Manifest, options: unknown): Settings 
   }
   if (resolved.metrics_open === true && resolved.metrics_token !== '') {
     throw new TypeError('Expected either `metrics_open: true` or a `metrics_token`, got both');
+  }
+  const url = String(resolved.quota_webhook_url);
+  if (url !== '') {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      // reported below
+    }
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+      throw new TypeError(`Expected \`quota_webhook_url\` to be an http or https URL, got \`${url.slice(0, 80)}\``);
+    }
+    if (String(resolved.quota_webhook_secret).length < 16) {
+      throw new TypeError('Expected `quota_webhook_secret` to be at least 16 characters with a `quota_webhook_url` (it signs every delivery)');
+    }
   }
   return resolved as unknown as Settings;
 }

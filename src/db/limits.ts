@@ -3,8 +3,12 @@ import type { SubjectType } from '../plugin-api.js';
 import { LOCAL_NODE } from '../nodes/node-name.js';
 import { allocateClassMinor, inAllocationTurn } from './class-allocation.js';
 import { toOutcomeReason, type OutcomeReason } from '../limits/outcome-reason.js';
+import { effectiveCaps, isThrottled, type CapInputs } from '../limits/effective.js';
 
-export type LimitStatus = 'pending' | 'applied' | 'failed';
+/** `throttled`: applied, with a quota's throttle in force (see src/limits/effective.ts). */
+export type LimitStatus = KernelStatus | 'throttled';
+/** What a node reports for a subject. */
+export type KernelStatus = 'pending' | 'applied' | 'failed';
 
 /** A subject's desired caps as stored in `bw_limits` (kbps, 0 = unlimited). */
 export interface LimitRow {
@@ -22,6 +26,9 @@ export interface LimitRow {
   publicKey: string | null;
   upKbps: number;
   downKbps: number;
+  /** A quota's throttle in force (null: none), kept beside the configured caps, never over them. */
+  throttleUpKbps: number | null;
+  throttleDownKbps: number | null;
   classMinor: number | null;
   status: LimitStatus;
   lastError: string | null;
@@ -62,6 +69,8 @@ export function toLimitRow(row: Record<string, unknown>): LimitRow {
     publicKey: row.public_key ? String(row.public_key) : null,
     upKbps: Number(row.up_kbps),
     downKbps: Number(row.down_kbps),
+    throttleUpKbps: row.throttle_up_kbps === null || row.throttle_up_kbps === undefined ? null : Number(row.throttle_up_kbps),
+    throttleDownKbps: row.throttle_down_kbps === null || row.throttle_down_kbps === undefined ? null : Number(row.throttle_down_kbps),
     classMinor: row.class_minor === null || row.class_minor === undefined ? null : Number(row.class_minor),
     status: row.status as LimitStatus,
     lastError: row.last_error ? String(row.last_error) : null,
@@ -71,8 +80,14 @@ export function toLimitRow(row: Record<string, unknown>): LimitRow {
   };
 }
 
-/** Whether a limit caps anything (0/0 is unlimited: no class, no filter). */
-export const isLimited = (limit: { upKbps: number; downKbps: number }): boolean => limit.upKbps > 0 || limit.downKbps > 0;
+/**
+ * Whether the kernel caps anything for this subject: its effective caps (a quota's throttle
+ * included, when the row carries one) are not both 0 (0/0 is unlimited: no class, no filter).
+ */
+export const isLimited = (limit: CapInputs): boolean => {
+  const caps = effectiveCaps(limit);
+  return caps.upKbps > 0 || caps.downKbps > 0;
+};
 
 export async function getLimit(db: Knex, subjectType: SubjectType, subjectId: string): Promise<LimitRow | undefined> {
   const row = await db('bw_limits').where({ subject_type: subjectType, subject_id: subjectId }).first();
@@ -105,7 +120,8 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
     const previous = previousRow ? toLimitRow(previousRow) : undefined;
     const sameInterface = previous && previous.node === node && previous.interface === subject.interface;
     let classMinor = sameInterface ? previous.classMinor : null;
-    if (classMinor === null && isLimited(subject)) classMinor = await allocateClassMinor(trx, node, subject.interface);
+    // A throttled subject keeps a class while its throttle is in force, whatever its own caps.
+    if (classMinor === null && (isLimited(subject) || (previous !== undefined && isThrottled(previous)))) classMinor = await allocateClassMinor(trx, node, subject.interface);
     const values = {
       name: subject.name,
       node,
@@ -127,6 +143,39 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
     else await trx('bw_limits').insert({ ...values, subject_type: subject.subjectType, subject_id: subject.subjectId, created_at: now });
     const current = toLimitRow(await trx('bw_limits').where({ subject_type: subject.subjectType, subject_id: subject.subjectId }).first());
     return { previous, current };
+  });
+}
+
+/** A quota throttle per direction (kbps, 0 = that direction is not throttled), or null to lift it. */
+export type Throttle = { upKbps: number; downKbps: number } | null;
+
+/**
+ * Puts a quota's throttle in force on a subject (or lifts it with null), beside its configured caps.
+ * A subject without a class (unlimited) gets one in its interface's allocation turn. The row goes
+ * `pending` for the applier; nothing is written when the throttle is already the one in force.
+ * @returns the row after, or undefined when the subject has no row or nothing changed.
+ */
+export async function setThrottle(db: Knex, subjectType: SubjectType, subjectId: string, throttle: Throttle, now = Date.now()): Promise<LimitRow | undefined> {
+  const stored = await getLimit(db, subjectType, subjectId);
+  if (!stored) return undefined;
+  const same = (row: LimitRow) => (throttle === null ? row.throttleUpKbps === null && row.throttleDownKbps === null : row.throttleUpKbps === throttle.upKbps && row.throttleDownKbps === throttle.downKbps);
+  if (same(stored)) return undefined;
+  return inAllocationTurn(db, [{ node: stored.node, interface: stored.interface }], async (trx) => {
+    const row = await trx('bw_limits').where({ subject_type: subjectType, subject_id: subjectId }).first();
+    if (!row) return undefined;
+    const current = toLimitRow(row);
+    if (same(current)) return undefined;
+    const classMinor = current.classMinor ?? (throttle !== null ? await allocateClassMinor(trx, current.node, current.interface) : null);
+    await trx('bw_limits').where({ id: current.id }).update({
+      throttle_up_kbps: throttle?.upKbps ?? null,
+      throttle_down_kbps: throttle?.downKbps ?? null,
+      class_minor: classMinor,
+      status: 'pending',
+      last_error: null,
+      reason: null,
+      updated_at: Math.max(now, current.updatedAt.getTime() + 1),
+    });
+    return toLimitRow(await trx('bw_limits').where({ id: current.id }).first());
   });
 }
 
@@ -185,13 +234,17 @@ export interface LimitFilter {
   limitedOnly?: boolean;
 }
 
-/** Narrows a `bw_limits` query by type, network, status (`unlimited` = 0/0) and limited-ness. */
+/** Rows the kernel caps: configured caps, or a quota's throttle in force. */
+const shapedRows = (q: Knex.QueryBuilder) =>
+  q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0).orWhere('throttle_up_kbps', '>', 0).orWhere('throttle_down_kbps', '>', 0);
+
+/** Narrows a `bw_limits` query by type, network, status (`unlimited` = 0/0, not throttled) and limited-ness. */
 export function applyFilter(query: Knex.QueryBuilder, filter: LimitFilter): Knex.QueryBuilder {
   if (filter.subjectType) query.where({ subject_type: filter.subjectType });
   if (filter.networkId) query.where({ network_id: filter.networkId });
-  if (filter.status === 'unlimited') query.where({ up_kbps: 0, down_kbps: 0 });
-  else if (filter.status) query.where({ status: filter.status }).andWhere((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0));
-  if (filter.limitedOnly) query.andWhere((q) => q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0));
+  if (filter.status === 'unlimited') query.whereNot(shapedRows);
+  else if (filter.status) query.where({ status: filter.status }).andWhere(shapedRows);
+  if (filter.limitedOnly) query.andWhere(shapedRows);
   return query;
 }
 
@@ -215,7 +268,7 @@ export async function countLimitsByStatus(db: Knex): Promise<Record<LimitStatus,
     status: string;
     n: number | string;
   }[];
-  const counts = { pending: 0, applied: 0, failed: 0, total: 0, subjects: 0 };
+  const counts = { pending: 0, applied: 0, failed: 0, throttled: 0, total: 0, subjects: 0 };
   for (const row of rows) {
     if (row.status in counts) counts[row.status as LimitStatus] = Number(row.n);
     counts.total += Number(row.n);

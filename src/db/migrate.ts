@@ -19,6 +19,10 @@ import * as m0017 from '../../migrations/0017_create_bw_class_allocators.js';
 import * as m0018 from '../../migrations/0018_create_bw_usage_totals.js';
 import * as m0019 from '../../migrations/0019_add_bw_events_repeats.js';
 import * as m0020 from '../../migrations/0020_create_bw_credentials.js';
+import * as m0021 from '../../migrations/0021_reshape_bw_quotas.js';
+import * as m0022 from '../../migrations/0022_create_bw_quota_cycles.js';
+import * as m0023 from '../../migrations/0023_add_bw_limits_throttle.js';
+import * as m0024 from '../../migrations/0024_create_bw_webhook_deliveries.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -47,6 +51,10 @@ const MIGRATIONS: [string, Migration][] = [
   ['0018_create_bw_usage_totals', m0018],
   ['0019_add_bw_events_repeats', m0019],
   ['0020_create_bw_credentials', m0020],
+  ['0021_reshape_bw_quotas', m0021],
+  ['0022_create_bw_quota_cycles', m0022],
+  ['0023_add_bw_limits_throttle', m0023],
+  ['0024_create_bw_webhook_deliveries', m0024],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */
@@ -67,6 +75,8 @@ export const PLUGIN_TABLES = [
   'bw_class_allocators',
   'bw_usage_totals',
   'bw_credentials',
+  'bw_quota_cycles',
+  'bw_webhook_deliveries',
 ] as const;
 
 const source: Knex.MigrationSource<string> = {

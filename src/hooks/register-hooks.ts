@@ -5,15 +5,42 @@ import type { LimitsService } from '../limits/service.js';
 import { bandwidthInput } from './bandwidth-fields.js';
 import { peerSubject, vmSubject } from './subjects.js';
 import { formatPrefix, parseCidr } from '../shaping/addresses.js';
+import type { QuotaService, QuotaStatus } from '../quotas/service.js';
+import { quotaChange } from '../quotas/input.js';
+import type { QuotaRow } from '../db/quotas.js';
+import type { SubjectType } from '../plugin-api.js';
 
 /** The fields a host's API responses and tables gain for a subject. */
 export function bandwidthFields(row: LimitRow | undefined): Record<string, unknown> {
   return {
     bandwidth_up_kbps: row?.upKbps ?? 0,
     bandwidth_down_kbps: row?.downKbps ?? 0,
+    // A throttled subject shows `throttled` even when it has no caps of its own.
     bandwidth_status: !row || !isLimited(row) ? 'unlimited' : row.status,
     bandwidth_error: row && isLimited(row) ? row.lastError : null,
     bandwidth_reason: row && isLimited(row) ? row.reason : null,
+  };
+}
+
+/**
+ * The quota fields a host's API responses and forms gain: the subject's own quota settings (null
+ * when it has none of its own) and its effective quota's state in the current cycle.
+ */
+export function quotaFields(own: QuotaRow | undefined, status: QuotaStatus | undefined): Record<string, unknown> {
+  return {
+    quota_allowance_bytes: own ? own.allowanceBytes.toString() : null,
+    quota_counted: own?.counted ?? null,
+    quota_cycle_day: own?.cycleDay ?? null,
+    quota_time_zone: own?.timeZone ?? null,
+    quota_warn_percents: own?.warnPercents ?? null,
+    quota_action: own?.action ?? null,
+    quota_throttle_up_kbps: own?.throttleUpKbps ?? null,
+    quota_throttle_down_kbps: own?.throttleDownKbps ?? null,
+    quota_source: status?.source ?? null,
+    quota_state: status?.state ?? null,
+    quota_used_bytes: status ? status.usedBytes.toString() : null,
+    quota_limit_bytes: status ? status.limitBytes.toString() : null,
+    quota_cycle_end: status ? new Date(status.cycleEnd).toISOString() : null,
   };
 }
 
@@ -49,13 +76,32 @@ function wantedCaps(input: Record<string, unknown>, stored: LimitRow | undefined
  * and answers an error (docs/integration.md, "When a hook fails"). Caps stored but not applied
  * stay `pending` for the reconcile loop; the handler resolves.
  */
-export function registerHooks(host: Host, service: LimitsService): (() => void)[] {
+export function registerHooks(host: Host, service: LimitsService, quotas: QuotaService): (() => void)[] {
   const { hooks, db } = host;
   const actorName = (actor: { kind: string; name: string }) => (actor.kind === 'api' ? 'api' : actor.name);
+  /** The quota problems of a body, checked against the subject's own stored quota. */
+  const quotaIssues = async (type: SubjectType, id: number | undefined, input: Record<string, unknown>) => {
+    const stored = id === undefined ? undefined : await quotas.own({ type, id: String(id) });
+    return quotaChange(input, stored).issues;
+  };
+  /** Stores what a body asks of the subject's own quota (validate has run: the body is valid). */
+  const followQuota = async (type: SubjectType, id: number, input: Record<string, unknown>, actor: string) => {
+    const target = { type, id: String(id) };
+    const { change } = quotaChange(input, await quotas.own(target));
+    if (change.kind === 'set') await quotas.put(target, change.settings, actor);
+    else if (change.kind === 'remove') await quotas.remove(target, actor);
+  };
+  const serialized = async (type: SubjectType, ids: string[]) => {
+    const rows = await getLimits(db, type, ids);
+    const statuses = await quotas.statuses(type, ids);
+    const own = await quotas.ownOf(type, ids);
+    return (id: string) => ({ ...bandwidthFields(rows.get(id)), ...quotaFields(own.get(id), statuses.get(`${type}:${id}`)) });
+  };
   return [
     hooks.on('peer.validate', async ({ input, existing, network }): Promise<ValidationIssue[]> => {
       const stored = existing ? await getLimit(db, 'peer', String(existing.id)) : undefined;
       const { issues, caps } = wantedCaps(input, stored);
+      issues.push(...(await quotaIssues('peer', existing?.id, input)));
       if (issues.length > 0) return issues;
       // Hosts pass the raw body: a form sends allowed IPs as one comma/space separated string, and
       // a list may hold padding or the same address twice, which the host cleans up before storing.
@@ -70,23 +116,31 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
     }),
     hooks.on('peer.created', async ({ peer, network, input, actor }) => {
       const { caps } = wantedCaps(input, undefined);
+      // The quota first: a failure to store it throws before the caps are written (the host undoes its write).
+      await followQuota('peer', peer.id, input, actorName(actor));
       await service.set(peerSubject(peer, network, caps), actorName(actor));
+      await quotas.followSubject('peer', String(peer.id), actorName(actor));
     }),
     hooks.on('peer.updated', async ({ peer, network, input, actor }) => {
       const { upKbps, downKbps } = bandwidthInput(input);
+      await followQuota('peer', peer.id, input, actorName(actor));
       await service.merge(peerSubject(peer, network, { upKbps: 0, downKbps: 0 }), { upKbps, downKbps }, actorName(actor));
+      // A peer moved to another network may inherit another quota.
+      await quotas.followSubject('peer', String(peer.id), actorName(actor));
     }),
     hooks.on('peer.deleted', async ({ peer, actor }) => {
       await service.remove('peer', String(peer.id), actorName(actor));
+      await quotas.remove({ type: 'peer', id: String(peer.id) }, actorName(actor));
     }),
     hooks.on('peer.serialize', async ({ peers }) => {
-      const rows = await getLimits(db, 'peer', peers.map((p) => String(p.id)));
-      return Object.fromEntries(peers.map((p) => [p.id, bandwidthFields(rows.get(String(p.id)))]));
+      const fields = await serialized('peer', peers.map((p) => String(p.id)));
+      return Object.fromEntries(peers.map((p) => [p.id, fields(String(p.id))]));
     }),
 
     hooks.on('vm.validate', async ({ input, existing }): Promise<ValidationIssue[]> => {
       const stored = existing ? await getLimit(db, 'vm', String(existing.id)) : undefined;
       const { issues, caps } = wantedCaps(input, stored);
+      issues.push(...(await quotaIssues('vm', existing?.id, input)));
       if (issues.length > 0) return issues;
       const vm = {
         id: existing?.id ?? -1,
@@ -98,18 +152,22 @@ export function registerHooks(host: Host, service: LimitsService): (() => void)[
     }),
     hooks.on('vm.created', async ({ vm, input, actor }) => {
       const { caps } = wantedCaps(input, undefined);
+      await followQuota('vm', vm.id, input, actorName(actor));
       await service.set(vmSubject(vm, caps), actorName(actor));
+      await quotas.followSubject('vm', String(vm.id), actorName(actor));
     }),
     hooks.on('vm.updated', async ({ vm, input, actor }) => {
       const { upKbps, downKbps } = bandwidthInput(input);
+      await followQuota('vm', vm.id, input, actorName(actor));
       await service.merge(vmSubject(vm, { upKbps: 0, downKbps: 0 }), { upKbps, downKbps }, actorName(actor));
     }),
     hooks.on('vm.deleted', async ({ vm, actor }) => {
       await service.remove('vm', String(vm.id), actorName(actor));
+      await quotas.remove({ type: 'vm', id: String(vm.id) }, actorName(actor));
     }),
     hooks.on('vm.serialize', async ({ vms }) => {
-      const rows = await getLimits(db, 'vm', vms.map((v) => String(v.id)));
-      return Object.fromEntries(vms.map((v) => [v.id, bandwidthFields(rows.get(String(v.id)))]));
+      const fields = await serialized('vm', vms.map((v) => String(v.id)));
+      return Object.fromEntries(vms.map((v) => [v.id, fields(String(v.id))]));
     }),
 
     hooks.on('network.created', async ({ network, actor }) => {

@@ -75,6 +75,8 @@ export class LimitsService {
       node: subject.node ?? 'local',
       id: 0,
       classMinor: nextClassMinor(used),
+      throttleUpKbps: null,
+      throttleDownKbps: null,
       status: 'pending',
       lastError: null,
       reason: null,

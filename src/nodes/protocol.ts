@@ -8,7 +8,7 @@
 import { z } from 'zod';
 
 import type { OutcomeReason } from '../limits/outcome-reason.js';
-import type { LimitStatus } from '../db/limits.js';
+import type { KernelStatus } from '../db/limits.js';
 
 /** Bumped when a message changes shape incompatibly; the panel refuses an agent with another. */
 export const PROTOCOL_VERSION = 1;
@@ -46,7 +46,7 @@ export interface InterfaceState {
 export interface SubjectOutcome {
   type: 'peer' | 'vm';
   id: string;
-  status: LimitStatus;
+  status: KernelStatus;
   reason: OutcomeReason | null;
   error: string | null;
 }
@@ -59,7 +59,7 @@ export interface InterfaceReport {
   version: number;
   /** True when the pushed version was older than the agent's: nothing was changed. */
   stale: boolean;
-  status: LimitStatus;
+  status: KernelStatus;
   reason: OutcomeReason | null;
   error: string | null;
   /** tc commands run (or recorded by a dry run). */

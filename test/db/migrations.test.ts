@@ -41,8 +41,14 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
     bw_usage_hourly: { subject_type: 'vm', subject_id: '7', hour_start: NOW, up_bytes: fromBigInt(ABOVE_2_53), down_bytes: '0' },
     bw_usage_daily: { subject_type: 'vm', subject_id: '7', day_start: NOW, up_bytes: '1', down_bytes: fromBigInt(ABOVE_2_53) },
     bw_quotas: {
-      subject_type: 'peer', subject_id: '42', allowance_bytes: fromBigInt(ABOVE_2_53), cycle_day: 28,
-      action: 'throttle', throttle_kbps: 1000, state: 'ok', cycle_start: NOW, created_at: NOW, updated_at: NOW,
+      subject_type: 'network', subject_id: 'x'.repeat(64), allowance_bytes: fromBigInt(SIGNED_MAX), cycle_day: 31, counted: 'down',
+      time_zone: 'America/Argentina/ComodRivadavia', warn_percents: JSON.stringify([1, 50, 75, 80, 90, 95, 99, 100]),
+      action: 'throttle', throttle_up_kbps: 100_000_000, throttle_down_kbps: 0, created_at: NOW, updated_at: NOW,
+    },
+    bw_quota_cycles: {
+      subject_type: 'vm', subject_id: 'y'.repeat(64), cycle_start: NOW - 1, cycle_end: NOW + 86_400_000 * 31, counted_from: NOW,
+      up_bytes: fromBigInt(SIGNED_MAX), down_bytes: fromBigInt(ABOVE_2_53), extra_bytes: fromBigInt(ABOVE_2_53),
+      fired: JSON.stringify([50, 75, 80, 90, 95, 99, 100]), state: 'exceeded', version: 2_000_000_000, dirty: false, created_at: NOW, updated_at: NOW,
     },
     bw_agents: {
       name: 'hv-01', url: 'https://hv-01.example:9443', token_hash: 'f'.repeat(64), enabled: true,
@@ -55,6 +61,12 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
       repeat_key: JSON.stringify(['reconcile', 'hv-01', null, 'tap-ünï']), repeat_count: 2_000_000_000, last_seen_at: NOW + 86_400_000,
     },
     bw_locks: { name: 'roundtrip', held_at: NOW },
+    bw_webhook_deliveries: {
+      delivery_id: '3f0c8a52-6b0e-4d4e-9a57-0d8f3c1e2b7a', event: 'bandwidth.quota.exceeded', subject_type: 'peer', subject_id: 'z'.repeat(64),
+      url: `https://hooks.example/${'p'.repeat(2000)}`, body: JSON.stringify({ data: { used_bytes: '9223372036854775807', name: 'ünïcode ✓' } }),
+      status: 'pending', attempts: 7, next_attempt_at: NOW, last_status_code: 503, last_error: 'HTTP 503 '.padEnd(500, 'x'),
+      created_at: NOW, updated_at: NOW, delivered_at: null,
+    },
     bw_node_cursors: { node: 'hv-01', ledger_id: '3f0c8a52-6b0e-4d4e-9a57-0d8f3c1e2b7a', seq: fromBigInt(SIGNED_MAX), updated_at: NOW },
     bw_class_allocators: { node: 'hv-01', interface: 'wg0', turns: fromBigInt(ABOVE_2_53) },
     bw_usage_totals: { subject_type: 'peer', subject_id: '42', up_bytes: fromBigInt(SIGNED_MAX), down_bytes: fromBigInt(ABOVE_2_53) },
@@ -117,7 +129,9 @@ for (const engine of ENGINES) {
       const [totals] = await knex('bw_usage_totals').select(bigintColumn(knex, 'up_bytes'), bigintColumn(knex, 'down_bytes'));
       assert.deepEqual([toBigInt(totals.up_bytes), toBigInt(totals.down_bytes)], [SIGNED_MAX, ABOVE_2_53]);
       const [quota] = await knex('bw_quotas').select(bigintColumn(knex, 'allowance_bytes'));
-      assert.equal(toBigInt(quota.allowance_bytes), ABOVE_2_53);
+      assert.equal(toBigInt(quota.allowance_bytes), SIGNED_MAX);
+      const [cycle] = await knex('bw_quota_cycles').select(bigintColumn(knex, 'up_bytes'), bigintColumn(knex, 'down_bytes'), bigintColumn(knex, 'extra_bytes'));
+      assert.deepEqual([toBigInt(cycle.up_bytes), toBigInt(cycle.down_bytes), toBigInt(cycle.extra_bytes)], [SIGNED_MAX, ABOVE_2_53, ABOVE_2_53]);
     });
 
     test('0013 adds a nullable reason to limits and events, down and up again, keeping their rows', async (t) => {

@@ -9,6 +9,7 @@ import type { Knex } from 'knex';
 
 import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type LimitRow, type LimitStatus } from '../../db/limits.js';
 import type { InterfaceOutcome } from '../../limits/applier.js';
+import { effectiveCaps, isThrottled } from '../../limits/effective.js';
 import type { OutcomeReason } from '../../limits/outcome-reason.js';
 import type { Logger } from '../../plugin-api.js';
 import { KeyedMutex } from '../../shaping/lock.js';
@@ -33,22 +34,29 @@ export interface NodeApplierOptions {
 
 const keyOf = (node: string, iface: string, netns: string | null) => JSON.stringify([node, iface, netns]);
 
-/** A desired state from an interface's rows (unlimited subjects too: the agent counts them). */
+/**
+ * A desired state from an interface's rows (unlimited subjects too: the agent counts them). The
+ * node is sent each subject's effective caps (a quota's throttle included): it shapes what it is
+ * told and never learns why.
+ */
 export function interfaceStateOf(rows: LimitRow[], version: number, netns: string | null): InterfaceState {
   return {
     version,
     kind: rows[0]?.interfaceKind ?? 'wireguard',
     netns,
-    subjects: rows.map((row) => ({
-      type: row.subjectType,
-      id: row.subjectId,
-      name: row.name,
-      classMinor: isLimited(row) ? row.classMinor : null,
-      addresses: row.interfaceKind === 'vm' ? [] : row.addresses,
-      publicKey: row.publicKey,
-      upKbps: row.upKbps,
-      downKbps: row.downKbps,
-    })),
+    subjects: rows.map((row) => {
+      const caps = effectiveCaps(row);
+      return {
+        type: row.subjectType,
+        id: row.subjectId,
+        name: row.name,
+        classMinor: isLimited(row) ? row.classMinor : null,
+        addresses: row.interfaceKind === 'vm' ? [] : row.addresses,
+        publicKey: row.publicKey,
+        upKbps: caps.upKbps,
+        downKbps: caps.downKbps,
+      };
+    }),
   };
 }
 
@@ -135,7 +143,7 @@ export class NodeApplier {
       const decided = !isLimited(row)
         ? { status: 'applied' as const, error: null, reason: null }
         : subject
-          ? { status: subject.status, error: subject.error, reason: subject.reason }
+          ? { status: subject.status === 'applied' && isThrottled(row) ? ('throttled' as const) : subject.status, error: subject.error, reason: subject.reason }
           : { status: 'pending' as const, error: 'the node did not report this subject', reason: null };
       const key = JSON.stringify([decided.status, decided.error, decided.reason]);
       const group = groups.get(key) ?? { ...decided, rows: [] };

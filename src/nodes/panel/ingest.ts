@@ -13,6 +13,7 @@ import type { Knex } from 'knex';
 import { dialectOf } from '../../db/dialect.js';
 import { addToRollups, increment, writeRollups, writeTotals, type Rollups } from '../../accounting/store.js';
 import type { Logger } from '../../plugin-api.js';
+import { countIntoCycles, type CountedDelta } from '../../db/quota-cycles.js';
 import type { NodeLink } from '../link.js';
 import type { LedgerEntry, LedgerPage } from '../protocol.js';
 
@@ -24,6 +25,8 @@ export interface PageResult {
   cursor: number;
   /** True when the agent no longer holds entries the cursor had not reached (its retention ran out). */
   gap: boolean;
+  /** Quota cycles the page added bytes to (the enforcer evaluates them next). */
+  cycles: number;
 }
 
 /** The last sequence number written of one node's ledger (0: none yet). */
@@ -62,11 +65,13 @@ export async function ingestPage(db: Knex, node: string, page: LedgerPage, optio
       next++;
     }
     const rollups = { hourly: new Map() as Rollups, daily: new Map() as Rollups };
+    const counted: CountedDelta[] = [];
     const rows = fresh.flatMap((entry) => {
       const up = BigInt(entry.upBytes);
       const down = BigInt(entry.downBytes);
       if (up === 0n && down === 0n) return [];
       addToRollups(rollups, entry.subjectType, entry.subjectId, entry.periodEnd, up, down);
+      counted.push({ subjectType: entry.subjectType, subjectId: entry.subjectId, periodEnd: entry.periodEnd, up, down });
       return [{
         subject_type: entry.subjectType,
         subject_id: entry.subjectId,
@@ -90,9 +95,11 @@ export async function ingestPage(db: Knex, node: string, page: LedgerPage, optio
     await writeRollups(trx, 'bw_usage_hourly', 'hour_start', rollups.hourly);
     await writeRollups(trx, 'bw_usage_daily', 'day_start', rollups.daily);
     await writeTotals(trx, rollups.daily);
+    // Quota cycles count the page in the same transaction: exactly once, like the roll-ups.
+    const cycles = await countIntoCycles(trx, counted, options.now ?? Date.now());
     const last = fresh.length > 0 ? fresh[fresh.length - 1]!.seq : after;
     await trx('bw_node_cursors').where({ node, ledger_id: page.ledgerId }).update({ seq: last, updated_at: options.now ?? Date.now() });
-    return { written: fresh.length, cursor: last, gap };
+    return { written: fresh.length, cursor: last, gap, cycles };
   });
 }
 
@@ -104,6 +111,8 @@ export interface IngestResult {
   pages: number;
   cursor: number;
   head: number;
+  /** Quota cycles added to (see {@link PageResult.cycles}). */
+  cycles: number;
 }
 
 /**
@@ -117,7 +126,7 @@ export async function ingestNode(
 ): Promise<IngestResult> {
   const pageSize = options.pageSize ?? 5000;
   const batchEntries = Math.max(pageSize, options.batchEntries ?? 25_000);
-  const result: IngestResult = { node: link.node, written: 0, pages: 0, cursor: 0, head: 0 };
+  const result: IngestResult = { node: link.node, written: 0, pages: 0, cursor: 0, head: 0, cycles: 0 };
   // The ledger's identity comes with its first page: the first request of an unknown ledger asks from 0.
   let ledgerId = knownLedgers.get(link);
   let after = ledgerId === undefined ? 0 : await readCursor(db, link.node, ledgerId);
@@ -145,6 +154,7 @@ export async function ingestNode(
     const written = await ingestPage(db, link.node, batch, { ...(options.logger ? { logger: options.logger } : {}), now: (options.now ?? Date.now)() });
     result.pages += pages.length;
     result.written += written.written;
+    result.cycles += written.cycles;
     result.head = last.head;
     result.cursor = written.cursor;
     after = written.cursor;

@@ -11,6 +11,7 @@ test('settings default to the manifest and take valid overrides', () => {
     retention_raw_days: 7, retention_hourly_days: 90, retention_daily_days: 730, retention_events_days: 365, ceiling_mbps: 100_000, metrics_token: '',
     metrics_open: false, vm_counter_source: 'sysfs',
     billing_bytes: 'wire', secret_key_file: '/var/lib/panel-bandwidth/secret.key', node_read_deadline_s: 15,
+    quota_webhook_url: '', quota_webhook_secret: '',
   };
   assert.deepEqual(resolveSettings(manifest, {}), defaults);
   assert.deepEqual(resolveSettings(manifest, undefined), defaults);
@@ -32,6 +33,15 @@ test('billing_bytes bills wire bytes unless told inner, and refuses anything els
   assert.equal(resolveSettings(manifest, { billing_bytes: 'inner' }).billing_bytes, 'inner');
   assert.throws(() => resolveSettings(manifest, { billing_bytes: 'tc' }), /Expected `billing_bytes` to be one of \["wire","inner"\], got `"tc"` \(string\)/);
   assert.throws(() => resolveSettings(manifest, { billing_bytes: 1 }), /Expected `billing_bytes` to be a string, got `1` \(number\)/);
+});
+
+test('a quota webhook is an http(s) URL with a secret of at least 16 characters, each refusal naming the key', () => {
+  const secret = 's'.repeat(16);
+  assert.equal(resolveSettings(manifest, { quota_webhook_url: 'https://billing.example/hooks', quota_webhook_secret: secret }).quota_webhook_url, 'https://billing.example/hooks');
+  assert.throws(() => resolveSettings(manifest, { quota_webhook_url: 'ftp://billing.example/', quota_webhook_secret: secret }), /`quota_webhook_url` to be an http or https URL/);
+  assert.throws(() => resolveSettings(manifest, { quota_webhook_url: 'not a url', quota_webhook_secret: secret }), /`quota_webhook_url`/);
+  assert.throws(() => resolveSettings(manifest, { quota_webhook_url: 'http://127.0.0.1:9/hook', quota_webhook_secret: 'short' }), /`quota_webhook_secret` to be at least 16 characters/);
+  assert.equal(resolveSettings(manifest, { quota_webhook_secret: 'short' }).quota_webhook_url, '', 'a secret alone sends nothing and needs no check');
 });
 
 test('/metrics is either open or behind a token: asking for both fails at once', () => {

@@ -1,0 +1,276 @@
+/**
+ * Each subject's bytes in its billing cycles (`bw_quota_cycles`). A cycle [start, end) holds the
+ * deltas whose period ends in (counted_from, end] (the roll-ups' convention, src/accounting/buckets.ts),
+ * where counted_from is the cycle's start or the time of a manual reset in it.
+ *
+ * The counters are added to by ledger ingestion in the transaction that writes the usage rows, so
+ * a cycle's usage stays exact after raw rows expire and wherever the cycle starts (a time zone at
+ * +05:45 starts it off the hour). A cycle is opened with what history holds since its start
+ * ({@link openCycle}). Both take turns on the `quotas` lock row: a cycle opened while a page is
+ * being ingested counts that page either from history or from the page, never both, never neither.
+ */
+import type { Knex } from 'knex';
+import { bigintColumn, fromBigInt, sumBigint, toBigInt } from './bigint.js';
+import { dialectOf } from './dialect.js';
+import { increment } from '../accounting/store.js';
+import { HOUR_MS } from '../accounting/buckets.js';
+import type { QuotaState } from '../quotas/rules.js';
+
+export interface CycleRow {
+  id: number;
+  subjectType: string;
+  subjectId: string;
+  cycleStart: number;
+  cycleEnd: number;
+  countedFrom: number;
+  upBytes: bigint;
+  downBytes: bigint;
+  extraBytes: bigint;
+  fired: number[];
+  /** `fired` as stored (the evaluator's conditional update compares it). */
+  firedText: string;
+  state: QuotaState;
+  version: number;
+  dirty: boolean;
+}
+
+/** A subject as cycles key it. */
+export interface SubjectRef {
+  type: string;
+  id: string;
+}
+
+export const subjectKey = (type: string, id: string): string => `${type}:${id}`;
+
+const columns = (db: Knex) => [
+  'id', 'subject_type', 'subject_id', 'cycle_start', 'cycle_end', 'counted_from', bigintColumn(db, 'up_bytes'), bigintColumn(db, 'down_bytes'),
+  bigintColumn(db, 'extra_bytes'), 'fired', 'state', 'version', 'dirty',
+];
+
+function toCycleRow(row: Record<string, unknown>): CycleRow {
+  return {
+    id: Number(row.id),
+    subjectType: String(row.subject_type),
+    subjectId: String(row.subject_id),
+    cycleStart: Number(row.cycle_start),
+    cycleEnd: Number(row.cycle_end),
+    countedFrom: Number(row.counted_from),
+    upBytes: toBigInt(row.up_bytes) as bigint,
+    downBytes: toBigInt(row.down_bytes) as bigint,
+    extraBytes: toBigInt(row.extra_bytes) as bigint,
+    fired: JSON.parse(String(row.fired)) as number[],
+    firedText: String(row.fired),
+    state: String(row.state) as QuotaState,
+    version: Number(row.version),
+    dirty: Boolean(row.dirty),
+  };
+}
+
+/** Takes the quotas turn for the rest of the transaction (a write first: SQLite upgrades to its write lock at once). */
+async function takeTurn(trx: Knex.Transaction, now: number): Promise<void> {
+  await trx('bw_locks').where({ name: 'quotas' }).update({ held_at: now });
+}
+
+/**
+ * The newest cycle of each subject (all subjects with one, or the ones given), by subject key.
+ * Cycles that ended before `since` are not looked at.
+ */
+export async function latestCycles(db: Knex, since: number, subjects?: SubjectRef[]): Promise<Map<string, CycleRow>> {
+  const found = new Map<string, CycleRow>();
+  const keep = (rows: Record<string, unknown>[]) => {
+    for (const row of rows.map(toCycleRow)) {
+      const key = subjectKey(row.subjectType, row.subjectId);
+      const seen = found.get(key);
+      if (!seen || seen.cycleStart < row.cycleStart) found.set(key, row);
+    }
+  };
+  if (!subjects) {
+    keep(await db('bw_quota_cycles').select(columns(db)).where('cycle_end', '>', since));
+    return found;
+  }
+  for (let i = 0; i < subjects.length; i += 500) {
+    const pairs = subjects.slice(i, i + 500).map((s) => [s.type, s.id]);
+    keep(await db('bw_quota_cycles').select(columns(db)).whereIn(['subject_type', 'subject_id'], pairs).where('cycle_end', '>', since));
+  }
+  return found;
+}
+
+/** Cycles written to since they were last evaluated. */
+export async function dirtyCycles(db: Knex): Promise<CycleRow[]> {
+  return ((await db('bw_quota_cycles').select(columns(db)).where({ dirty: true })) as Record<string, unknown>[]).map(toCycleRow);
+}
+
+/** What history holds of each subject since `from` (deltas ending after it): raw rows up to the next hour, hourly roll-ups after. */
+async function usageSince(trx: Knex.Transaction, subjects: SubjectRef[], from: number): Promise<Map<string, { up: bigint; down: bigint }>> {
+  const sums = new Map<string, { up: bigint; down: bigint }>();
+  const add = (rows: Record<string, unknown>[]) => {
+    for (const row of rows) {
+      const key = subjectKey(String(row.subject_type), String(row.subject_id));
+      const sum = sums.get(key) ?? { up: 0n, down: 0n };
+      sum.up += toBigInt(row.up) as bigint;
+      sum.down += toBigInt(row.down) as bigint;
+      sums.set(key, sum);
+    }
+  };
+  // Hour bucket h holds the deltas that ended in (h, h + 1h]: the part of `from`'s hour after it comes from raw rows.
+  const hour = Math.ceil(from / HOUR_MS) * HOUR_MS;
+  for (let i = 0; i < subjects.length; i += 500) {
+    const pairs = subjects.slice(i, i + 500).map((s) => [s.type, s.id]);
+    if (hour > from) {
+      add(await trx('bw_usage').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
+        .whereIn(['subject_type', 'subject_id'], pairs).where('period_end', '>', from).where('period_end', '<=', hour).groupBy('subject_type', 'subject_id'));
+    }
+    add(await trx('bw_usage_hourly').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
+      .whereIn(['subject_type', 'subject_id'], pairs).where('hour_start', '>=', hour).groupBy('subject_type', 'subject_id'));
+  }
+  return sums;
+}
+
+/**
+ * Opens cycle [start, end) for these subjects, counting what history holds since `start` (exact
+ * while raw rows of its first hour are kept; a quota set later than that counts from the first
+ * whole hour). Rows of the subjects that overlap it (a cycle whose day or time zone changed) are
+ * replaced. A subject whose cycle another process opened meanwhile keeps that one.
+ * @returns the subjects this call opened the cycle for.
+ */
+export async function openCycle(db: Knex, subjects: SubjectRef[], cycle: { start: number; end: number }, now: number): Promise<Set<string>> {
+  const opened = new Set<string>();
+  if (subjects.length === 0) return opened;
+  await db.transaction(async (trx) => {
+    await takeTurn(trx, now);
+    const pairs = subjects.map((s) => [s.type, s.id]);
+    const existing = new Set<string>();
+    for (let i = 0; i < pairs.length; i += 500) {
+      const rows = (await trx('bw_quota_cycles').select('subject_type', 'subject_id', 'cycle_start', 'cycle_end')
+        .whereIn(['subject_type', 'subject_id'], pairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end)) as Record<string, unknown>[];
+      for (const row of rows) {
+        if (Number(row.cycle_start) === cycle.start && Number(row.cycle_end) === cycle.end) existing.add(subjectKey(String(row.subject_type), String(row.subject_id)));
+      }
+    }
+    const fresh = subjects.filter((s) => !existing.has(subjectKey(s.type, s.id)));
+    const freshPairs = fresh.map((s) => [s.type, s.id]);
+    for (let i = 0; i < freshPairs.length; i += 500) {
+      await trx('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], freshPairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end).delete();
+    }
+    const usage = await usageSince(trx, fresh, cycle.start);
+    const rows = fresh.map((s) => {
+      const sum = usage.get(subjectKey(s.type, s.id));
+      opened.add(subjectKey(s.type, s.id));
+      return {
+        subject_type: s.type, subject_id: s.id, cycle_start: cycle.start, cycle_end: cycle.end, counted_from: cycle.start,
+        up_bytes: fromBigInt(sum?.up ?? 0n), down_bytes: fromBigInt(sum?.down ?? 0n), extra_bytes: '0', fired: '[]', state: 'ok',
+        version: 1, dirty: true, created_at: now, updated_at: now,
+      };
+    });
+    for (let i = 0; i < rows.length; i += 500) await trx('bw_quota_cycles').insert(rows.slice(i, i + 500));
+  });
+  return opened;
+}
+
+/** One usage delta as ingestion writes it. */
+export interface CountedDelta {
+  subjectType: string;
+  subjectId: string;
+  periodEnd: number;
+  up: bigint;
+  down: bigint;
+}
+
+/** `version + 1` in an upsert's update, per dialect. */
+function bump(trx: Knex.Transaction): Knex.Raw {
+  return dialectOf(trx) === 'postgres' ? trx.raw('??.?? + 1', ['bw_quota_cycles', 'version']) : trx.raw('?? + 1', ['version']);
+}
+
+/**
+ * Adds deltas to the cycles that hold them (in the caller's ingestion transaction, so a page is
+ * counted exactly when it is written). Deltas of subjects without a cycle, or outside every cycle
+ * they have, count nowhere: a cycle opened later reads them from history.
+ * @returns how many cycles were added to.
+ */
+export async function countIntoCycles(trx: Knex.Transaction, deltas: CountedDelta[], now: number): Promise<number> {
+  if (deltas.length === 0) return 0;
+  await takeTurn(trx, now);
+  const bySubject = new Map<string, CountedDelta[]>();
+  let earliest = Infinity;
+  for (const delta of deltas) {
+    const key = subjectKey(delta.subjectType, delta.subjectId);
+    const list = bySubject.get(key);
+    if (list) list.push(delta);
+    else bySubject.set(key, [delta]);
+    earliest = Math.min(earliest, delta.periodEnd);
+  }
+  const keys = [...bySubject.keys()];
+  const sums = new Map<number, { row: CycleRow; up: bigint; down: bigint }>();
+  for (let i = 0; i < keys.length; i += 500) {
+    const pairs = keys.slice(i, i + 500).map((key) => {
+      const delta = bySubject.get(key)![0]!;
+      return [delta.subjectType, delta.subjectId];
+    });
+    const query = trx('bw_quota_cycles').select(columns(trx)).whereIn(['subject_type', 'subject_id'], pairs).where('cycle_end', '>=', earliest);
+    // A locking read sees the newest committed cycles (MariaDB's repeatable read would otherwise keep an older snapshot).
+    const rows = ((await (dialectOf(trx) === 'sqlite' ? query : query.forUpdate())) as Record<string, unknown>[]).map(toCycleRow);
+    const cycles = new Map<string, CycleRow[]>();
+    for (const row of rows) {
+      const key = subjectKey(row.subjectType, row.subjectId);
+      cycles.set(key, [...(cycles.get(key) ?? []), row]);
+    }
+    for (const [key, list] of cycles) {
+      for (const delta of bySubject.get(key) ?? []) {
+        const row = list.find((cycle) => delta.periodEnd > cycle.countedFrom && delta.periodEnd <= cycle.cycleEnd);
+        if (!row) continue;
+        const sum = sums.get(row.id) ?? { row, up: 0n, down: 0n };
+        sum.up += delta.up;
+        sum.down += delta.down;
+        sums.set(row.id, sum);
+      }
+    }
+  }
+  const updates = [...sums.values()].filter((sum) => sum.up > 0n || sum.down > 0n).map(({ row, up, down }) => ({
+    subject_type: row.subjectType, subject_id: row.subjectId, cycle_start: row.cycleStart, cycle_end: row.cycleEnd, counted_from: row.countedFrom,
+    up_bytes: fromBigInt(up), down_bytes: fromBigInt(down), created_at: now, updated_at: now,
+  }));
+  for (let i = 0; i < updates.length; i += 500) {
+    // Every row exists (read above under the turn): the insert always meets its unique key and adds.
+    await trx('bw_quota_cycles').insert(updates.slice(i, i + 500)).onConflict(['subject_type', 'subject_id', 'cycle_start']).merge({
+      up_bytes: increment(trx, 'bw_quota_cycles', 'up_bytes'),
+      down_bytes: increment(trx, 'bw_quota_cycles', 'down_bytes'),
+      version: bump(trx),
+      dirty: true,
+      updated_at: now,
+    });
+  }
+  return updates.length;
+}
+
+/**
+ * Records an evaluation, unless the cycle changed since it was read (new bytes, another panel's
+ * evaluation): exactly one evaluator wins each change, so each threshold is notified once.
+ */
+export async function markEvaluated(db: Knex, row: CycleRow, result: { state: QuotaState; fired: number[] }, now: number): Promise<boolean> {
+  const changed = await db('bw_quota_cycles')
+    .where({ id: row.id, version: row.version, fired: row.firedText })
+    .update({ state: result.state, fired: JSON.stringify(result.fired), dirty: false, updated_at: now });
+  return changed === 1;
+}
+
+/** A manual reset: the cycle counts again from now, its thresholds re-armed. */
+export async function resetCycle(db: Knex, id: number, now: number): Promise<void> {
+  await db('bw_quota_cycles').where({ id }).update({
+    counted_from: now, up_bytes: '0', down_bytes: '0', fired: '[]', state: 'ok', version: db.raw('?? + 1', ['version']), dirty: true, updated_at: now,
+  });
+}
+
+/** Adds a traffic block to a cycle (`bytes` is a bigint: its digits go into the statement as a literal, exact on every engine). */
+export async function addExtraBytes(db: Knex, id: number, bytes: bigint, now: number): Promise<void> {
+  await db('bw_quota_cycles').where({ id }).update({
+    extra_bytes: db.raw(`?? + ${fromBigInt(bytes)}`, ['extra_bytes']), version: db.raw('?? + 1', ['version']), dirty: true, updated_at: now,
+  });
+}
+
+/** Forgets the cycles of subjects that no longer have a quota or no longer exist, and cycles older than `before`. */
+export async function deleteCycles(db: Knex, subjects: SubjectRef[], before: number): Promise<void> {
+  for (let i = 0; i < subjects.length; i += 500) {
+    await db('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], subjects.slice(i, i + 500).map((s) => [s.type, s.id])).delete();
+  }
+  await db('bw_quota_cycles').where('cycle_end', '<', before).delete();
+}

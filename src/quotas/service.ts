@@ -1,0 +1,186 @@
+/**
+ * The plugin's one way to read and change quotas: the quota API, the peer/VM hooks and the admin
+ * pages come through here. Settings are stored first, audited, then the enforcer brings the
+ * affected subjects' cycles, states and throttles along.
+ */
+import type { Knex } from 'knex';
+import { recordEvent } from '../db/events.js';
+import { getLimit, getLimits } from '../db/limits.js';
+import { addExtraBytes, latestCycles, resetCycle, subjectKey, type CycleRow } from '../db/quota-cycles.js';
+import { allQuotas, deleteQuota, getQuota, putQuota, quotaJson, type QuotaRow } from '../db/quotas.js';
+import { NotFoundError } from '../errors.js';
+import type { Logger, SubjectType } from '../plugin-api.js';
+import type { QuotaEnforcer, QuotaNotice } from './enforcer.js';
+import { assess, effectiveQuota, projectedBytes, throttleFor, usedBytes, type QuotaSettings, type QuotaSource, type QuotaState, type QuotaTarget } from './rules.js';
+
+/** A subject's quota as the API and the pages show it. */
+export interface QuotaStatus {
+  settings: QuotaSettings;
+  source: QuotaSource;
+  cycleStart: number;
+  cycleEnd: number;
+  countedFrom: number;
+  upBytes: bigint;
+  downBytes: bigint;
+  usedBytes: bigint;
+  extraBytes: bigint;
+  limitBytes: bigint;
+  remainingBytes: bigint;
+  ratio: number;
+  state: QuotaState;
+  throttled: boolean;
+  /** At the average rate since the cycle (or its reset) began; null right at its start. */
+  projectedBytes: bigint | null;
+}
+
+export interface QuotaServiceOptions {
+  db: Knex;
+  enforcer: QuotaEnforcer;
+  notify: (notice: QuotaNotice) => Promise<void>;
+  now: () => number;
+  logger: Logger;
+}
+
+export class QuotaService {
+  constructor(private readonly options: QuotaServiceOptions) {}
+
+  /** A target's own quota settings (not inherited), or undefined. */
+  async own(target: QuotaTarget): Promise<QuotaRow | undefined> {
+    return getQuota(this.options.db, target);
+  }
+
+  /** The own quota settings of many subjects of one type, by id. */
+  async ownOf(type: SubjectType, ids: string[]): Promise<Map<string, QuotaRow>> {
+    const found = new Map<string, QuotaRow>();
+    if (ids.length === 0) return found;
+    for (const row of await allQuotas(this.options.db)) if (row.target.type === type && ids.includes(row.target.id)) found.set(row.target.id, row);
+    return found;
+  }
+
+  /** Brings one subject's cycle, state and throttle along (after its row was written); never throws. */
+  async followSubject(type: SubjectType, id: string, actor: string): Promise<void> {
+    await this.follow({ type, id }, actor);
+  }
+
+  /** Stores a target's quota and brings its subjects along; returns the settings before (if any). */
+  async put(target: QuotaTarget, settings: QuotaSettings, actor: string): Promise<QuotaRow | undefined> {
+    const { db, now } = this.options;
+    const previous = await putQuota(db, target, settings, now());
+    await recordEvent(db, { actor, ...this.auditSubject(target), action: 'quota.set', oldValue: previous ? { target, ...quotaJson(previous) } : null, newValue: { target, ...quotaJson(settings) }, result: 'ok' }, now());
+    await this.follow(target, actor);
+    return previous;
+  }
+
+  /** Removes a target's own quota (its subjects inherit again); false when it had none. */
+  async remove(target: QuotaTarget, actor: string): Promise<boolean> {
+    const { db, now } = this.options;
+    const previous = await deleteQuota(db, target);
+    if (!previous) return false;
+    await recordEvent(db, { actor, ...this.auditSubject(target), action: 'quota.removed', oldValue: { target, ...quotaJson(previous) }, newValue: null, result: 'ok' }, now());
+    await this.follow(target, actor);
+    return true;
+  }
+
+  /** A manual reset: the subject's cycle counts from now, thresholds re-armed, throttle lifted. */
+  async reset(type: SubjectType, id: string, actor: string): Promise<QuotaStatus> {
+    const { db, now } = this.options;
+    const { cycle, status, name } = await this.current(type, id);
+    await resetCycle(db, cycle.id, now());
+    await recordEvent(db, { actor, subjectType: type, subjectId: id, action: 'quota.manual_reset', oldValue: { used_bytes: status.usedBytes.toString(), state: status.state }, newValue: { used_bytes: '0', state: 'ok' }, result: 'ok' }, now());
+    await this.options.enforcer.syncSubjects([{ type, id }], actor);
+    const after = await this.status(type, id);
+    await this.options.notify({
+      name: 'bandwidth.quota.reset', subject: { type, id, name }, source: status.source, settings: status.settings, cycle: { start: status.cycleStart, end: status.cycleEnd },
+      usedBytes: 0n, limitBytes: after?.limitBytes ?? status.limitBytes, throttled: after?.throttled ?? false, reason: 'manual', actor,
+    }).catch(() => {});
+    return after ?? status;
+  }
+
+  /** Adds a traffic block to the subject's current cycle only. */
+  async extra(type: SubjectType, id: string, bytes: bigint, actor: string): Promise<QuotaStatus> {
+    const { db, now } = this.options;
+    const { cycle, status } = await this.current(type, id);
+    await addExtraBytes(db, cycle.id, bytes, now());
+    await recordEvent(db, { actor, subjectType: type, subjectId: id, action: 'quota.extra', oldValue: { extra_bytes: status.extraBytes.toString() }, newValue: { extra_bytes: (status.extraBytes + bytes).toString(), added_bytes: bytes.toString() }, result: 'ok' }, now());
+    await this.options.enforcer.syncSubjects([{ type, id }], actor);
+    return (await this.status(type, id)) ?? status;
+  }
+
+  /** A subject's effective quota and its current cycle; null when no quota applies to it. */
+  async status(type: SubjectType, id: string): Promise<QuotaStatus | null> {
+    return (await this.statuses(type, [id])).get(subjectKey(type, id)) ?? null;
+  }
+
+  /** The quota status of many subjects of one type (the overview, the CSV export, /metrics). */
+  async statuses(type: SubjectType, ids: string[]): Promise<Map<string, QuotaStatus>> {
+    const { db, now } = this.options;
+    const at = now();
+    const result = new Map<string, QuotaStatus>();
+    if (ids.length === 0) return result;
+    const rows = await allQuotas(db);
+    if (rows.length === 0) return result;
+    const own = new Map(rows.filter((row) => row.target.type === type).map((row) => [row.target.id, row]));
+    const networks = new Map(rows.filter((row) => row.target.type === 'network').map((row) => [row.target.id, row]));
+    const fallback = rows.find((row) => row.target.type === 'default');
+    const limits = await getLimits(db, type, ids);
+    const cycles = await latestCycles(db, at, ids.map((subjectId) => ({ type, id: subjectId })));
+    for (const id of ids) {
+      const limit = limits.get(id);
+      const quota = effectiveQuota(own.get(id), type === 'peer' && limit?.networkId ? networks.get(limit.networkId) : undefined, fallback);
+      const cycle = cycles.get(subjectKey(type, id));
+      if (!quota || !cycle || cycle.cycleStart > at) continue;
+      result.set(subjectKey(type, id), this.describe(quota.settings, quota.source, cycle, limit ? limit.throttleUpKbps !== null || limit.throttleDownKbps !== null : false, at));
+    }
+    return result;
+  }
+
+  /** The subjects of a type whose quota state is warning or exceeded (the overview's filter). */
+  async overWarning(type: SubjectType | undefined): Promise<{ type: string; id: string }[]> {
+    const query = this.options.db('bw_quota_cycles').select('subject_type', 'subject_id').whereIn('state', ['warning', 'exceeded']).where('cycle_end', '>', this.options.now());
+    if (type) query.where({ subject_type: type });
+    return ((await query) as Record<string, unknown>[]).map((row) => ({ type: String(row.subject_type), id: String(row.subject_id) }));
+  }
+
+  private describe(settings: QuotaSettings, source: QuotaSource, cycle: CycleRow, throttled: boolean, at: number): QuotaStatus {
+    const used = usedBytes(settings.counted, cycle.upBytes, cycle.downBytes);
+    const assessment = assess({ allowanceBytes: settings.allowanceBytes, extraBytes: cycle.extraBytes, used, warnPercents: settings.warnPercents, fired: cycle.fired });
+    return {
+      settings, source, cycleStart: cycle.cycleStart, cycleEnd: cycle.cycleEnd, countedFrom: cycle.countedFrom, upBytes: cycle.upBytes, downBytes: cycle.downBytes,
+      usedBytes: used, extraBytes: cycle.extraBytes, limitBytes: assessment.limitBytes, remainingBytes: assessment.remaining, ratio: assessment.ratio,
+      state: assessment.state, throttled: throttled && throttleFor(settings, assessment.state) !== null, projectedBytes: projectedBytes(used, cycle.countedFrom, cycle.cycleEnd, at),
+    };
+  }
+
+  /** The subject's current cycle (opened now if it is not yet), or NotFoundError when no quota applies. */
+  private async current(type: SubjectType, id: string): Promise<{ cycle: CycleRow; status: QuotaStatus; name: string }> {
+    const limit = await getLimit(this.options.db, type, id);
+    if (!limit) throw new NotFoundError(`${type} ${id} is not known to the bandwidth plugin`);
+    await this.options.enforcer.syncSubjects([{ type, id }]);
+    const status = await this.status(type, id);
+    const cycle = (await latestCycles(this.options.db, this.options.now(), [{ type, id }])).get(subjectKey(type, id));
+    if (!status || !cycle) throw new NotFoundError(`${type} ${id} has no quota: set one on it, its network or as the default`);
+    return { cycle, status, name: limit.name };
+  }
+
+  /**
+   * After a target's settings changed: its subjects (all of them for a network or the default). The
+   * settings are stored: a failure here is logged, and the reconcile loop's pass brings them along.
+   */
+  private async follow(target: QuotaTarget, actor: string): Promise<void> {
+    await this.followNow(target, actor).catch((error: unknown) =>
+      this.options.logger.warn('evaluating quotas after a change failed; the reconcile loop retries', { area: 'quotas', error: (error as Error).message }));
+  }
+
+  private async followNow(target: QuotaTarget, actor: string): Promise<void> {
+    if (target.type === 'peer' || target.type === 'vm') return this.options.enforcer.syncSubjects([{ type: target.type, id: target.id }], actor);
+    if (target.type === 'network') {
+      const rows = (await this.options.db('bw_limits').select('subject_type', 'subject_id').where({ subject_type: 'peer', network_id: target.id })) as Record<string, unknown>[];
+      return this.options.enforcer.syncSubjects(rows.map((row) => ({ type: String(row.subject_type), id: String(row.subject_id) })), actor);
+    }
+    return this.options.enforcer.sync();
+  }
+
+  private auditSubject(target: QuotaTarget): { subjectType?: SubjectType; subjectId?: string } {
+    return target.type === 'peer' || target.type === 'vm' ? { subjectType: target.type, subjectId: target.id } : {};
+  }
+}

@@ -242,7 +242,12 @@ const shapedRows = (q: Knex.QueryBuilder) =>
 export function applyFilter(query: Knex.QueryBuilder, filter: LimitFilter): Knex.QueryBuilder {
   if (filter.subjectType) query.where({ subject_type: filter.subjectType });
   if (filter.networkId) query.where({ network_id: filter.networkId });
-  if (filter.status === 'unlimited') query.whereNot(shapedRows);
+  // Spelled out rather than NOT(shaped): the throttle columns are NULL, and NOT(NULL OR …) is not true.
+  if (filter.status === 'unlimited') {
+    query.where({ up_kbps: 0, down_kbps: 0 })
+      .andWhere((q) => q.whereNull('throttle_up_kbps').orWhere('throttle_up_kbps', '<=', 0))
+      .andWhere((q) => q.whereNull('throttle_down_kbps').orWhere('throttle_down_kbps', '<=', 0));
+  }
   else if (filter.status) query.where({ status: filter.status }).andWhere(shapedRows);
   if (filter.limitedOnly) query.andWhere(shapedRows);
   return query;

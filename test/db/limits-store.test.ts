@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ENGINES, openMigrated } from '../support/databases.js';
-import { countLimitsByStatus, deleteLimit, getLimit, listLimits, saveLimit, setStatus, type SubjectLimit } from '../../src/db/limits.js';
+import { countLimitsByStatus, deleteLimit, getLimit, isLimited, listLimits, saveLimit, setStatus, setThrottle, type SubjectLimit } from '../../src/db/limits.js';
 import { listEvents, recordEvent } from '../../src/db/events.js';
 
 const peer = (id: number, caps: { upKbps: number; downKbps: number }, iface = 'wg0'): SubjectLimit => ({
@@ -85,9 +85,33 @@ for (const engine of ENGINES) {
       assert.deepEqual((await listLimits(knex, { status: 'applied' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['9']);
       assert.deepEqual((await listLimits(knex, { limitedOnly: true }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['1', '9']);
       assert.equal(vm.netns, 'hv');
-      assert.deepEqual(await countLimitsByStatus(knex), { pending: 1, applied: 1, failed: 0, total: 2, subjects: 3 });
+      assert.deepEqual(await countLimitsByStatus(knex), { pending: 1, applied: 1, failed: 0, throttled: 0, total: 2, subjects: 3 });
       assert.equal((await deleteLimit(knex, 'peer', '1'))?.upKbps, 1000);
       assert.equal(await getLimit(knex, 'peer', '1'), undefined);
+    });
+
+    test('a quota throttle is kept beside the configured caps: an unlimited subject gets a class, counts as limited, and lifting it restores the caps', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      await saveLimit(knex, peer(1, { upKbps: 500, downKbps: 0 }));
+      await saveLimit(knex, peer(2, { upKbps: 0, downKbps: 0 }));
+      const throttled = (await setThrottle(knex, 'peer', '2', { upKbps: 1000, downKbps: 1000 }, 5_000))!;
+      assert.deepEqual([throttled.upKbps, throttled.downKbps, throttled.throttleUpKbps, throttled.throttleDownKbps], [0, 0, 1000, 1000], 'the configured caps stay');
+      assert.equal(throttled.status, 'pending');
+      assert.ok(throttled.classMinor !== null && throttled.classMinor !== (await getLimit(knex, 'peer', '1'))!.classMinor, 'a class of its own');
+      assert.ok(isLimited(throttled));
+      assert.equal(await setThrottle(knex, 'peer', '2', { upKbps: 1000, downKbps: 1000 }, 6_000), undefined, 'the same throttle again writes nothing');
+      assert.deepEqual((await listLimits(knex, { status: 'unlimited' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), [], 'a throttled subject is not unlimited');
+      await setStatus(knex, [throttled], 'throttled', null, null);
+      assert.equal((await countLimitsByStatus(knex)).throttled, 1);
+      assert.deepEqual((await listLimits(knex, { status: 'throttled' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['2']);
+      // A user edit while throttled keeps the throttle and the class.
+      const edited = await saveLimit(knex, peer(2, { upKbps: 0, downKbps: 0 }), 7_000);
+      assert.deepEqual([edited.current.throttleUpKbps, edited.current.classMinor], [1000, throttled.classMinor]);
+      const lifted = (await setThrottle(knex, 'peer', '2', null, 8_000))!;
+      assert.deepEqual([lifted.upKbps, lifted.downKbps, lifted.throttleUpKbps, lifted.throttleDownKbps], [0, 0, null, null]);
+      assert.equal(isLimited(lifted), false);
+      assert.deepEqual((await listLimits(knex, { status: 'unlimited' }, { offset: 0, limit: 10 })).map((l) => l.subjectId), ['2']);
     });
 
     test('audit events come back newest first, paginated, per subject', async (t) => {

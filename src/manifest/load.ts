@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import AjvModule, { type ErrorObject } from 'ajv';
-import type { HookName } from '../plugin-api.js';
+import type { HookName, PluginEventName } from '../plugin-api.js';
 
 /** The project root: where `plugin.json` lives (works from `src/` under tsx and from `dist/src/`). */
 export const PLUGIN_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
@@ -38,9 +38,21 @@ export interface Manifest {
   entry: string;
   hostApi: string;
   hooks: HookName[];
+  /** The plugin's own events, which it emits on the host's bus (host API 1.3.0). @default [] */
+  events: PluginEventName[];
   adminPages: { path: string; label: string; minRole: 'admin' | 'viewer' }[];
   settings: Record<string, SettingSpec>;
 }
+
+/**
+ * Every event a plugin may declare in `events`, as plugin.schema.json lists them (a unit test keeps
+ * the two equal; the type makes the list complete).
+ */
+export const PLUGIN_EVENT_NAMES = Object.keys({
+  'bandwidth.quota.warning': true,
+  'bandwidth.quota.exceeded': true,
+  'bandwidth.quota.reset': true,
+} satisfies Record<PluginEventName, true>) as PluginEventName[];
 
 /** Thrown when a manifest does not match the schema; the message names the key. */
 export class ManifestError extends Error {
@@ -69,7 +81,9 @@ function describe(error: ErrorObject, source: string): ManifestError {
     const key = at ? `${at}.${missing}` : missing;
     return new ManifestError(`${source}: missing key "${key}"`, key);
   }
-  return new ManifestError(`${source}: "${at}" ${error.message ?? 'is invalid'}`, at);
+  // An enum's message alone does not say what would have been accepted.
+  const allowed = error.keyword === 'enum' ? `: ${(error.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ')}` : '';
+  return new ManifestError(`${source}: "${at}" ${error.message ?? 'is invalid'}${allowed}`, at);
 }
 
 /** Validates a parsed manifest; throws a {@link ManifestError} naming the first bad key. */
@@ -78,7 +92,8 @@ export function parseManifest(value: unknown, source = 'plugin.json'): Manifest 
     const first = validate.errors?.[0];
     throw first ? describe(first, source) : new ManifestError(`${source}: invalid manifest`, '');
   }
-  const manifest = value as Manifest;
+  // `events` came with host API 1.3.0: a manifest without it declares none.
+  const manifest = { ...(value as Omit<Manifest, 'events'>), events: (value as Partial<Manifest>).events ?? [] } as Manifest;
   for (const [key, spec] of Object.entries(manifest.settings)) {
     const problem = checkSetting(key, spec, spec.default);
     if (problem) throw new ManifestError(`${source}: default of setting ${problem}`, `settings.${key}.default`);

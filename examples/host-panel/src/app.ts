@@ -12,6 +12,7 @@ import { seedDemo } from './demo.js';
 import { errorHandler, HttpError } from './errors.js';
 import { HookRegistry } from './hooks.js';
 import { createLogger } from './logger.js';
+import { logPluginEvents } from './plugin-events.js';
 import { PluginManager } from './plugins.js';
 import { createAdminRouter } from './routes/admin.js';
 import { createApiRouter } from './routes/api.js';
@@ -54,6 +55,8 @@ export async function createPanel(config: PanelConfig, options: CreatePanelOptio
     const auth = createAuth({ apiTokenSha256: secrets.apiTokenHash, sessionSecret: secrets.sessionSecret, cookieSecure: config.cookieSecure });
     const passwords = options.passwords ?? scryptHasher;
     const hooks = new HookRegistry(logger.child('hooks'));
+    // Before any plugin starts: a quota event at start-up is logged too.
+    logPluginEvents(hooks, logger.child('events'));
     const views = new ViewRegistry(auth);
     const plugins = new PluginManager({
       db, hooks, views, auth, logger, records: createRecords(db), config: { dataDir: 'data' }, pluginOptions: config.pluginOptions,

@@ -4,6 +4,8 @@ import type {
   HookName,
   HookPayloads,
   Logger,
+  PluginEventName,
+  PluginEventPayloads,
   ValidationIssue,
 } from '../../../src/plugin-api.js';
 
@@ -33,14 +35,26 @@ interface Subscription {
   handler: HookHandler<HookName>;
 }
 
+/** Host code told about a plugin's own event; `pluginId` is the plugin that emitted it. */
+export type PluginEventListener<K extends PluginEventName> = (payload: PluginEventPayloads[K], source: { pluginId: string }) => void | Promise<void>;
+
+interface EventListening {
+  name: PluginEventName;
+  listener: PluginEventListener<PluginEventName>;
+}
+
 /** The host's hook bus: plugins subscribe through a scoped view; the host emits around its writes. */
 export class HookRegistry {
   private subscriptions: Subscription[] = [];
+  private listeners: EventListening[] = [];
 
   constructor(private readonly logger: Logger) {}
 
-  /** A bus for one plugin that accepts only the hooks its manifest declares. */
-  forPlugin(pluginId: string, declared: readonly HookName[]): HookBus & { removeAll(): void } {
+  /**
+   * A bus for one plugin that accepts only the hooks its manifest declares in `hooks`, and emits
+   * only the events it declares in `events` (host API 1.3.0).
+   */
+  forPlugin(pluginId: string, declared: readonly HookName[], events: readonly PluginEventName[] = []): HookBus & { removeAll(): void } {
     return {
       on: <K extends HookName>(name: K, handler: HookHandler<K>) => {
         if (!declared.includes(name)) {
@@ -52,10 +66,40 @@ export class HookRegistry {
           this.subscriptions = this.subscriptions.filter((s) => s !== subscription);
         };
       },
+      emit: <K extends PluginEventName>(name: K, payload: PluginEventPayloads[K]) => {
+        if (!events.includes(name)) {
+          throw new TypeError(`Plugin \`${pluginId}\` emits \`${String(name)}\`, which its plugin.json "events" does not declare`);
+        }
+        return this.deliver(pluginId, name, payload);
+      },
       removeAll: () => {
         this.subscriptions = this.subscriptions.filter((s) => s.pluginId !== pluginId);
       },
     };
+  }
+
+  /**
+   * Lets host code hear a plugin's own event (`bandwidth.quota.exceeded`, …) from every plugin that
+   * declares it; returns a function that stops listening. Keep listeners quick: the plugin waits for
+   * them before it goes on (their failures are logged, never thrown back at it).
+   */
+  onPluginEvent<K extends PluginEventName>(name: K, listener: PluginEventListener<K>): () => void {
+    const listening: EventListening = { name, listener: listener as unknown as PluginEventListener<PluginEventName> };
+    this.listeners.push(listening);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listening);
+    };
+  }
+
+  /** Calls every listener of the event in turn; a listener that throws or rejects is logged and the next one still runs. */
+  private async deliver<K extends PluginEventName>(pluginId: string, name: K, payload: PluginEventPayloads[K]): Promise<void> {
+    for (const { listener } of this.listeners.filter((l) => l.name === name)) {
+      try {
+        await listener(payload, { pluginId });
+      } catch (error) {
+        this.logger.error(`a listener of ${name} from plugin ${pluginId} failed`, { error: (error as Error).message });
+      }
+    }
   }
 
   private handlers(name: HookName): Subscription[] {

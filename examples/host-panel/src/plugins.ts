@@ -151,7 +151,7 @@ export class PluginManager {
       plugin.error = `needs host API ${plugin.manifest.hostApi}, this panel offers ${HOST_API_VERSION}`;
       throw new HttpError(409, 'incompatible', `Plugin \`${id}\` ${plugin.error}`);
     }
-    const hooks = this.deps.hooks.forPlugin(id, plugin.manifest.hooks);
+    const hooks = this.deps.hooks.forPlugin(id, plugin.manifest.hooks, plugin.manifest.events);
     const views = scopedViews(this.deps.views);
     try {
       const module = await this.load(plugin);

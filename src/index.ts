@@ -287,7 +287,7 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   mountUsageApi(host, now);
   mountAgentsApi(host, nodes, { now });
   mountQuotaApi(host, quotas);
-  mountMetrics(host, createMetrics(host.db, collector), await metricsAccess(host.db, settings, host.logger, now()));
+  mountMetrics(host, createMetrics(host.db, collector, quotas), await metricsAccess(host.db, settings, host.logger, now()));
   const overview = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth');
   // Live rates read the class counters too (two tc processes per limited interface, only while a
   // page listens): utilisation compares the bytes a cap governs with the cap.
@@ -295,9 +295,9 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   stops.push(() => stream.close());
   if (overview) {
     host.router.get(`${overview.path}/events`, host.auth.admin(overview.minRole), (req, res) => stream.attach(req, res));
-    host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host, now));
-    mountOverview(host, settings, service, collector, { mode: choice.mode, reason: choice.reason }, overview, now);
-    mountSubjectPage(host, overview.path, overview.minRole, collector, counting, now);
+    host.router.get(`${overview.path}/export.csv`, host.auth.admin(overview.minRole), exportCsv(host, now, quotas));
+    mountOverview(host, settings, service, quotas, collector, { mode: choice.mode, reason: choice.reason }, overview, now);
+    mountSubjectPage(host, overview.path, overview.minRole, quotas, collector, counting, now);
   }
 
   const nodesPage = manifest.adminPages.find((adminPage) => adminPage.path === '/admin/bandwidth/nodes');

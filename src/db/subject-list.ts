@@ -15,11 +15,19 @@ const SQL_SORTS: Partial<Record<SortKey, string[]>> = {
   status: ['status', 'name', 'id'],
 };
 
-/** The limits filter plus a node, a search text and an order. */
+/** The quota filter values of the subject list. */
+export const QUOTA_FILTERS = ['over_warning'] as const;
+export type QuotaFilter = (typeof QUOTA_FILTERS)[number];
+
+/** The limits filter plus a node, a search text, a quota filter and an order. */
 export interface SubjectQuery extends LimitFilter {
   /** Only subjects on this node (`local`: the panel's machine). */
   node?: string;
   search?: string;
+  /** `over_warning`: subjects whose current quota cycle is in warning or exceeded. */
+  quota?: QuotaFilter;
+  /** The instant that picks each subject's current cycle for `quota` (epoch ms). @default Date.now() */
+  at?: number;
   sort: SortKey;
   order: 'asc' | 'desc';
 }
@@ -41,7 +49,34 @@ function filtered(db: Knex, query: SubjectQuery): Knex.QueryBuilder {
         .orWhereRaw("LOWER(interface) LIKE ? ESCAPE '!'", [pattern]),
     );
   }
+  if (query.quota === 'over_warning') overQuotaWarning(db, builder, query.at ?? Date.now());
   return builder;
+}
+
+/**
+ * Keeps subjects whose cycle at `at` was evaluated as warning or exceeded, and to which a quota
+ * still applies (its own, its network's for a peer, or the default): a cycle keeps its last state
+ * after its quota is removed. One EXISTS per fact, so the database filters before any paging.
+ */
+function overQuotaWarning(db: Knex, builder: Knex.QueryBuilder, at: number): void {
+  builder.whereExists((cycle) => {
+    cycle.select(db.raw('1')).from('bw_quota_cycles as qc')
+      .where('qc.subject_type', db.ref('bw_limits.subject_type')).where('qc.subject_id', db.ref('bw_limits.subject_id'))
+      .whereIn('qc.state', ['warning', 'exceeded']).where('qc.cycle_start', '<=', at).where('qc.cycle_end', '>', at);
+  });
+  builder.andWhere((applies) => {
+    applies
+      .whereExists((own) => {
+        own.select(db.raw('1')).from('bw_quotas as qo').where('qo.subject_type', db.ref('bw_limits.subject_type')).where('qo.subject_id', db.ref('bw_limits.subject_id'));
+      })
+      .orWhereExists((network) => {
+        network.select(db.raw('1')).from('bw_quotas as qn').where('qn.subject_type', 'network').where('qn.subject_id', db.ref('bw_limits.network_id'))
+          .where('bw_limits.subject_type', 'peer');
+      })
+      .orWhereExists((fallback) => {
+        fallback.select(db.raw('1')).from('bw_quotas as qd').where('qd.subject_type', 'default');
+      });
+  });
 }
 
 export async function countSubjects(db: Knex, query: SubjectQuery): Promise<number> {

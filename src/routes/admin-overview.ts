@@ -4,13 +4,17 @@ import type { Request, Response } from 'express';
 import type { Host, SubjectType } from '../plugin-api.js';
 import type { Clock } from '../clock.js';
 import { countLimitsByStatus, type LimitRow } from '../db/limits.js';
-import { countSubjects, listSubjects, SORT_KEYS, type SortKey, type SubjectQuery } from '../db/subject-list.js';
+import { countSubjects, listSubjects, QUOTA_FILTERS, SORT_KEYS, type QuotaFilter, type SortKey, type SubjectQuery } from '../db/subject-list.js';
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import type { Settings } from '../settings.js';
 import { bandwidthInput } from '../hooks/bandwidth-fields.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
 import { outcomeVerdict, reasonText } from '../views/reason.js';
+import { eventChange, eventSubject } from '../views/event-change.js';
+import { usageText, usedPercent } from '../views/quota.js';
+import type { QuotaService, QuotaStatus } from '../quotas/service.js';
+import { listDeliveries } from '../quotas/webhooks.js';
 import { httpAnswer } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
 import type { CollectorView as Collector } from '../accounting/collector.js';
@@ -28,6 +32,11 @@ export interface ExecutorInfo {
   reason: string;
 }
 
+/** The status filter's values, in the order the select lists them. */
+export const STATUS_FILTERS: readonly string[] = ['applied', 'pending', 'failed', 'throttled', 'unlimited'];
+/** Webhook deliveries the overview lists (newest first). */
+const DELIVERIES_SHOWN = 20;
+
 /** The overview's query string, read leniently: an unknown value means "no filter" / the default. */
 export function readOverviewQuery(query: Record<string, unknown>): SubjectQuery & { page: number } {
   const text = (name: string) => (typeof query[name] === 'string' ? (query[name] as string) : '');
@@ -36,13 +45,15 @@ export function readOverviewQuery(query: Record<string, unknown>): SubjectQuery 
   const status = text('status');
   const network = text('network');
   const node = text('node');
+  const quota = text('quota');
   const page = Number(text('page') || 1);
   return {
     node: NODE_NAME.test(node) ? node : undefined,
     search: text('q').trim().slice(0, 100) || undefined,
     subjectType: type === 'peer' || type === 'vm' ? (type as SubjectType) : undefined,
     networkId: /^\d{1,10}$/.test(network) ? network : undefined,
-    status: ['pending', 'applied', 'failed', 'unlimited'].includes(status) ? (status as SubjectQuery['status']) : undefined,
+    status: STATUS_FILTERS.includes(status) ? (status as SubjectQuery['status']) : undefined,
+    quota: (QUOTA_FILTERS as readonly string[]).includes(quota) ? (quota as QuotaFilter) : undefined,
     sort,
     order: text('order') === 'desc' ? 'desc' : 'asc',
     page: Number.isInteger(page) && page >= 1 ? page : 1,
@@ -52,13 +63,15 @@ export function readOverviewQuery(query: Record<string, unknown>): SubjectQuery 
 /**
  * `/admin/bandwidth`: cards (24 h totals, current aggregate rate, limited, failed/pending,
  * collector), then every subject with caps, live rate, utilisation, 24 h and 30 d totals and
- * status — sortable by any column, searchable, filterable and paginated on the server, with an
- * inline set/clear form that works without JavaScript.
+ * status and quota use — sortable by any column, searchable, filterable (by quota state too) and
+ * paginated on the server, with an inline set/clear form that works without JavaScript; then the
+ * audit log and the quota webhook's delivery log.
  */
 export function mountOverview(
   host: Host,
   settings: Settings,
   service: LimitsService,
+  quotas: QuotaService,
   collector: Collector | null,
   executor: ExecutorInfo,
   page: { path: string; minRole: 'admin' | 'viewer' },
@@ -88,8 +101,8 @@ export function mountOverview(
     formError: { key: string; message: string } | null = null,
     queryText: Record<string, unknown> = req.query as Record<string, unknown>,
   ) {
-    const query = readOverviewQuery(queryText);
     const now = clock();
+    const query = { ...readOverviewQuery(queryText), at: now };
     const total = await countSubjects(db, query);
     const pages = Math.max(1, Math.ceil(total / settings.page_size));
     const current = Math.min(query.page, pages);
@@ -109,13 +122,16 @@ export function mountOverview(
       return ranks;
     };
     const limits = await listSubjects(db, query, { offset: (current - 1) * settings.page_size, limit: settings.page_size }, rank);
-    const [counts, day, dayTotals, monthTotals, rates, events] = await Promise.all([
+    const [counts, overWarning, day, dayTotals, monthTotals, rates, events, quotaStatuses, deliveries] = await Promise.all([
       countLimitsByStatus(db),
+      countSubjects(db, { sort: 'name', order: 'asc', quota: 'over_warning', at: now }),
       grandTotals(db, now - DAY_MS, now),
       totalsFor(limits, now - DAY_MS, now),
       totalsFor(limits, now - 30 * DAY_MS, now),
       ratesFor(limits),
       listEvents(db, { offset: 0, limit: 20 }),
+      quotaStatusesOf(quotas, limits),
+      listDeliveries(db, { limit: DELIVERIES_SHOWN }),
     ]);
     let aggregateUp = 0;
     let aggregateDown = 0;
@@ -134,7 +150,7 @@ export function mountOverview(
     const link = (change: Record<string, string | number | undefined>) => {
       const params = new URLSearchParams();
       const merged: Record<string, string | number | undefined> = {
-        q: query.search, type: query.subjectType, node: query.node, network: query.networkId, status: query.status,
+        q: query.search, type: query.subjectType, node: query.node, network: query.networkId, status: query.status, quota: query.quota,
         sort: query.sort === 'name' ? undefined : query.sort, order: query.order === 'asc' ? undefined : query.order, page: current === 1 ? undefined : current,
         ...change,
       };
@@ -146,6 +162,8 @@ export function mountOverview(
       title: 'Bandwidth',
       query,
       counts,
+      overWarning,
+      statusFilters: STATUS_FILTERS,
       day,
       aggregate: { upKbps: aggregateUp, downKbps: aggregateDown },
       limits,
@@ -154,6 +172,8 @@ export function mountOverview(
       monthTotals,
       rates,
       events: events.events,
+      quotaStatuses,
+      deliveries,
       networks,
       nodes,
       showNodes: nodes.length > 1 || (query.node !== undefined && query.node !== LOCAL_NODE),
@@ -171,6 +191,10 @@ export function mountOverview(
       formatBytes,
       formatRate,
       reasonText,
+      eventChange,
+      eventSubject,
+      usageText,
+      usedPercent,
       canEdit: auth.role(req) === 'admin',
     });
   }
@@ -213,4 +237,14 @@ export function mountOverview(
     views.flash(req, `${limit.name}: ${formatCaps(limit.upKbps, limit.downKbps)}${outcomeVerdict(limit)}`);
     res.redirect(303, back);
   });
+}
+
+/** The quota status of each listed subject, by subject key (subjects without a quota are absent). */
+async function quotaStatusesOf(quotas: QuotaService, rows: LimitRow[]): Promise<Map<string, QuotaStatus>> {
+  const result = new Map<string, QuotaStatus>();
+  for (const type of ['peer', 'vm'] as const) {
+    const ids = rows.filter((row) => row.subjectType === type).map((row) => row.subjectId);
+    for (const [key, status] of await quotas.statuses(type, ids)) result.set(key, status);
+  }
+  return result;
 }

@@ -6,8 +6,14 @@ import { bigintColumn, toBigInt } from '../db/bigint.js';
 import { DAY_MS, HOUR_MS } from '../accounting/buckets.js';
 import { inputError } from './errors.js';
 import { parseTime } from './time-params.js';
+import type { SubjectType } from '../plugin-api.js';
+import type { QuotaService, QuotaStatus } from '../quotas/service.js';
 
 const CHUNK = 2000;
+const HEADER = 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes';
+/** Each subject's current quota cycle (at the time of the export), empty when no quota applies. */
+const QUOTA_HEADER = 'quota_source,quota_state,cycle_start,cycle_end,quota_used_bytes,quota_limit_bytes';
+const NO_QUOTA = ',,,,,';
 
 /** What a spreadsheet reads as a formula when a cell starts with it (some trim spaces and opening quotes first). */
 const FORMULA_START = /^[ "]*[=+\-@\t\r]/;
@@ -42,12 +48,23 @@ async function write(res: Response, text: string): Promise<void> {
   stop.abort();
 }
 
+/** The quota columns of one subject: its current cycle's source, state, bounds, used and limit bytes. */
+function quotaFields(status: QuotaStatus | undefined): string {
+  if (!status) return NO_QUOTA;
+  return [
+    status.source, status.state, new Date(status.cycleStart).toISOString(), new Date(status.cycleEnd).toISOString(),
+    status.usedBytes.toString(), status.limitBytes.toString(),
+  ].join(',');
+}
+
 /**
  * Streams usage per subject and period as CSV, reading the roll-up in keyset-paginated chunks
  * and waiting for the socket to drain, so a year of hourly rows for thousands of subjects never
  * sits in memory. A client that goes away stops the query loop.
+ * With `quotas`, each row also carries its subject's current quota cycle ({@link QUOTA_HEADER}),
+ * read once per subject per export, a chunk's new subjects at a time.
  */
-export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
+export function exportCsv(host: Host, clock: Clock = Date.now, quotas?: QuotaService): RequestHandler {
   return async (req: Request, res: Response) => {
     const query = req.query as Record<string, unknown>;
     const step = query.step ?? 'day';
@@ -86,8 +103,20 @@ export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
       'Content-Disposition': `attachment; filename="bandwidth-${step}-${new Date(from).toISOString().slice(0, 10)}-${new Date(to).toISOString().slice(0, 10)}.csv"`,
       'Cache-Control': 'no-store',
     });
-    await write(res, 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes\n');
+    await write(res, `${HEADER}${quotas ? `,${QUOTA_HEADER}` : ''}\n`);
+    // The quota columns of each subject seen so far (one line of text each, not the status objects).
+    const quotaColumns = new Map<string, string>();
+    const readQuotas = async (chunk: Record<string, unknown>[]) => {
+      if (!quotas) return;
+      for (const type of ['peer', 'vm'] as const satisfies readonly SubjectType[]) {
+        const ids = [...new Set(chunk.filter((row) => row.subject_type === type).map((row) => String(row.subject_id)))].filter((id) => !quotaColumns.has(`${type}:${id}`));
+        if (ids.length === 0) continue;
+        const statuses = await quotas.statuses(type, ids);
+        for (const id of ids) quotaColumns.set(`${type}:${id}`, quotaFields(statuses.get(`${type}:${id}`)));
+      }
+    };
     for (;;) {
+      await readQuotas(rows);
       let text = '';
       for (const row of rows) {
         const start = Number(row.bucket);
@@ -100,6 +129,7 @@ export function exportCsv(host: Host, clock: Clock = Date.now): RequestHandler {
           String(toBigInt(row.up)),
           String(toBigInt(row.down)),
         ].join(',');
+        if (quotas) text += `,${quotaColumns.get(`${String(row.subject_type)}:${String(row.subject_id)}`) ?? NO_QUOTA}`;
         text += '\n';
       }
       if (text !== '') await write(res, text);

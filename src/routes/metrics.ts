@@ -6,6 +6,9 @@ import type { CollectorView as Collector } from '../accounting/collector.js';
 import { bigintColumn, toBigInt } from '../db/bigint.js';
 import { directionUtilisation } from '../accounting/utilisation.js';
 import { OUTCOME_REASONS } from '../limits/outcome-reason.js';
+import type { SubjectType } from '../plugin-api.js';
+import type { QuotaService, QuotaStatus } from '../quotas/service.js';
+import type { QuotaState } from '../quotas/rules.js';
 
 const { Registry, Gauge } = client;
 
@@ -14,6 +17,8 @@ interface SubjectRow {
   labels: { subject_type: string; subject_id: string };
   upKbps: number;
   downKbps: number;
+  /** True while a quota throttle is in force (the kernel then caps it even without caps of its own). */
+  throttled: boolean;
   status: string | null;
   reason: string | null;
 }
@@ -26,12 +31,12 @@ export interface Snapshot {
 
 /** The database reads of one scrape (exported for bench/metrics.ts). */
 export async function readSnapshot(db: Knex): Promise<Snapshot> {
-  const limits = (await db('bw_limits').select('subject_type', 'subject_id', 'up_kbps', 'down_kbps', 'status', 'reason')) as Record<string, unknown>[];
+  const limits = (await db('bw_limits').select('subject_type', 'subject_id', 'up_kbps', 'down_kbps', 'throttle_up_kbps', 'throttle_down_kbps', 'status', 'reason')) as Record<string, unknown>[];
   const subjects = new Map<string, SubjectRow>();
   for (const row of limits) {
     const labels = { subject_type: String(row.subject_type), subject_id: String(row.subject_id) };
     subjects.set(`${labels.subject_type}:${labels.subject_id}`, {
-      labels, upKbps: Number(row.up_kbps), downKbps: Number(row.down_kbps),
+      labels, upKbps: Number(row.up_kbps), downKbps: Number(row.down_kbps), throttled: Number(row.throttle_up_kbps ?? 0) > 0 || Number(row.throttle_down_kbps ?? 0) > 0,
       status: row.status === null ? null : String(row.status), reason: row.reason === null ? null : String(row.reason),
     });
   }
@@ -69,6 +74,31 @@ function renderFamily(name: string, type: 'counter' | 'gauge', help: string, sam
   return `${lines.join('\n')}\n`;
 }
 
+/** The values of the one-hot state family, each a series per subject. */
+const QUOTA_STATES: readonly QuotaState[] = ['ok', 'warning', 'exceeded'];
+
+/** One series of a quota family: its labels (subject first) and its value. */
+type LabelledSample = [Record<string, string>, number];
+
+/** A family whose series carry any labels (the quota families), in the same text format. */
+function renderLabelled(name: string, help: string, samples: LabelledSample[]): string {
+  const lines = [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} gauge`];
+  for (const [labels, value] of samples) {
+    lines.push(`${name}{${Object.entries(labels).map(([label, text]) => `${label}="${labelValue(text)}"`).join(',')}} ${value}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The quota status of every subject in the snapshot that has one. */
+async function readQuotas(quotas: QuotaService, subjects: Map<string, SubjectRow>): Promise<Map<string, QuotaStatus>> {
+  const result = new Map<string, QuotaStatus>();
+  for (const type of ['peer', 'vm'] as const satisfies readonly SubjectType[]) {
+    const ids = [...subjects.values()].filter((subject) => subject.labels.subject_type === type).map((subject) => subject.labels.subject_id);
+    for (const [key, status] of await quotas.statuses(type, ids)) result.set(key, status);
+  }
+  return result;
+}
+
 /** The panel's metrics: `scrape()` answers the exposition text. */
 export interface Metrics {
   registry: client.Registry;
@@ -88,9 +118,10 @@ export interface Metrics {
  * only grow (retention deletes roll-up rows, never totals).
  * Stable ids are labels; names are not (they change and may hold anything).
  */
-export function createMetrics(db: Knex, collector: Collector | null): Metrics {
+export function createMetrics(db: Knex, collector: Collector | null, quotas?: QuotaService): Metrics {
   const registry = new Registry();
   let snapshot: Snapshot = { subjects: new Map(), totals: [] };
+  let quotaStatuses = new Map<string, QuotaStatus>();
   /** The collector's rates of subjects the panel still has (a deleted one lingers until the next tick). */
   const currentRates = () => [...(collector?.rates() ?? [])].flatMap(([key, rate]) => {
     const subject = snapshot.subjects.get(key);
@@ -120,6 +151,22 @@ export function createMetrics(db: Knex, collector: Collector | null): Metrics {
       renderFamily('panel_bandwidth_subject_rate_kbps', 'gauge', 'Current rate of the billed bytes (billing_bytes) per subject and direction in kbit/s, over the last collector interval.', rates),
       renderFamily('panel_bandwidth_subject_class_rate_kbps', 'gauge', 'Current rate through the subject’s HTB class (the bytes its cap governs) in kbit/s, over the last collector interval; only directions whose class was counted.', classRates),
       renderFamily('panel_bandwidth_subject_utilisation_ratio', 'gauge', 'Current rate / cap per capped direction (1 = at the cap): the class rate where the class was counted, else the billed rate.', utilisation),
+      ...(quotas ? [quotaFamilies()] : []),
+    ].join('');
+  };
+  /** Per subject with a quota: used / limit of its current cycle, and its state one-hot. */
+  const quotaFamilies = (): string => {
+    const ratios: LabelledSample[] = [];
+    const states: LabelledSample[] = [];
+    for (const [key, status] of quotaStatuses) {
+      const subject = snapshot.subjects.get(key);
+      if (!subject) continue;
+      ratios.push([subject.labels, status.ratio]);
+      for (const state of QUOTA_STATES) states.push([{ ...subject.labels, state }, status.state === state ? 1 : 0]);
+    }
+    return [
+      renderLabelled('panel_bandwidth_quota_used_ratio', 'Bytes used / limit (allowance plus traffic blocks) of the subject\u2019s current quota cycle (1 = used up); only subjects a quota applies to.', ratios),
+      renderLabelled('panel_bandwidth_quota_state', 'Quota state of the subject\u2019s current cycle: 1 for its state (ok, warning or exceeded), 0 for the others.', states),
     ].join('');
   };
   /** Limited subjects counted by one column of bw_limits (status or reason). */
@@ -127,19 +174,19 @@ export function createMetrics(db: Knex, collector: Collector | null): Metrics {
     const counts = new Map<string, number>();
     for (const subject of snapshot.subjects.values()) {
       const value = subject[column];
-      if ((subject.upKbps > 0 || subject.downKbps > 0) && value !== null) counts.set(value, (counts.get(value) ?? 0) + 1);
+      if ((subject.upKbps > 0 || subject.downKbps > 0 || subject.throttled) && value !== null) counts.set(value, (counts.get(value) ?? 0) + 1);
     }
     return counts;
   };
   const statuses = new Gauge({
     name: 'panel_bandwidth_limits',
-    help: 'Limited subjects by kernel status.',
+    help: 'Limited subjects (own caps or a quota throttle) by status: throttled = applied with a quota throttle in force.',
     labelNames: ['status'] as const,
     registers: [registry],
     collect() {
       this.reset();
       const counts = limitedBy('status');
-      for (const status of ['pending', 'applied', 'failed']) statuses.set({ status }, counts.get(status) ?? 0);
+      for (const status of ['pending', 'applied', 'failed', 'throttled']) statuses.set({ status }, counts.get(status) ?? 0);
     },
   });
   const reasons = new Gauge({
@@ -181,6 +228,7 @@ export function createMetrics(db: Knex, collector: Collector | null): Metrics {
   let running: Promise<string> | null = null;
   const scrape = async (): Promise<string> => {
     snapshot = await readSnapshot(db);
+    quotaStatuses = quotas ? await readQuotas(quotas, snapshot.subjects) : new Map();
     return `${await registry.metrics()}${subjectFamilies()}`;
   };
   return {

@@ -11,6 +11,8 @@ import { DAY_MS, HOUR_MS, floorTo, seedDailyForAll, seedSubjects, type Seeded, t
 const API = '/api/bandwidth/export.csv';
 const ADMIN = '/admin/bandwidth/export.csv';
 const HEADER = 'subject_type,subject_id,name,period_start,period_end,up_bytes,down_bytes';
+/** The columns of each subject's current quota cycle (the admin export; quota-pages.test.ts checks their values). */
+const QUOTA_HEADER = 'quota_source,quota_state,cycle_start,cycle_end,quota_used_bytes,quota_limit_bytes';
 const iso = (ms: number) => new Date(ms).toISOString();
 /** The plugin's clock and the time usage is seeded against (fixed: no day may end between seeding and exporting). */
 const NOW = Date.UTC(2026, 2, 1, 0, 20);
@@ -127,7 +129,7 @@ describe('who may export', () => {
     }
   });
 
-  test('the admin route needs a login and then serves the same CSV as the API', async (t) => {
+  test('the admin route needs a login and then serves the API\'s rows, with each subject\'s quota cycle after them', async (t) => {
     const { host } = await seededHost(t);
     const query = '?step=day&from=2000-01-01';
 
@@ -138,7 +140,15 @@ describe('who may export', () => {
     assert.equal(anonymous.status, 303);
     assert.equal(anonymous.headers.location, `/login?next=${encodeURIComponent(`${ADMIN}${query}`)}`);
     assert.equal(page.status, 200);
-    assert.equal(page.text, (await host.api.get(`${API}${query}`)).text);
+    const [header, ...records] = parseCsv(page.text);
+    assert.equal(header?.join(','), `${HEADER},${QUOTA_HEADER}`);
+    assert.ok(records.every((record) => record.slice(7).join('') === ''), 'no quota applies to any seeded subject: its columns are empty');
+    assert.deepEqual(records.map((record) => record.slice(0, 7)), parseCsv((await host.api.get(`${API}${query}`)).text).slice(1));
+  });
+
+  test('the API export carries the same quota columns', { todo: 'src/routes/api-usage.ts mounts exportCsv(host, clock) without the QuotaService' }, async (t) => {
+    const { host } = await seededHost(t);
+    assert.equal(parseCsv((await host.api.get(API)).text)[0]?.join(','), `${HEADER},${QUOTA_HEADER}`);
   });
 });
 

@@ -67,8 +67,10 @@ describe('GET /metrics', () => {
       new Map(seeded.subjects.flatMap((s) => [[`${s.type}/${s.id}/up`, s.upKbps], [`${s.type}/${s.id}/down`, s.downKbps]] as [string, number][])),
     );
     assert.deepEqual(samples(parsed.get('panel_bandwidth_limits'), ['status']), new Map([
-      ['pending', seeded.counts.pending], ['applied', seeded.counts.applied], ['failed', seeded.counts.failed],
+      ['pending', seeded.counts.pending], ['applied', seeded.counts.applied], ['failed', seeded.counts.failed], ['throttled', 0],
     ]));
+    assert.equal(parsed.get('panel_bandwidth_quota_used_ratio')?.type, 'GAUGE');
+    assert.deepEqual(parsed.get('panel_bandwidth_quota_state')?.metrics, [], 'no quota applies: no quota series');
   });
 
   test('the collector health gauges are there (zero in a dry run, which collects nothing)', async (t) => {

@@ -16,7 +16,7 @@ const NOW = Date.UTC(2026, 2, 1, 0, 20);
 
 const text = (html: string) => html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
 
-/** One row of the subjects table: its key, the text of its ten data cells (not the cap form) and its raw HTML. */
+/** One row of the subjects table: its key, the text of its eleven data cells (not the cap form) and its raw HTML. */
 interface Row {
   key: string;
   cells: string[];
@@ -28,7 +28,7 @@ function rows(html: string): Row[] {
   return [...body.matchAll(/<tr data-subject="([^"]+)"[^>]*>([\s\S]*?)<\/tr>/g)].map((m) => ({
     key: m[1]!,
     html: m[2]!,
-    cells: [...m[2]!.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].slice(0, 10).map((cell) => text(cell[1]!)),
+    cells: [...m[2]!.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].slice(0, 11).map((cell) => text(cell[1]!)),
   }));
 }
 
@@ -124,12 +124,13 @@ describe('the overview of one subject', () => {
     const month = seededTotal(peer, now - 30 * DAY_MS, now);
     assert.deepEqual(row.cells, [
       `laptop ${peer.address}`, 'Peer', 'wg0', '10 Mbps', '50 Mbps', '—', '0% 0%',
-      dayCell(peer, now), `${formatBytes(month.up)} / ${formatBytes(month.down)}`, 'applied',
+      dayCell(peer, now), `${formatBytes(month.up)} / ${formatBytes(month.down)}`, 'applied', '—',
     ]);
     assert.match(row.html, new RegExp(`<a href="/admin/bandwidth/peer/${peer.id}">laptop</a>`));
     assert.equal(card(page.text, 'Last 24 h'), dayCell(peer, now), 'the card sums every subject: here, the one');
     assert.equal(card(page.text, 'Limited subjects'), '1 of 1');
     assert.equal(card(page.text, 'Failed / pending'), '0 / 0');
+    assert.equal(card(page.text, 'Throttled / over quota warning'), '0 / 0');
     assert.deepEqual(pager(page.text), {
       total: '1 subject',
       page: 'Page 1 of 1',

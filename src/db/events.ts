@@ -42,6 +42,9 @@ export interface NewEvent {
   repeatKey?: string | null;
 }
 
+/** Byte counts are bigints: kept exact as decimal strings (JSON.stringify cannot write a bigint). */
+const bigintAsText = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);
+
 /**
  * Writes an audit event, or counts it as a repeat of the newest event of its stream (see
  * {@link NewEvent.repeatKey}). Two processes that count the same repeat at once both add one.
@@ -52,8 +55,8 @@ export async function recordEvent(db: Knex, event: NewEvent, now = Date.now()): 
     subject_type: event.subjectType ?? null,
     subject_id: event.subjectId ?? null,
     action: event.action,
-    old_value: event.oldValue === undefined ? null : JSON.stringify(event.oldValue),
-    new_value: event.newValue === undefined ? null : JSON.stringify(event.newValue),
+    old_value: event.oldValue === undefined ? null : JSON.stringify(event.oldValue, bigintAsText),
+    new_value: event.newValue === undefined ? null : JSON.stringify(event.newValue, bigintAsText),
     result: event.result,
     message: event.message ? event.message.slice(0, 4000) : null,
     reason: event.reason ?? null,

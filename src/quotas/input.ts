@@ -96,6 +96,19 @@ function readField(settings: Partial<QuotaSettings>, issues: ValidationIssue[], 
   }
 }
 
+/** The default of an optional field, as a form would send it. */
+function formDefault(field: Exclude<QuotaField, 'allowance_bytes'>): unknown {
+  switch (field) {
+    case 'counted': return QUOTA_DEFAULTS.counted;
+    case 'cycle_day': return QUOTA_DEFAULTS.cycleDay;
+    case 'time_zone': return QUOTA_DEFAULTS.timeZone;
+    case 'warn_percents': return QUOTA_DEFAULTS.warnPercents;
+    case 'action': return QUOTA_DEFAULTS.action;
+    case 'throttle_up_kbps': return QUOTA_DEFAULTS.throttleUpKbps;
+    case 'throttle_down_kbps': return QUOTA_DEFAULTS.throttleDownKbps;
+  }
+}
+
 /** The whole-settings check that no single field can make: a throttle that throttles something. */
 function checkWhole(settings: QuotaSettings, prefix: string): ValidationIssue[] {
   if (settings.action === 'throttle' && settings.throttleUpKbps === 0 && settings.throttleDownKbps === 0) {
@@ -150,7 +163,7 @@ export function quotaChange(input: Record<string, unknown>, stored: QuotaSetting
   }
   const raw = 'quota_allowance_bytes' in input ? input.quota_allowance_bytes : 'quota_allowance_gb' in input ? input.quota_allowance_gb : undefined;
   const allowanceField = 'quota_allowance_bytes' in input ? 'quota_allowance_bytes' : 'quota_allowance_gb';
-  if (raw === null || raw === '' || raw === 0 || raw === '0') {
+  if (raw === null || raw === 0 || (typeof raw === 'string' && (raw.trim() === '' || raw.trim() === '0'))) {
     return issues.length > 0 ? { change: { kind: 'keep' }, issues } : { change: { kind: 'remove' }, issues: [] };
   }
   if (raw !== undefined) {
@@ -161,8 +174,10 @@ export function quotaChange(input: Record<string, unknown>, stored: QuotaSetting
   for (const field of QUOTA_FIELDS) {
     if (field === 'allowance_bytes') continue;
     const name = `quota_${field}`;
-    // A form's empty optional field keeps what is stored (or the default).
-    if (name in input && input[name] !== '') readField(settings, issues, field, name, input[name]);
+    if (!(name in input)) continue; // not mentioned: what is stored (or the default) stays
+    // A form's emptied optional field goes back to the default its placeholder shows.
+    if (typeof input[name] === 'string' && input[name].trim() === '') readField(settings, issues, field, name, formDefault(field));
+    else readField(settings, issues, field, name, input[name]);
   }
   if (issues.length > 0) return { change: { kind: 'keep' }, issues };
   if (settings.allowanceBytes === undefined) {

@@ -41,6 +41,8 @@ export interface QuotaServiceOptions {
   logger: Logger;
 }
 
+const bigintText = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);
+
 export class QuotaService {
   constructor(private readonly options: QuotaServiceOptions) {}
 
@@ -65,6 +67,12 @@ export class QuotaService {
   /** Stores a target's quota and brings its subjects along; returns the settings before (if any). */
   async put(target: QuotaTarget, settings: QuotaSettings, actor: string): Promise<QuotaRow | undefined> {
     const { db, now } = this.options;
+    const stored = await getQuota(db, target);
+    // A form saved unchanged stores nothing and audits nothing (the subjects are still brought along).
+    if (stored && JSON.stringify(quotaJson(stored), bigintText) === JSON.stringify(quotaJson(settings), bigintText)) {
+      await this.follow(target, actor);
+      return stored;
+    }
     const previous = await putQuota(db, target, settings, now());
     await recordEvent(db, { actor, ...this.auditSubject(target), action: 'quota.set', oldValue: previous ? { target, ...quotaJson(previous) } : null, newValue: { target, ...quotaJson(settings) }, result: 'ok' }, now());
     await this.follow(target, actor);

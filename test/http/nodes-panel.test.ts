@@ -158,3 +158,42 @@ test('a network deleted while its node is away loses its tree on the node when t
   await agent.resume();
   await waitUntil('the node forgets the interface', async () => (await agent.core.interfaces()).length === 0, 15_000);
 });
+
+test('a peer on a node that uses up its quota is throttled on that node right after its ledger is ingested, and a manual reset restores its own caps there', { timeout: 60_000 }, async (t) => {
+  const agent = await startAgent(t);
+  const host = await startPanel(t, { pluginOptions: { bandwidth: { executor: 'recording' } } });
+  const { api, db } = host;
+  const registered = await api.post('/api/bandwidth/agents').send({ name: 'hv1', url: agent.url, token: TOKEN });
+  assert.equal(registered.status, 201, registered.text);
+  await waitUntil('the node is connected', async () => (await api.get(`/api/bandwidth/agents/${registered.body.agent.id}/status`)).body.status.state === 'connected');
+  const network = await created(api.post('/api/networks').send({ name: 'gw-hv1', interface: 'wg-hv1', node: 'hv1' }), 'network');
+  const peer = await created(
+    api.post(`/api/networks/${network.id}/peers`).send({ name: 'alice', public_key: wgKey(1), allowed_ips: ['10.8.0.2/32'], bandwidth_down_kbps: 8000 }),
+    'peer',
+  );
+  const quota = await api.put(`/api/bandwidth/quotas/peer/${peer.id}`).send({ allowance_bytes: 1_000_000, throttle_up_kbps: 1000, throttle_down_kbps: 1000 });
+  assert.equal(quota.status, 200, quota.text);
+  const caps = async () => (await agent.core.interfaceState('wg-hv1', null))?.subjects.map((s) => [s.upKbps, s.downKbps])[0];
+  assert.deepEqual(await caps(), [0, 8000]);
+
+  // The node counts 1.2 MB for the peer in the current cycle (a calendar month in UTC).
+  const cycleStart = Date.parse(quota.body.cycle_start as string);
+  const end = Math.max(cycleStart + 1, Date.now() - 1000);
+  await agent.record([{ subjectId: String(peer.id), up: 200_000, down: 1_000_000, end }]);
+  await waitUntil('the node holds the throttle: min(own cap, 1000) down, 1000 up where it had none', async () => {
+    const now = await caps();
+    return now?.[0] === 1000 && now[1] === 1000;
+  });
+  const state = await api.get(`/api/bandwidth/quotas/peer/${peer.id}`);
+  assert.deepEqual([state.body.state, state.body.used_bytes, state.body.throttled], ['exceeded', 1_200_000, true]);
+  const row = await db('bw_limits').where({ subject_type: 'peer', subject_id: String(peer.id) }).first();
+  assert.deepEqual([row.up_kbps, row.down_kbps], [0, 8000], 'the configured caps are untouched');
+
+  const reset = await api.post(`/api/bandwidth/quotas/peer/${peer.id}/reset`).send({});
+  assert.equal(reset.status, 200, reset.text);
+  assert.deepEqual([reset.body.state, reset.body.used_bytes, reset.body.throttled], ['ok', 0, false]);
+  await waitUntil('the node holds the peer\u2019s own caps again', async () => {
+    const now = await caps();
+    return now?.[0] === 0 && now[1] === 8000;
+  });
+});

@@ -78,3 +78,10 @@ test('bad quota fields in a peer body are named with their prefix', () => {
   assert.equal(quotaChange({ quota_allowance_gb: '1', quota_colour: 'red' }, undefined).issues[0]?.field, 'quota_colour');
   assert.equal(quotaChange({ quota_allowance_gb: '1', quota_throttle_up_kbps: '0', quota_throttle_down_kbps: '0' }, undefined).issues[0]?.field, 'quota_throttle_down_kbps');
 });
+
+test('a form\u2019s emptied optional fields go back to their defaults; an allowance of spaces removes the own quota', () => {
+  const stored = { ...QUOTA_DEFAULTS, allowanceBytes: 5n, cycleDay: 15, timeZone: 'Europe/Berlin', warnPercents: [50] };
+  const { change } = quotaChange({ quota_allowance_gb: '1', quota_cycle_day: '', quota_time_zone: ' ', quota_warn_percents: '' }, stored);
+  assert.deepEqual(change, { kind: 'set', settings: { ...stored, allowanceBytes: 1_000_000_000n, cycleDay: 1, timeZone: 'UTC', warnPercents: [80, 90, 100] } });
+  assert.deepEqual(quotaChange({ quota_allowance_gb: '  ' }, stored).change, { kind: 'remove' });
+});

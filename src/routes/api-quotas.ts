@@ -8,7 +8,7 @@ import { quotaJson, type QuotaRow } from '../db/quotas.js';
 import { MAX_BYTES, parseBytes, parseQuotaBody } from '../quotas/input.js';
 import type { QuotaService, QuotaStatus } from '../quotas/service.js';
 import type { QuotaTarget } from '../quotas/rules.js';
-import { listDeliveries } from '../quotas/webhooks.js';
+import { listDeliveries, type DeliveryRow } from '../quotas/webhooks.js';
 import { InputError } from '../errors.js';
 import { inputError, notFound, parseId } from './errors.js';
 import { sendJson } from './json.js';
@@ -35,6 +35,29 @@ export function quotaStatusJson(type: SubjectType, id: string, own: QuotaRow | u
     cycle_start: status ? new Date(status.cycleStart).toISOString() : null,
     cycle_end: status ? new Date(status.cycleEnd).toISOString() : null,
     counted_from: status ? new Date(status.countedFrom).toISOString() : null,
+  };
+}
+
+const isoOrNull = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** A webhook delivery as the API answers it: snake_case and ISO times, like every other answer. */
+function deliveryJson(row: DeliveryRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    delivery_id: row.deliveryId,
+    event: row.event,
+    subject_type: row.subjectType,
+    subject_id: row.subjectId,
+    url: row.url,
+    status: row.status,
+    attempts: row.attempts,
+    last_status_code: row.lastStatusCode,
+    last_error: row.lastError,
+    next_attempt_at: isoOrNull(row.nextAttemptAt),
+    created_at: isoOrNull(row.createdAt),
+    updated_at: isoOrNull(row.updatedAt),
+    delivered_at: isoOrNull(row.deliveredAt),
+    body: row.body,
   };
 }
 
@@ -93,7 +116,7 @@ export function mountQuotaApi(host: Host, quotas: QuotaService): void {
   router.get(`${base}/deliveries`, auth.api, async (req, res) => {
     const status = req.query.status;
     if (status !== undefined && status !== 'pending' && status !== 'delivered' && status !== 'failed') throw inputError('status', '`status` must be pending, delivered or failed');
-    sendJson(res, { deliveries: await listDeliveries(host.db, { limit: 100, ...(status ? { status } : {}) }) });
+    sendJson(res, { deliveries: (await listDeliveries(host.db, { limit: 100, ...(status ? { status } : {}) })).map(deliveryJson) });
   });
   router.get(`${base}/network/:id`, auth.api, async (req, res) => answerTarget(res, await networkOf(req)));
   router.put(`${base}/network/:id`, auth.api, async (req, res) => {
@@ -130,6 +153,9 @@ export function mountQuotaApi(host: Host, quotas: QuotaService): void {
   router.post(`${base}/:type/:id/extra`, auth.api, async (req, res) => {
     const { type, id } = await subjectOf(req);
     const bytes = extraBytes(req);
+    // The cycle's blocks are one BIGINT: past 2^63-1 SQLite would store a float and the others fail.
+    const held = (await quotas.status(type, id))?.extraBytes ?? 0n;
+    if (held + bytes > MAX_BYTES) throw inputError('bytes', `the cycle's traffic blocks would add up to more than ${MAX_BYTES} bytes (it holds ${held})`);
     await quotas.extra(type, id, bytes, actor(req));
     await answerSubject(res, type, id);
   });

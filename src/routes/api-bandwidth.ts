@@ -15,7 +15,20 @@ import { utilisation } from '../accounting/utilisation.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { totalsBySubject } from '../accounting/queries.js';
 import { sendJson } from './json.js';
+import { effectiveCaps } from '../limits/effective.js';
 import { lookupSubject } from './subject-lookup.js';
+
+/** The caps the kernel holds for the subject and where each comes from (its own cap, a quota's throttle). */
+function effectiveFields(row: LimitRow) {
+  const caps = effectiveCaps(row);
+  return {
+    effective_up_kbps: caps.upKbps,
+    effective_down_kbps: caps.downKbps,
+    effective_source: caps.source,
+    throttle_up_kbps: row.throttleUpKbps,
+    throttle_down_kbps: row.throttleDownKbps,
+  };
+}
 
 function limitJson(row: LimitRow) {
   return {
@@ -28,6 +41,7 @@ function limitJson(row: LimitRow) {
     netns: row.netns,
     addresses: row.addresses,
     ...bandwidthFields(row),
+    ...effectiveFields(row),
     class_id: row.classMinor === null ? null : `1:${row.classMinor.toString(16)}`,
     applied_at: row.appliedAt?.toISOString() ?? null,
     updated_at: row.updatedAt.toISOString(),

@@ -292,6 +292,8 @@ describe('GET /api/bandwidth/limits', () => {
       subject_type: 'peer', subject_id: String(laptop), name: 'laptop', network_id: String(office), node: 'local', interface: 'wg0', netns: null,
       addresses: ['10.8.0.2/32'], bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000, bandwidth_status: 'pending',
       bandwidth_reason: 'dry_run',
+      // No quota throttles it: the kernel's caps are its own.
+      effective_up_kbps: 10_000, effective_down_kbps: 50_000, effective_source: { up: 'own', down: 'own' }, throttle_up_kbps: null, throttle_down_kbps: null,
     });
     assert.match(bandwidth_error, DRY_RUN);
     assert.match(class_id, /^1:[0-9a-f]+$/);

@@ -77,15 +77,16 @@ function renderFamily(name: string, type: 'counter' | 'gauge', help: string, sam
 /** The values of the one-hot state family, each a series per subject. */
 const QUOTA_STATES: readonly QuotaState[] = ['ok', 'warning', 'exceeded'];
 
-/** One series of a quota family: its labels (subject first) and its value. */
-type LabelledSample = [Record<string, string>, number];
+/** One series of a quota family: its labels as written between the braces, and its value. */
+type LabelledSample = [string, number];
 
-/** A family whose series carry any labels (the quota families), in the same text format. */
+/** A subject's labels as the text format writes them (built once per subject, not per series). */
+const subjectLabels = (labels: SubjectRow['labels']): string => `subject_type="${labelValue(labels.subject_type)}",subject_id="${labelValue(labels.subject_id)}"`;
+
+/** A gauge family whose series carry any labels (the quota families), in the same text format. */
 function renderLabelled(name: string, help: string, samples: LabelledSample[]): string {
   const lines = [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} gauge`];
-  for (const [labels, value] of samples) {
-    lines.push(`${name}{${Object.entries(labels).map(([label, text]) => `${label}="${labelValue(text)}"`).join(',')}} ${value}`);
-  }
+  for (const [labels, value] of samples) lines.push(`${name}{${labels}} ${value}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -161,8 +162,9 @@ export function createMetrics(db: Knex, collector: Collector | null, quotas?: Qu
     for (const [key, status] of quotaStatuses) {
       const subject = snapshot.subjects.get(key);
       if (!subject) continue;
-      ratios.push([subject.labels, status.ratio]);
-      for (const state of QUOTA_STATES) states.push([{ ...subject.labels, state }, status.state === state ? 1 : 0]);
+      const labels = subjectLabels(subject.labels);
+      ratios.push([labels, status.ratio]);
+      for (const state of QUOTA_STATES) states.push([`${labels},state="${state}"`, status.state === state ? 1 : 0]);
     }
     return [
       renderLabelled('panel_bandwidth_quota_used_ratio', 'Bytes used / limit (allowance plus traffic blocks) of the subject\u2019s current quota cycle (1 = used up); only subjects a quota applies to.', ratios),

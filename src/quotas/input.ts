@@ -82,6 +82,7 @@ function readField(settings: Partial<QuotaSettings>, issues: ValidationIssue[], 
     case 'cycle_day':
       return take(parseInteger(name, value, 1, 31, ' (day of the month)'), (v) => (settings.cycleDay = v));
     case 'time_zone':
+      // Stored as typed: ICU's own names are the legacy ones (`Asia/Katmandu`), not what users write.
       if (typeof value === 'string' && isTimeZone(value)) settings.timeZone = value;
       else issues.push({ field: name, message: `\`${name}\` must be an IANA time zone such as Europe/Berlin or UTC, got ${describe(value)}` });
       return;

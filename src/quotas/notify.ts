@@ -52,7 +52,8 @@ export function quotaNotifier(options: QuotaNotifierOptions): (notice: QuotaNoti
         options.logger.warn(`a quota notice was not ${part}`, { area: 'quotas', event: notice.name, error: (error as Error).message });
       }
     };
-    await attempt('audited', () =>
+    // A manual reset is audited by the quota service, with the usage it cleared.
+    if (notice.reason !== 'manual') await attempt('audited', () =>
       recordEvent(options.db, {
         actor: notice.actor, subjectType: notice.subject.type, subjectId: notice.subject.id, action: notice.name.replace('bandwidth.', ''),
         newValue: payload, result: 'ok',

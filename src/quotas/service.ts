@@ -8,7 +8,8 @@ import { recordEvent } from '../db/events.js';
 import { getLimit, getLimits } from '../db/limits.js';
 import { addExtraBytes, latestCycles, resetCycle, subjectKey, type CycleRow } from '../db/quota-cycles.js';
 import { allQuotas, deleteQuota, getQuota, putQuota, quotaJson, type QuotaRow } from '../db/quotas.js';
-import { NotFoundError } from '../errors.js';
+import { InputError, NotFoundError } from '../errors.js';
+import { MAX_BYTES } from './input.js';
 import type { Logger, SubjectType } from '../plugin-api.js';
 import type { QuotaEnforcer, QuotaNotice } from './enforcer.js';
 import { assess, effectiveQuota, projectedBytes, throttleFor, usedBytes, type QuotaSettings, type QuotaSource, type QuotaState, type QuotaTarget } from './rules.js';
@@ -108,6 +109,8 @@ export class QuotaService {
   async extra(type: SubjectType, id: string, bytes: bigint, actor: string): Promise<QuotaStatus> {
     const { db, now } = this.options;
     const { cycle, status } = await this.current(type, id);
+    // A sum past the largest BIGINT would be stored as a float by SQLite and make the row unreadable.
+    if (status.extraBytes + bytes > MAX_BYTES) throw new InputError('bytes', `the cycle's traffic blocks would pass ${MAX_BYTES} bytes (it has ${status.extraBytes})`);
     await addExtraBytes(db, cycle.id, bytes, now());
     await recordEvent(db, { actor, subjectType: type, subjectId: id, action: 'quota.extra', oldValue: { extra_bytes: status.extraBytes.toString() }, newValue: { extra_bytes: (status.extraBytes + bytes).toString(), added_bytes: bytes.toString() }, result: 'ok' }, now());
     await this.options.enforcer.syncSubjects([{ type, id }], actor);
@@ -131,7 +134,17 @@ export class QuotaService {
     const networks = new Map(rows.filter((row) => row.target.type === 'network').map((row) => [row.target.id, row]));
     const fallback = rows.find((row) => row.target.type === 'default');
     const limits = await getLimits(db, type, ids);
-    const cycles = await latestCycles(db, at, ids.map((subjectId) => ({ type, id: subjectId })));
+    let cycles = await latestCycles(db, at, ids.map((subjectId) => ({ type, id: subjectId })));
+    // A quota whose cycle just ended (or was just set) before the enforcer's next pass: open it now.
+    const stale = ids.filter((id) => {
+      const limit = limits.get(id);
+      const cycle = cycles.get(subjectKey(type, id));
+      return limit && (!cycle || cycle.cycleStart > at) && effectiveQuota(own.get(id), type === 'peer' && limit.networkId ? networks.get(limit.networkId) : undefined, fallback);
+    });
+    if (stale.length > 0) {
+      await this.options.enforcer.syncSubjects(stale.map((id) => ({ type, id })));
+      cycles = await latestCycles(db, at, ids.map((subjectId) => ({ type, id: subjectId })));
+    }
     for (const id of ids) {
       const limit = limits.get(id);
       const quota = effectiveQuota(own.get(id), type === 'peer' && limit?.networkId ? networks.get(limit.networkId) : undefined, fallback);

@@ -109,12 +109,22 @@ export function mountSubjectPage(
     const done = await quotaAction(req, res, subject, { extra_gb: typed }, async () => {
       const after = await quotas.extra(subject.subjectType, subject.subjectId, bytes, auth.actor(req).name);
       return `${subject.name}: ${formatDecimalBytes(bytes)} added to this cycle; ${usageText(after.usedBytes, after.limitBytes)}, ${after.state}`;
-    });
+    }, { bytes: 'extra_gb' });
     if (done) res.redirect(303, `${basePath}/${subject.subjectType}/${subject.subjectId}`);
   });
 
-  /** Runs a quota change and flashes its result; a refusal (no quota applies) re-renders the page with it. */
-  async function quotaAction(req: Request, res: Response, subject: SubjectLimit, values: Record<string, string>, change: () => Promise<string>): Promise<boolean> {
+  /**
+   * Runs a quota change and flashes its result; a refusal (no quota applies, blocks past the
+   * largest count) re-renders the page with it, naming the form's field for the service's (`fields`).
+   */
+  async function quotaAction(
+    req: Request,
+    res: Response,
+    subject: SubjectLimit,
+    values: Record<string, string>,
+    change: () => Promise<string>,
+    fields: Record<string, string> = {},
+  ): Promise<boolean> {
     try {
       views.flash(req, await change());
       return true;
@@ -122,7 +132,7 @@ export function mountSubjectPage(
       const answer = httpAnswer(error);
       if (!answer) throw error;
       res.status(answer.status);
-      await render(req, res, subject, { field: answer.field ?? null, message: answer.message, values });
+      await render(req, res, subject, { field: answer.field === undefined ? null : (fields[answer.field] ?? answer.field), message: answer.message, values });
       return false;
     }
   }

@@ -32,6 +32,19 @@ test('a demo panel starts with one network of 4 peers and 3 VMs', async (t) => {
   assert.deepEqual(await demoContents(host.api), DEMO);
 });
 
+test('the demo shows monthly allowances: two peers and a VM have quotas of their own', async (t) => {
+  const host = await startPanel(t, { demo: true });
+  const rows = (await host.db('bw_quotas').orderBy('id').select('subject_type', 'allowance_bytes', 'cycle_day', 'time_zone', 'action')) as Record<string, unknown>[];
+  assert.deepEqual(rows.map((row) => [row.subject_type, String(row.allowance_bytes), row.cycle_day, row.time_zone, row.action]), [
+    ['peer', '12000000000', 1, 'UTC', 'throttle'],
+    ['peer', '2000000000000', 15, 'Europe/Berlin', 'throttle'],
+    ['vm', '500000000000', 1, 'UTC', 'notify'],
+  ]);
+  const network = (await host.api.get('/api/networks').expect(200)).body.networks[0] as { id: number };
+  const alice = ((await host.api.get(`/api/networks/${network.id}/peers`).expect(200)).body.peers as Record<string, unknown>[]).find((peer) => peer.name === 'alice-laptop');
+  assert.deepEqual([alice?.quota_source, alice?.quota_state, alice?.quota_used_bytes], ['subject', 'ok', '0']);
+});
+
 test('a second start of a demo panel on the same database does not seed again', async (t) => {
   const first = await startPanel(t, { demo: true });
   const keys = (await first.db('peers').orderBy('id').pluck('public_key')) as string[];

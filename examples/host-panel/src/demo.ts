@@ -22,17 +22,23 @@ export async function seedDemo(ctx: ServiceContext): Promise<boolean> {
   if (await setting(ctx.db, 'demo_seeded')) return false;
   if ((await ctx.db('networks').first()) || (await ctx.db('vms').first())) return false;
   const network = await createNetwork(ctx, { name: 'Office VPN', interface: 'wg-demo0' }, DEMO);
-  const peers: [string, string[]][] = [
-    ['alice-laptop', ['10.66.0.2/32', 'fd00:66::2/128']],
-    ['bob-phone', ['10.66.0.3/32']],
-    ['branch-router', ['10.66.0.4/32', '192.168.50.0/24']],
-    ['ci-runner', ['10.66.0.5/32']],
+  // A few monthly allowances (fields a plugin reads from the body; other plugins ignore them).
+  const peers: [string, string[], Record<string, unknown>][] = [
+    ['alice-laptop', ['10.66.0.2/32', 'fd00:66::2/128'], { quota_allowance_bytes: 12_000_000_000 }],
+    ['bob-phone', ['10.66.0.3/32'], {}],
+    ['branch-router', ['10.66.0.4/32', '192.168.50.0/24'], { quota_allowance_bytes: 2_000_000_000_000, quota_cycle_day: 15, quota_time_zone: 'Europe/Berlin' }],
+    ['ci-runner', ['10.66.0.5/32'], {}],
   ];
-  for (const [name, allowed_ips] of peers) {
-    await createPeer(ctx, String(network.id), { name, public_key: demoKey(), allowed_ips }, DEMO);
+  for (const [name, allowed_ips, extra] of peers) {
+    await createPeer(ctx, String(network.id), { name, public_key: demoKey(), allowed_ips, ...extra }, DEMO);
   }
-  for (const [name, iface] of [['web-01', 'tap-web01'], ['db-01', 'tap-db01'], ['build-01', 'tap-build01']]) {
-    await createVm(ctx, { name, interface: iface }, DEMO);
+  const vms: [string, string, Record<string, unknown>][] = [
+    ['web-01', 'tap-web01', { quota_allowance_bytes: 500_000_000_000, quota_action: 'notify' }],
+    ['db-01', 'tap-db01', {}],
+    ['build-01', 'tap-build01', {}],
+  ];
+  for (const [name, iface, extra] of vms) {
+    await createVm(ctx, { name, interface: iface, ...extra }, DEMO);
   }
   await setSetting(ctx.db, 'demo_seeded', new Date().toISOString());
   return true;

@@ -145,6 +145,7 @@ describe('the overview with quotas', () => {
     assert.match(over.text, /<span class="muted">2 subjects<\/span>/);
     assert.match(over.text, /<option value="over_warning" selected>/, 'the select keeps the filter');
     assert.match(over.text, /<a href="\/admin\/bandwidth">Reset<\/a>/);
+    assert.match(over.text, /<a href="\/admin\/bandwidth\?quota=over_warning&amp;sort=type">Type<\/a>/, 'sorting keeps the filter');
     assert.deepEqual(rows(peersOver.text).map((row) => row.key), [keyOf(charlie)], 'combined with type and search');
 
     // The stored cycle keeps its last state once the quota is gone: the filter asks for a quota that still applies.

@@ -100,8 +100,11 @@ export async function dirtyCycles(db: Knex): Promise<CycleRow[]> {
   return ((await db('bw_quota_cycles').select(columns(db)).where({ dirty: true })) as Record<string, unknown>[]).map(toCycleRow);
 }
 
-/** What history holds of each subject since `from` (deltas ending after it): raw rows up to the next hour, hourly roll-ups after. */
-async function usageSince(trx: Knex.Transaction, subjects: SubjectRef[], from: number): Promise<Map<string, { up: bigint; down: bigint }>> {
+/**
+ * What history holds of each subject in (`from`, `to`] (deltas ending in it): raw rows for the parts
+ * of `from`'s and `to`'s hours, hourly roll-ups for the whole hours between.
+ */
+async function usageBetween(trx: Knex.Transaction, subjects: SubjectRef[], from: number, to: number): Promise<Map<string, { up: bigint; down: bigint }>> {
   const sums = new Map<string, { up: bigint; down: bigint }>();
   const add = (rows: Record<string, unknown>[]) => {
     for (const row of rows) {
@@ -112,24 +115,29 @@ async function usageSince(trx: Knex.Transaction, subjects: SubjectRef[], from: n
       sums.set(key, sum);
     }
   };
-  // Hour bucket h holds the deltas that ended in (h, h + 1h]: the part of `from`'s hour after it comes from raw rows.
-  const hour = Math.ceil(from / HOUR_MS) * HOUR_MS;
+  // Hour bucket h holds the deltas that ended in (h, h + 1h]: buckets [first, last) hold (first, last].
+  const first = Math.ceil(from / HOUR_MS) * HOUR_MS;
+  const last = Math.floor(to / HOUR_MS) * HOUR_MS;
+  const raw: [number, number][] = first < last ? [[from, first], [last, to]] : [[from, to]];
   for (let i = 0; i < subjects.length; i += 500) {
     const pairs = subjects.slice(i, i + 500).map((s) => [s.type, s.id]);
-    if (hour > from) {
+    for (const [after, upTo] of raw) {
+      if (upTo <= after) continue;
       add(await trx('bw_usage').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
-        .whereIn(['subject_type', 'subject_id'], pairs).where('period_end', '>', from).where('period_end', '<=', hour).groupBy('subject_type', 'subject_id'));
+        .whereIn(['subject_type', 'subject_id'], pairs).where('period_end', '>', after).where('period_end', '<=', upTo).groupBy('subject_type', 'subject_id'));
     }
-    add(await trx('bw_usage_hourly').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
-      .whereIn(['subject_type', 'subject_id'], pairs).where('hour_start', '>=', hour).groupBy('subject_type', 'subject_id'));
+    if (first < last) {
+      add(await trx('bw_usage_hourly').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
+        .whereIn(['subject_type', 'subject_id'], pairs).where('hour_start', '>=', first).where('hour_start', '<', last).groupBy('subject_type', 'subject_id'));
+    }
   }
   return sums;
 }
 
 /**
- * Opens cycle [start, end) for these subjects, counting what history holds since `start` (exact
- * while raw rows of its first hour are kept; a quota set later than that counts from the first
- * whole hour). Rows of the subjects that overlap it (a cycle whose day or time zone changed) are
+ * Opens cycle [start, end) for these subjects, counting what history holds of it: the deltas that
+ * ended in (start, end], none of the next cycle's (exact while raw rows of its first and last hours
+ * are kept; a quota set later than that counts from the first whole hour). Rows of the subjects that overlap it (a cycle whose day or time zone changed) are
  * replaced. A subject whose cycle another process opened meanwhile keeps that one.
  * @returns the subjects this call opened the cycle for.
  */
@@ -152,7 +160,7 @@ export async function openCycle(db: Knex, subjects: SubjectRef[], cycle: { start
     for (let i = 0; i < freshPairs.length; i += 500) {
       await trx('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], freshPairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end).delete();
     }
-    const usage = await usageSince(trx, fresh, cycle.start);
+    const usage = await usageBetween(trx, fresh, cycle.start, cycle.end);
     const rows = fresh.map((s) => {
       const sum = usage.get(subjectKey(s.type, s.id));
       opened.add(subjectKey(s.type, s.id));

@@ -184,6 +184,8 @@ export class QuotaEnforcer {
       const quota = book.of(row);
       const cycle = cycles.get(subjectKey(row.subjectType, row.subjectId));
       const current = quota && cycle && cycle.cycleStart <= at && at < cycle.cycleEnd ? cycle : undefined;
+      // A cycle opened or seen since the last full pass (syncSubjects, another process) rolls over at its end too.
+      if (quota && cycle) this.nextRollover = Math.min(this.nextRollover, cycle.cycleEnd);
       let assessment: Assessment | null = null;
       // Counted while no quota applies (it was removed): nothing to decide, only the flag to clear.
       if (!quota && cycle?.dirty) await markEvaluated(db, cycle, { state: cycle.state, fired: cycle.fired }, at);

@@ -261,6 +261,17 @@ export async function markEvaluated(db: Knex, row: CycleRow, result: { state: Qu
   return changed === 1;
 }
 
+/**
+ * Clears the flag of these subjects' ended cycles: late deltas still count there, but nothing is
+ * decided in a cycle that is over, and a flag left set would have every later pass evaluate them.
+ */
+export async function settleEndedCycles(db: Knex, subjects: SubjectRef[], at: number): Promise<void> {
+  for (let i = 0; i < subjects.length; i += 500) {
+    await db('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], subjects.slice(i, i + 500).map((s) => [s.type, s.id]))
+      .where('cycle_end', '<=', at).where({ dirty: true }).update({ dirty: false });
+  }
+}
+
 /** A manual reset: the cycle counts again from now, its thresholds re-armed. */
 export async function resetCycle(db: Knex, id: number, now: number): Promise<void> {
   await db('bw_quota_cycles').where({ id }).update({

@@ -10,7 +10,7 @@
 import type { Knex } from 'knex';
 import { getLimits, setThrottle, type LimitRow } from '../db/limits.js';
 import { allQuotas, type QuotaRow } from '../db/quotas.js';
-import { deleteCycles, dirtyCycles, latestCycles, markEvaluated, openCycle, subjectKey, type CycleRow, type SubjectRef } from '../db/quota-cycles.js';
+import { deleteCycles, dirtyCycles, latestCycles, markEvaluated, openCycle, settleEndedCycles, subjectKey, type CycleRow, type SubjectRef } from '../db/quota-cycles.js';
 import { toLimitRow } from '../db/limits.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import type { Logger, SubjectType } from '../plugin-api.js';
@@ -220,6 +220,7 @@ export class QuotaEnforcer {
       await this.options.throttled?.({ subject: { type: row.subjectType, id: row.subjectId, name: row.name }, throttle: want }).catch((error: unknown) =>
         logger.warn('auditing a throttle failed', { area: 'quotas', error: (error as Error).message }));
     }
+    await settleEndedCycles(db, options.rows ? limits.map((row) => ({ type: row.subjectType, id: row.subjectId })) : subjects, at);
     for (const ref of interfaces.values()) {
       // Stored first: a node that cannot be reached gets the throttle when it is back (the row is pending).
       await this.options.applyInterface(ref.iface, ref.netns, ref.node).catch((error: unknown) =>

@@ -364,6 +364,10 @@ async function runSteps(pools: [Knex, Knex], start: number, steps: Step[], stats
       assert.deepEqual([c.countedFrom, c.extra], [m.countedFrom, m.extra], `${where}: counted_from and extra bytes of cycle ${c.id} of ${c.subject}`);
       assert.deepEqual(c.fired, [...m.notified].sort((x, y) => x - y), `${where}: thresholds recorded as notified in cycle ${c.id} of ${c.subject}`);
     }
+    if (step.kind === 'enforce') {
+      // Every cycle written to was evaluated (or, ended, settled): the next pass after ingestion starts from nothing.
+      assert.deepEqual(cycles.filter((c) => c.dirty).map((c) => `${c.id} ${c.subject}`), [], `${where}: cycles left dirty`);
+    }
     const limits = await storedLimits(a);
     for (const s of SUBJECTS) {
       const row = limits.get(subjectKey(s.type, s.id))!;
@@ -484,6 +488,30 @@ for (const engine of ENGINES) {
         ['bandwidth.quota.reset', '2026-04-01T00:00:00.000Z'],
       ]);
       assert.deepEqual(applied, ['wg0', 'wg0']);
+    });
+
+    test('regression: a late delta into an ended cycle leaves no cycle dirty, so later passes after ingestion do not evaluate its subject again and again', async (t) => {
+      const pools = await openPools(t, engine);
+      if (!pools) return;
+      const [db] = pools;
+      let now = Date.UTC(2026, 2, 31, 23, 59, 0);
+      const enforcer = new QuotaEnforcer({ db, now: () => now, logger: { ...silent, warn() {}, error() {} }, applyInterface: () => Promise.resolve(), notify: () => Promise.resolve() });
+      for (const s of SUBJECTS) {
+        await saveLimit(db, { subjectType: s.type, subjectId: s.id, name: s.id, networkId: s.network, interface: s.iface, netns: null, interfaceKind: s.type === 'vm' ? 'vm' : 'wireguard', addresses: [], upKbps: 0, downKbps: 0 }, now);
+      }
+      await putQuota(db, { type: 'default', id: '' }, { allowanceBytes: 2n ** 40n, counted: 'total', cycleDay: 1, timeZone: 'UTC', warnPercents: [80, 100], action: 'throttle', throttleUpKbps: 100, throttleDownKbps: 100 }, now);
+      await enforcer.sync();
+      // The first pull after midnight brings the deltas of 23:59:30: they belong to March.
+      now = Date.UTC(2026, 3, 1, 0, 0, 5);
+      const entries = SUBJECTS.map((s, i) => ({
+        seq: i + 1, subjectType: s.type, subjectId: s.id, source: 'wireguard', interface: s.iface,
+        periodStart: Date.UTC(2026, 2, 31, 23, 58, 30), periodEnd: Date.UTC(2026, 2, 31, 23, 59, 30), upBytes: '1000', downBytes: '1000',
+      }));
+      await ingestPage(db, 'hv1', { node: 'hv1', ledgerId: 'L', head: entries.length, oldest: 1, entries }, { now });
+      await enforcer.afterIngest();
+      const march = (await storedCycles(db)).filter((c) => c.start === Date.UTC(2026, 2, 1));
+      assert.deepEqual(march.map((c) => c.up), SUBJECTS.map(() => 1000n), 'the late deltas counted in March');
+      assert.deepEqual((await storedCycles(db)).filter((c) => c.dirty).map((c) => `${c.subject} ${new Date(c.start).toISOString()}`), [], 'no cycle is left dirty');
     });
 
     // PBW_STEPS='<the steps a failure printed>' [PBW_START=<ms after T0>] replays one run without fast-check.

@@ -284,7 +284,7 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   const counting = countOptionsOf(settings);
   if (!collector) host.logger.warn('accounting is off: the collector reads kernel counters and this is a dry run');
   mountBandwidthApi(host, service, collector, counting, now);
-  mountUsageApi(host, now);
+  mountUsageApi(host, now, quotas);
   mountAgentsApi(host, nodes, { now });
   mountQuotaApi(host, quotas);
   mountMetrics(host, createMetrics(host.db, collector, quotas), await metricsAccess(host.db, settings, host.logger, now()));

@@ -6,11 +6,12 @@ import { sendJson } from './json.js';
 import { lookupSubject } from './subject-lookup.js';
 import { parseRange } from './time-params.js';
 import { exportCsv } from './export-csv.js';
+import type { QuotaService } from '../quotas/service.js';
 
 
 /** `GET /api/bandwidth/usage`: totals and a per-hour or per-day series for one subject. */
-export function mountUsageApi(host: Host, clock: Clock = Date.now): void {
-  host.router.get('/api/bandwidth/export.csv', host.auth.api, exportCsv(host, clock));
+export function mountUsageApi(host: Host, clock: Clock = Date.now, quotas?: QuotaService): void {
+  host.router.get('/api/bandwidth/export.csv', host.auth.api, exportCsv(host, clock, quotas));
   host.router.get('/api/bandwidth/usage', host.auth.api, async (req, res) => {
     const query = req.query as Record<string, unknown>;
     const { step, from, to } = parseRange(query, clock());

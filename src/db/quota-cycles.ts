@@ -272,6 +272,26 @@ export async function settleEndedCycles(db: Knex, subjects: SubjectRef[], at: nu
   }
 }
 
+/**
+ * Records many evaluations that notify nothing (the usual case after a tick: bytes added, no
+ * threshold crossed), a few statements per state in one transaction. A row whose version moved
+ * since it was read (new bytes, a reset) is left dirty for the next pass; its fired thresholds
+ * cannot have moved without its version, so the state written is the one they imply.
+ */
+export async function settleCycles(db: Knex, evaluated: { row: CycleRow; state: QuotaState }[], now: number): Promise<void> {
+  if (evaluated.length === 0) return;
+  const byState = new Map<QuotaState, CycleRow[]>();
+  for (const { row, state } of evaluated) byState.set(state, [...(byState.get(state) ?? []), row]);
+  await db.transaction(async (trx) => {
+    for (const [state, rows] of byState) {
+      for (let i = 0; i < rows.length; i += 300) {
+        await trx('bw_quota_cycles').whereIn(['id', 'version'], rows.slice(i, i + 300).map((row) => [row.id, row.version]))
+          .update({ state, dirty: false, updated_at: now });
+      }
+    }
+  });
+}
+
 /** A manual reset: the cycle counts again from now, its thresholds re-armed. */
 export async function resetCycle(db: Knex, id: number, now: number): Promise<void> {
   await db('bw_quota_cycles').where({ id }).update({

@@ -10,7 +10,7 @@
 import type { Knex } from 'knex';
 import { getLimits, setThrottle, type LimitRow } from '../db/limits.js';
 import { allQuotas, type QuotaRow } from '../db/quotas.js';
-import { deleteCycles, dirtyCycles, latestCycles, markEvaluated, openCycle, settleEndedCycles, subjectKey, type CycleRow, type SubjectRef } from '../db/quota-cycles.js';
+import { deleteCycles, dirtyCycles, latestCycles, markEvaluated, openCycle, settleCycles, settleEndedCycles, subjectKey, type CycleRow, type SubjectRef } from '../db/quota-cycles.js';
 import { toLimitRow } from '../db/limits.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import type { Logger, SubjectType } from '../plugin-api.js';
@@ -162,12 +162,13 @@ export class QuotaEnforcer {
         group.previous.push(latest);
         groups.set(key, group);
       }
+      const limitByKey = new Map(limits.map((limit) => [subjectKey(limit.subjectType, limit.subjectId), limit]));
       for (const group of groups.values()) {
         const opened = await openCycle(db, group.subjects, group.cycle, at);
         // A new cycle restores a subject its last one had warned about or throttled: say so, once (the process that opened it).
         for (const [index, ref] of group.subjects.entries()) {
           const previous = group.previous[index];
-          const row = limits.find((limit) => limit.subjectType === ref.type && limit.subjectId === ref.id);
+          const row = limitByKey.get(subjectKey(ref.type, ref.id));
           const quota = row ? book.of(row) : null;
           if (!row || !quota || !previous || previous.state === 'ok' || previous.cycleEnd > group.cycle.start || !opened.has(subjectKey(ref.type, ref.id))) continue;
           await this.tell({
@@ -180,6 +181,7 @@ export class QuotaEnforcer {
     }
 
     const interfaces = new Map<string, { iface: string; netns: string | null; node: string }>();
+    const settled: { row: CycleRow; state: Assessment['state'] }[] = [];
     for (const row of limits) {
       const quota = book.of(row);
       const cycle = cycles.get(subjectKey(row.subjectType, row.subjectId));
@@ -188,13 +190,15 @@ export class QuotaEnforcer {
       if (quota && cycle) this.nextRollover = Math.min(this.nextRollover, cycle.cycleEnd);
       let assessment: Assessment | null = null;
       // Counted while no quota applies (it was removed): nothing to decide, only the flag to clear.
-      if (!quota && cycle?.dirty) await markEvaluated(db, cycle, { state: cycle.state, fired: cycle.fired }, at);
+      if (!quota && cycle?.dirty) settled.push({ row: cycle, state: cycle.state });
       if (quota && current) {
         assessment = assess({
           allowanceBytes: quota.settings.allowanceBytes, extraBytes: current.extraBytes, used: usedBytes(quota.settings.counted, current.upBytes, current.downBytes),
           warnPercents: quota.settings.warnPercents, fired: current.fired,
         });
-        if (current.dirty || assessment.state !== current.state || assessment.toFire.length > 0) {
+        // Nothing to notify: settled with the others in a few statements (a tick makes every active subject dirty).
+        if (assessment.toFire.length === 0 && (current.dirty || assessment.state !== current.state)) settled.push({ row: current, state: assessment.state });
+        else if (assessment.toFire.length > 0) {
           const fired = [...new Set([...current.fired, ...assessment.toFire])].sort((a, b) => a - b);
           const won = await markEvaluated(db, current, { state: assessment.state, fired }, at);
           if (won) {
@@ -221,6 +225,7 @@ export class QuotaEnforcer {
         logger.warn('auditing a throttle failed', { area: 'quotas', error: (error as Error).message }));
     }
     await settleEndedCycles(db, options.rows ? limits.map((row) => ({ type: row.subjectType, id: row.subjectId })) : subjects, at);
+    await settleCycles(db, settled, at);
     for (const ref of interfaces.values()) {
       // Stored first: a node that cannot be reached gets the throttle when it is back (the row is pending).
       await this.options.applyInterface(ref.iface, ref.netns, ref.node).catch((error: unknown) =>

@@ -34,13 +34,14 @@ export function parseBytes(field: string, value: unknown, min: bigint): bigint |
   return parsed >= min && parsed <= MAX_BYTES ? parsed : problem;
 }
 
-/** Decimal gigabytes (10^9 bytes) as a form types them: `12`, `0.5`, `2000`. */
-function parseGigabytes(field: string, value: unknown): bigint | ValidationIssue {
-  const text = typeof value === 'number' ? String(value) : value;
-  const match = typeof text === 'string' ? /^\s*(\d{1,10})(?:\.(\d{1,9}))?\s*$/.exec(text) : null;
-  if (!match) return { field, message: `\`${field}\` must be a number of gigabytes such as 12 or 0.5, got ${describe(value)}` };
+/** Decimal gigabytes (10^9 bytes) as a form types them (`12`, `0.5`, `2000`), exactly, in bytes. */
+export function parseGigabytes(field: string, value: unknown): bigint | ValidationIssue {
+  const text = typeof value === 'number' ? String(value) : typeof value === 'string' ? value.trim() : undefined;
+  const shown = text === '' ? 'nothing' : typeof text === 'string' ? `\`${text.slice(0, 20)}\`` : describe(value);
+  const match = text === undefined ? null : /^(\d{1,10})(?:\.(\d{1,9}))?$/.exec(text);
+  if (!match) return { field, message: `\`${field}\` must be a number of gigabytes such as 12 or 0.5, got ${shown}` };
   const bytes = BigInt(match[1]!) * 1_000_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
-  return bytes >= 1n ? bytes : { field, message: `\`${field}\` must be more than 0 gigabytes, got ${describe(value)}` };
+  return bytes >= 1n ? bytes : { field, message: `\`${field}\` must be more than 0 gigabytes, got ${shown}` };
 }
 
 function parseInteger(field: string, value: unknown, min: number, max: number, unit: string): number | ValidationIssue {

@@ -155,13 +155,6 @@ export class QuotaService {
     return result;
   }
 
-  /** The subjects of a type whose quota state is warning or exceeded (the overview's filter). */
-  async overWarning(type: SubjectType | undefined): Promise<{ type: string; id: string }[]> {
-    const query = this.options.db('bw_quota_cycles').select('subject_type', 'subject_id').whereIn('state', ['warning', 'exceeded']).where('cycle_end', '>', this.options.now());
-    if (type) query.where({ subject_type: type });
-    return ((await query) as Record<string, unknown>[]).map((row) => ({ type: String(row.subject_type), id: String(row.subject_id) }));
-  }
-
   private describe(settings: QuotaSettings, source: QuotaSource, cycle: CycleRow, throttled: boolean, at: number): QuotaStatus {
     const used = usedBytes(settings.counted, cycle.upBytes, cycle.downBytes);
     const assessment = assess({ allowanceBytes: settings.allowanceBytes, extraBytes: cycle.extraBytes, used, warnPercents: settings.warnPercents, fired: cycle.fired });

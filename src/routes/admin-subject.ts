@@ -16,7 +16,7 @@ import { reasonText } from '../views/reason.js';
 import { eventChange, eventSubject } from '../views/event-change.js';
 import { formatDecimalBytes, formatInZone, formatUtc, usageText, usedPercent } from '../views/quota.js';
 import type { SubjectLimit } from '../db/limits.js';
-import { MAX_BYTES } from '../quotas/input.js';
+import { MAX_BYTES, parseGigabytes } from '../quotas/input.js';
 import type { QuotaService } from '../quotas/service.js';
 import { InputError } from '../errors.js';
 import { httpAnswer, inputError } from './errors.js';
@@ -43,13 +43,9 @@ const MAX_EXTRA_GB = 1_000_000_000n;
  * @returns the bytes, or the message naming the field.
  */
 export function parseExtraGigabytes(value: unknown): bigint | string {
-  const typed = typeof value === 'string' ? value.trim() : '';
-  const match = /^(\d{1,10})(?:[.,](\d{1,9}))?$/.exec(typed);
-  const shown = typed === '' ? 'nothing' : `\`${typed.slice(0, 20)}\``;
-  if (!match) return `\`extra_gb\` must be a number of gigabytes such as 5 or 0.5, got ${shown}`;
-  const bytes = BigInt(match[1]!) * 1_000_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
-  if (bytes < 1n) return `\`extra_gb\` must be more than 0 gigabytes, got ${shown}`;
-  if (bytes > MAX_EXTRA_GB * 1_000_000_000n || bytes > MAX_BYTES) return `\`extra_gb\` must be at most ${MAX_EXTRA_GB} gigabytes, got ${shown}`;
+  const bytes = parseGigabytes('extra_gb', typeof value === 'string' ? value : '');
+  if (typeof bytes !== 'bigint') return bytes.message;
+  if (bytes > MAX_EXTRA_GB * 1_000_000_000n || bytes > MAX_BYTES) return `\`extra_gb\` must be at most ${MAX_EXTRA_GB} gigabytes, got \`${String(value).trim().slice(0, 20)}\``;
   return bytes;
 }
 

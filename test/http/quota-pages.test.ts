@@ -276,10 +276,10 @@ describe('the subject page\'s quota section', () => {
     const before = await host.db('bw_quota_cycles').orderBy('id');
 
     for (const [typed, message] of [
-      ['abc', '`extra_gb` must be a number of gigabytes such as 5 or 0.5, got `abc`'],
-      ['', '`extra_gb` must be a number of gigabytes such as 5 or 0.5, got nothing'],
+      ['abc', '`extra_gb` must be a number of gigabytes such as 12 or 0.5, got `abc`'],
+      ['', '`extra_gb` must be a number of gigabytes such as 12 or 0.5, got nothing'],
       ['0', '`extra_gb` must be more than 0 gigabytes, got `0`'],
-      ['-5', '`extra_gb` must be a number of gigabytes such as 5 or 0.5, got `-5`'],
+      ['-5', '`extra_gb` must be a number of gigabytes such as 12 or 0.5, got `-5`'],
     ] as const) {
       const response = await admin.form(`${BASE}/peer/${alpha.id}/quota/extra`, { extra_gb: typed });
       assert.equal(response.status, 400, typed);

@@ -107,6 +107,8 @@ export class QuotaEnforcer {
       if (this.options.now() >= this.nextRollover) return this.fullPass();
       const dirty = await dirtyCycles(this.options.db);
       if (dirty.length > 0) await this.evaluate(dirty.map((row) => ({ type: row.subjectType, id: row.subjectId })));
+      // A dirty subject whose cycle has ended or whose rule changed: its current cycle is opened now, not a tick later.
+      if (this.options.now() >= this.nextRollover) await this.fullPass();
     });
   }
 
@@ -185,9 +187,12 @@ export class QuotaEnforcer {
     for (const row of limits) {
       const quota = book.of(row);
       const cycle = cycles.get(subjectKey(row.subjectType, row.subjectId));
-      const current = quota && cycle && cycle.cycleStart <= at && at < cycle.cycleEnd ? cycle : undefined;
+      // Only the cycle the quota's rule gives now: a cycle of the rule before (its day or time zone changed, the
+      // cycle not reopened yet) holds another period's bytes. The state is then unknown until a full pass opens it.
+      const rule = quota ? cycleAt({ cycleDay: quota.settings.cycleDay, timeZone: quota.settings.timeZone }, at) : null;
+      const current = rule && cycle && cycle.cycleStart === rule.start && cycle.cycleEnd === rule.end ? cycle : undefined;
       // A cycle opened or seen since the last full pass (syncSubjects, another process) rolls over at its end too.
-      if (quota && cycle) this.nextRollover = Math.min(this.nextRollover, cycle.cycleEnd);
+      if (quota && cycle) this.nextRollover = Math.min(this.nextRollover, current ? cycle.cycleEnd : at);
       let assessment: Assessment | null = null;
       // Counted while no quota applies (it was removed): nothing to decide, only the flag to clear.
       if (!quota && cycle?.dirty) settled.push({ row: cycle, state: cycle.state });

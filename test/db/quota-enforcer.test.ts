@@ -350,7 +350,16 @@ async function runSteps(pools: [Knex, Knex], start: number, steps: Step[], stats
         assert.ok(settings, `${where}: ${notice.name} of ${key} without a quota`);
         const modelUp = sumOf(deltas, key, m.countedFrom, m.end, 'up');
         const modelDown = sumOf(deltas, key, m.countedFrom, m.end, 'down');
-        assert.ok(judge(settings, modelUp, modelDown, m.extra).crossed.includes(notice.percent!), `${where}: ${notice.percent}% of ${key} notified but not crossed`);
+        const judged = judge(settings, modelUp, modelDown, m.extra);
+        assert.ok(judged.crossed.includes(notice.percent!), `${where}: ${notice.percent}% of ${key} notified but not crossed`);
+        if (step.kind === 'race') continue; // the pass saw the bytes before or after the page
+        const s = bySubject.get(key)!;
+        const source = quotas.has(key) ? 'subject' : s.network && quotas.has(`network:${s.network}`) ? 'network' : 'default';
+        assert.deepEqual(
+          { used: notice.usedBytes, limit: notice.limitBytes, throttled: notice.throttled, source: notice.source },
+          { used: used(settings.counted, modelUp, modelDown), limit: settings.allowanceBytes + m.extra, throttled: wantThrottle(settings, judged.state) !== null, source },
+          `${where}: what the ${notice.percent}% notice of ${key} says`,
+        );
       }
     }
     // Rows that went: replaced by a cycle of a changed rule that overlaps them, or past the history kept.
@@ -521,6 +530,31 @@ for (const engine of ENGINES) {
       const march = (await storedCycles(db)).filter((c) => c.start === Date.UTC(2026, 2, 1));
       assert.deepEqual(march.map((c) => c.up), SUBJECTS.map(() => 1000n), 'the late deltas counted in March');
       assert.deepEqual((await storedCycles(db)).filter((c) => c.dirty).map((c) => `${c.subject} ${new Date(c.start).toISOString()}`), [], 'no cycle is left dirty');
+    });
+
+    test('regression: a pass after ingestion judges a subject by the cycle its rule gives, not by a cycle of the rule before (throttled on bytes of another cycle)', async (t) => {
+      const pools = await openPools(t, engine);
+      if (!pools) return;
+      const [db] = pools;
+      let now = Date.UTC(2026, 2, 5, 12);
+      const enforcer = new QuotaEnforcer({ db, now: () => now, logger: { ...silent, warn() {}, error() {} }, applyInterface: () => Promise.resolve(), notify: () => Promise.resolve() });
+      const p1 = SUBJECTS[0]!;
+      await saveLimit(db, { subjectType: 'peer', subjectId: p1.id, name: 'p1', networkId: p1.network, interface: p1.iface, netns: null, interfaceKind: 'wireguard', addresses: [], upKbps: 0, downKbps: 0 }, now);
+      const settings: QuotaSettings = { allowanceBytes: 2n ** 40n, counted: 'total', cycleDay: 1, timeZone: 'UTC', warnPercents: [100], action: 'throttle', throttleUpKbps: 100, throttleDownKbps: 100 };
+      await putQuota(db, { type: 'peer', id: p1.id }, settings, now);
+      await enforcer.sync();
+      let seq = 0;
+      const page = (bytes: bigint) => ({ node: 'hv1', ledgerId: 'L', head: ++seq, oldest: 1, entries: [{
+        seq, subjectType: 'peer' as const, subjectId: p1.id, source: 'wireguard', interface: p1.iface, periodStart: now - MINUTE, periodEnd: now, upBytes: bytes.toString(), downBytes: '0',
+      }] });
+      await ingestPage(db, 'hv1', page(5000n), { now });
+      // On the 25th the quota moves to cycles from the 20th, of 1000 bytes (another process changed it; its sync has not run yet).
+      now = Date.UTC(2026, 2, 25, 12);
+      await putQuota(db, { type: 'peer', id: p1.id }, { ...settings, cycleDay: 20, allowanceBytes: 1000n }, now);
+      await ingestPage(db, 'hv1', page(1n), { now });
+      await enforcer.afterIngest();
+      // The cycle from 20 March holds 1 byte: not exceeded. The cycle from 1 March (5001 bytes) is not the subject's any more.
+      assert.equal((await storedLimits(db)).get('peer:p1')!.throttle, null);
     });
 
     // PBW_STEPS='<the steps a failure printed>' [PBW_START=<ms after T0>] replays one run without fast-check.

@@ -148,11 +148,25 @@ export async function openCycle(db: Knex, subjects: SubjectRef[], cycle: { start
     await takeTurn(trx, now);
     const pairs = subjects.map((s) => [s.type, s.id]);
     const existing = new Set<string>();
+    // What a cycle this one replaces (the quota's day or time zone changed mid-cycle) had bought and
+    // notified stays with the subject: its traffic blocks, its fired thresholds, its manual reset.
+    const carried = new Map<string, { extra: bigint; fired: Set<number>; countedFrom: number }>();
     for (let i = 0; i < pairs.length; i += 500) {
-      const rows = (await trx('bw_quota_cycles').select('subject_type', 'subject_id', 'cycle_start', 'cycle_end')
+      const rows = (await trx('bw_quota_cycles').select('subject_type', 'subject_id', 'cycle_start', 'cycle_end', 'counted_from', bigintColumn(trx, 'extra_bytes'), 'fired')
         .whereIn(['subject_type', 'subject_id'], pairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end)) as Record<string, unknown>[];
       for (const row of rows) {
-        if (Number(row.cycle_start) === cycle.start && Number(row.cycle_end) === cycle.end) existing.add(subjectKey(String(row.subject_type), String(row.subject_id)));
+        const key = subjectKey(String(row.subject_type), String(row.subject_id));
+        if (Number(row.cycle_start) === cycle.start && Number(row.cycle_end) === cycle.end) {
+          existing.add(key);
+          continue;
+        }
+        const carry = carried.get(key) ?? { extra: 0n, fired: new Set<number>(), countedFrom: cycle.start };
+        carry.extra += toBigInt(row.extra_bytes) as bigint;
+        for (const percent of JSON.parse(String(row.fired)) as number[]) carry.fired.add(percent);
+        // A manual reset (counted_from past its cycle's start) inside the new cycle still holds.
+        const countedFrom = Number(row.counted_from);
+        if (countedFrom > Number(row.cycle_start) && countedFrom > carry.countedFrom && countedFrom < cycle.end) carry.countedFrom = countedFrom;
+        carried.set(key, carry);
       }
     }
     const fresh = subjects.filter((s) => !existing.has(subjectKey(s.type, s.id)));
@@ -160,13 +174,23 @@ export async function openCycle(db: Knex, subjects: SubjectRef[], cycle: { start
     for (let i = 0; i < freshPairs.length; i += 500) {
       await trx('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], freshPairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end).delete();
     }
-    const usage = await usageBetween(trx, fresh, cycle.start, cycle.end);
+    // History is read once per distinct start of counting (the cycle's start for nearly all of them).
+    const byFrom = new Map<number, SubjectRef[]>();
+    for (const s of fresh) {
+      const from = carried.get(subjectKey(s.type, s.id))?.countedFrom ?? cycle.start;
+      byFrom.set(from, [...(byFrom.get(from) ?? []), s]);
+    }
+    const usage = new Map<string, { up: bigint; down: bigint }>();
+    for (const [from, group] of byFrom) for (const [key, sum] of await usageBetween(trx, group, from, cycle.end)) usage.set(key, sum);
     const rows = fresh.map((s) => {
-      const sum = usage.get(subjectKey(s.type, s.id));
-      opened.add(subjectKey(s.type, s.id));
+      const key = subjectKey(s.type, s.id);
+      const sum = usage.get(key);
+      const carry = carried.get(key);
+      opened.add(key);
       return {
-        subject_type: s.type, subject_id: s.id, cycle_start: cycle.start, cycle_end: cycle.end, counted_from: cycle.start,
-        up_bytes: fromBigInt(sum?.up ?? 0n), down_bytes: fromBigInt(sum?.down ?? 0n), extra_bytes: '0', fired: '[]', state: 'ok',
+        subject_type: s.type, subject_id: s.id, cycle_start: cycle.start, cycle_end: cycle.end, counted_from: carry?.countedFrom ?? cycle.start,
+        up_bytes: fromBigInt(sum?.up ?? 0n), down_bytes: fromBigInt(sum?.down ?? 0n), extra_bytes: fromBigInt(carry?.extra ?? 0n),
+        fired: JSON.stringify([...(carry?.fired ?? [])].sort((a, b) => a - b)), state: 'ok',
         version: 1, dirty: true, created_at: now, updated_at: now,
       };
     });

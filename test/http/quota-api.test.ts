@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import { ingestPage } from '../../src/nodes/panel/ingest.js';
 import type { LedgerEntry } from '../../src/nodes/protocol.js';
 import { HERMETIC_PLUGIN_OPTIONS, seedHost, startPanel, type Agent, type PanelOptions } from '../support/panel.js';
+import { until } from '../support/poll.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -78,17 +79,6 @@ async function events(api: Agent, filter: (event: Body) => boolean = () => true)
 }
 
 const quotaEvents = (event: Body) => String(event.action).startsWith('quota.');
-
-/** Polls `read` until `done` holds, for work the running panel does on its own timer. */
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 async function peerRecord(p: { api: Agent; networkId: number; peerId: number }) {
   return (await ok(p.api.get(`/api/networks/${p.networkId}/peers/${p.peerId}`))).peer as Body;

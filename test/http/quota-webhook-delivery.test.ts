@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ingestPage } from '../../src/nodes/panel/ingest.js';
 import { HERMETIC_PLUGIN_OPTIONS, seedHost, startPanel, type Agent } from '../support/panel.js';
+import { until } from '../support/poll.js';
 
 /** The plugin's clock: 10 February 2026, 12:00 UTC. */
 const T0 = Date.UTC(2026, 1, 10, 12, 0, 0);
@@ -65,17 +66,6 @@ async function peerUsedTwoMegabytes(p: Awaited<ReturnType<typeof webhookPanel>>)
     periodStart: at - 60_000, periodEnd: at, upBytes: String(MB), downBytes: String(MB),
   };
   await ingestPage(p.db, 'local', { node: 'local', ledgerId: 'webhook-test', head: 1, oldest: 1, entries: [entry] }, { now: at });
-}
-
-/** Polls `read` until `done` holds: the deliverer works on its own timer. */
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function deliveries(api: Agent, query = ''): Promise<Record<string, unknown>[]> {

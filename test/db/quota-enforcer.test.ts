@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { inspect } from 'node:util';
 import fc from 'fast-check';
 import type { Knex } from 'knex';
 
@@ -322,46 +323,59 @@ async function runSteps(pools: [Knex, Knex], start: number, steps: Step[], stats
 
     const cycles = await storedCycles(b);
     const stored = new Map(cycles.map((c) => [c.id, c]));
-    // Rows that appeared: opened by a pass, for a subject with a quota, as the current cycle of its rule, counting from its start.
+    // Notices of a pass: each threshold once per cycle (a moved cycle carries what was notified), only when crossed, saying what the model says.
+    const hear = (notice: QuotaNotice) => {
+      const key = subjectKey(notice.subject.type, notice.subject.id);
+      // A cycle evaluated by one enforcer may be replaced by the other's pass at the same time (its rule changed): the notice was true when made.
+      const row = [...model.values()].find((c) => c.subject === key && c.start === notice.cycle.start && c.end === notice.cycle.end);
+      assert.ok(row, `${where}: ${notice.name} of ${key} names a cycle never stored`);
+      const m = row;
+      if (notice.name === 'bandwidth.quota.reset') {
+        assert.ok(!m.resetTold, `${where}: the new cycle of ${key} was announced twice`);
+        m.resetTold = true;
+        return;
+      }
+      assert.ok(row.start <= now && now < row.end, `${where}: ${notice.name} of ${key} for a cycle that is not current`);
+      assert.ok(!m.notified.has(notice.percent!), `${where}: ${notice.percent}% of ${key} notified twice in cycle ${row.id}`);
+      m.notified.add(notice.percent!);
+      const settings = effective(bySubject.get(key)!);
+      assert.ok(settings, `${where}: ${notice.name} of ${key} without a quota`);
+      const modelUp = sumOf(deltas, key, m.countedFrom, m.end, 'up');
+      const modelDown = sumOf(deltas, key, m.countedFrom, m.end, 'down');
+      const judged = judge(settings, modelUp, modelDown, m.extra);
+      assert.ok(judged.crossed.includes(notice.percent!), `${where}: ${notice.percent}% of ${key} notified but not crossed`);
+      if (step.kind === 'race') return; // the pass saw the bytes before or after the page
+      const s = bySubject.get(key)!;
+      const source = quotas.has(key) ? 'subject' : s.network && quotas.has(`network:${s.network}`) ? 'network' : 'default';
+      assert.deepEqual(
+        { used: notice.usedBytes, limit: notice.limitBytes, throttled: notice.throttled, source: notice.source },
+        { used: used(settings.counted, modelUp, modelDown), limit: settings.allowanceBytes + m.extra, throttled: wantThrottle(settings, judged.state) !== null, source },
+        `${where}: what the ${notice.percent}% notice of ${key} says`,
+      );
+    };
+    const heard = pass ? notices.slice(pass.notices).map(({ notice }) => notice) : [];
+    const names = (notice: QuotaNotice, m: ModelCycle) => m.subject === subjectKey(notice.subject.type, notice.subject.id) && m.start === notice.cycle.start && m.end === notice.cycle.end;
+    const early = heard.filter((notice) => [...model.values()].some((m) => names(notice, m)));
+    for (const notice of early) hear(notice);
+    // Rows that appeared: opened by a pass, for a subject with a quota, as the current cycle of its rule. A cycle
+    // that replaces overlapping ones (its rule changed) keeps their traffic blocks, notified thresholds and a reset inside it.
+    const vanished = [...model.values()].filter((m) => !stored.has(m.id));
     for (const c of cycles) {
       if (model.has(c.id)) continue;
       assert.ok(pass, `${where}: cycle ${c.id} of ${c.subject} appeared outside an enforcer pass`);
       const settings = effective(bySubject.get(c.subject)!);
       assert.ok(settings, `${where}: cycle ${c.id} opened for ${c.subject}, which has no quota`);
-      assert.deepEqual([c.start, c.end, c.countedFrom, c.extra], [...Object.values(referenceCycle(settings, now)), c.start, 0n], `${where}: new cycle ${c.id} of ${c.subject} is the rule's current one, counting from its start`);
-      model.set(c.id, { id: c.id, subject: c.subject, start: c.start, end: c.end, countedFrom: c.start, extra: 0n, notified: new Set(), resetTold: false });
-    }
-    if (pass) {
-      for (const { notice } of notices.slice(pass.notices)) {
-        const key = subjectKey(notice.subject.type, notice.subject.id);
-        // A cycle evaluated by one enforcer may be replaced by the other's pass at the same time (its rule changed): the notice was true when made.
-        const row = [...model.values()].find((c) => c.subject === key && c.start === notice.cycle.start && c.end === notice.cycle.end);
-        assert.ok(row, `${where}: ${notice.name} of ${key} names a cycle never stored`);
-        const m = row;
-        if (notice.name === 'bandwidth.quota.reset') {
-          assert.ok(!m.resetTold, `${where}: the new cycle of ${key} was announced twice`);
-          m.resetTold = true;
-          continue;
-        }
-        assert.ok(row.start <= now && now < row.end, `${where}: ${notice.name} of ${key} for a cycle that is not current`);
-        assert.ok(!m.notified.has(notice.percent!), `${where}: ${notice.percent}% of ${key} notified twice in cycle ${row.id}`);
-        m.notified.add(notice.percent!);
-        const settings = effective(bySubject.get(key)!);
-        assert.ok(settings, `${where}: ${notice.name} of ${key} without a quota`);
-        const modelUp = sumOf(deltas, key, m.countedFrom, m.end, 'up');
-        const modelDown = sumOf(deltas, key, m.countedFrom, m.end, 'down');
-        const judged = judge(settings, modelUp, modelDown, m.extra);
-        assert.ok(judged.crossed.includes(notice.percent!), `${where}: ${notice.percent}% of ${key} notified but not crossed`);
-        if (step.kind === 'race') continue; // the pass saw the bytes before or after the page
-        const s = bySubject.get(key)!;
-        const source = quotas.has(key) ? 'subject' : s.network && quotas.has(`network:${s.network}`) ? 'network' : 'default';
-        assert.deepEqual(
-          { used: notice.usedBytes, limit: notice.limitBytes, throttled: notice.throttled, source: notice.source },
-          { used: used(settings.counted, modelUp, modelDown), limit: settings.allowanceBytes + m.extra, throttled: wantThrottle(settings, judged.state) !== null, source },
-          `${where}: what the ${notice.percent}% notice of ${key} says`,
-        );
+      const carry = { countedFrom: c.start, extra: 0n, notified: new Set<number>() };
+      for (const old of vanished.filter((m) => m.subject === c.subject && m.start < c.end && c.start < m.end)) {
+        carry.extra += old.extra;
+        for (const percent of old.notified) carry.notified.add(percent);
+        if (old.countedFrom > old.start && old.countedFrom > carry.countedFrom && old.countedFrom < c.end) carry.countedFrom = old.countedFrom;
       }
+      assert.deepEqual([c.start, c.end, c.countedFrom, c.extra], [...Object.values(referenceCycle(settings, now)), carry.countedFrom, carry.extra],
+        `${where}: new cycle ${c.id} of ${c.subject} is the rule's current one, counting from its start (or a reset it carries), with the blocks it carries`);
+      model.set(c.id, { id: c.id, subject: c.subject, start: c.start, end: c.end, ...carry, resetTold: false });
     }
+    for (const notice of heard) if (!early.includes(notice)) hear(notice);
     // Rows that went: replaced by a cycle of a changed rule that overlaps them, or past the history kept.
     for (const [id, m] of model) {
       if (stored.has(id)) continue;
@@ -454,7 +468,7 @@ for (const engine of ENGINES) {
             await runSteps(pools, T0 + offset, steps, stats);
           } catch (error) {
             // The first failure at once (shrinking a long sequence on a server takes minutes).
-            if (!failedOnce) console.log(`first failure: start T0 + ${offset} ms: ${(error as Error).message}`);
+            if (!failedOnce) console.log(`first failure: start T0 + ${offset} ms: ${inspect(error)}\nsteps ${JSON.stringify(steps, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`);
             failedOnce = true;
             throw error;
           }

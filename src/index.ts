@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import express from 'express';
 import type { Knex } from 'knex';
-import type { Host, Logger, PluginInstance, TableCell } from './plugin-api.js';
+import type { Host, Logger, PluginInstance } from './plugin-api.js';
 import { loadManifest, PLUGIN_ROOT } from './manifest/load.js';
 import { satisfies } from './manifest/host-api-range.js';
 import { migrateDownAll, migrateLatest, pendingMigrations } from './db/migrate.js';
@@ -26,7 +26,7 @@ import { exportCsv } from './routes/export-csv.js';
 import { routeErrors } from './routes/errors.js';
 import { mountSubjectPage } from './routes/admin-subject.js';
 import { RateStream } from './live/rate-stream.js';
-import { formatCaps } from './views/format.js';
+import { limitCell } from './views/limit-cell.js';
 import { AgentCore } from './nodes/agent/core.js';
 import { LocalLink, type NodeLink } from './nodes/link.js';
 import { NodeApplier } from './nodes/panel/applier.js';
@@ -266,15 +266,7 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   for (const adminPage of manifest.adminPages) releases.push(host.views.addNavItem(adminPage));
   releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'peer-bandwidth-fields.ejs')));
   releases.push(host.views.addPartial('vm.form', join(PLUGIN_VIEWS, 'partials', 'vm-bandwidth-fields.ejs')));
-  const limitColumn = {
-    header: 'Limit',
-    render: (row: Record<string, unknown>): TableCell => {
-      const text = formatCaps(Number(row.bandwidth_up_kbps ?? 0), Number(row.bandwidth_down_kbps ?? 0));
-      const status = row.bandwidth_status;
-      if (status !== 'pending' && status !== 'failed') return text;
-      return { text, badge: { label: status, tone: status }, title: String(row.bandwidth_error ?? '') };
-    },
-  };
+  const limitColumn = { header: 'Limit', render: limitCell };
   releases.push(host.views.addColumn('peer.table', limitColumn));
   releases.push(host.views.addColumn('vm.table', limitColumn));
 

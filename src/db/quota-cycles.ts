@@ -288,12 +288,22 @@ export async function markEvaluated(db: Knex, row: CycleRow, result: { state: Qu
 /**
  * Clears the flag of these subjects' ended cycles: late deltas still count there, but nothing is
  * decided in a cycle that is over, and a flag left set would have every later pass evaluate them.
+ * `latest` (the ids of the subjects' latest cycles) are left to the evaluation that records them.
+ * The rows are found first and updated by id in the quotas turn: a range update on MariaDB locks
+ * every dirty row through the `dirty` index and deadlocked with another panel's pass.
  */
-export async function settleEndedCycles(db: Knex, subjects: SubjectRef[], at: number): Promise<void> {
+export async function settleEndedCycles(db: Knex, subjects: SubjectRef[], at: number, latest: Set<number>): Promise<void> {
+  const ids: number[] = [];
   for (let i = 0; i < subjects.length; i += 500) {
-    await db('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], subjects.slice(i, i + 500).map((s) => [s.type, s.id]))
-      .where('cycle_end', '<=', at).where({ dirty: true }).update({ dirty: false });
+    const rows = (await db('bw_quota_cycles').select('id').whereIn(['subject_type', 'subject_id'], subjects.slice(i, i + 500).map((s) => [s.type, s.id]))
+      .where('cycle_end', '<=', at).where({ dirty: true })) as { id: number | string }[];
+    for (const row of rows) if (!latest.has(Number(row.id))) ids.push(Number(row.id));
   }
+  if (ids.length === 0) return;
+  await db.transaction(async (trx) => {
+    await takeTurn(trx, at);
+    for (let i = 0; i < ids.length; i += 500) await trx('bw_quota_cycles').whereIn('id', ids.slice(i, i + 500)).where({ dirty: true }).update({ dirty: false });
+  });
 }
 
 /**

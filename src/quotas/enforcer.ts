@@ -229,7 +229,7 @@ export class QuotaEnforcer {
       await this.options.throttled?.({ subject: { type: row.subjectType, id: row.subjectId, name: row.name }, throttle: want }).catch((error: unknown) =>
         logger.warn('auditing a throttle failed', { area: 'quotas', error: (error as Error).message }));
     }
-    await settleEndedCycles(db, options.rows ? limits.map((row) => ({ type: row.subjectType, id: row.subjectId })) : subjects, at);
+    await settleEndedCycles(db, options.rows ? limits.map((row) => ({ type: row.subjectType, id: row.subjectId })) : subjects, at, new Set([...cycles.values()].map((row) => row.id)));
     await settleCycles(db, settled, at);
     for (const ref of interfaces.values()) {
       // Stored first: a node that cannot be reached gets the throttle when it is back (the row is pending).

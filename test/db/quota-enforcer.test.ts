@@ -15,7 +15,7 @@ import { inspect } from 'node:util';
 import fc from 'fast-check';
 import type { Knex } from 'knex';
 
-import { bigintColumn, toBigInt } from '../../src/db/bigint.js';
+import { bigintColumn, sumBigint, toBigInt } from '../../src/db/bigint.js';
 import { saveLimit, type SubjectLimit } from '../../src/db/limits.js';
 import { deleteQuota, putQuota } from '../../src/db/quotas.js';
 import { addExtraBytes, resetCycle } from '../../src/db/quota-cycles.js';
@@ -569,6 +569,37 @@ for (const engine of ENGINES) {
       await enforcer.afterIngest();
       // The cycle from 20 March holds 1 byte: not exceeded. The cycle from 1 March (5001 bytes) is not the subject's any more.
       assert.equal((await storedLimits(db)).get('peer:p1')!.throttle, null);
+    });
+
+    test('two panels evaluating while a third pool ingests the same subjects, tick after tick, never deadlock', { timeout: 120_000 }, async (t) => {
+      const own = await openOwnMigrated(t, engine, 'qenforce', 3);
+      if (!own) return;
+      const [a, b, c] = own as [Knex, Knex, Knex];
+      let now = Date.UTC(2026, 4, 31, 23, 0);
+      const enforcer = (db: Knex) => new QuotaEnforcer({ db, now: () => now, logger: { ...silent, warn() {}, error() {} }, applyInterface: () => Promise.resolve(), notify: () => Promise.resolve() });
+      const [first, second] = [enforcer(a), enforcer(b)];
+      for (const s of SUBJECTS) {
+        await saveLimit(a, { subjectType: s.type, subjectId: s.id, name: s.id, networkId: s.network, interface: s.iface, netns: null, interfaceKind: s.type === 'vm' ? 'vm' : 'wireguard', addresses: [], upKbps: 0, downKbps: 0 }, now);
+      }
+      await putQuota(a, { type: 'default', id: '' }, { allowanceBytes: 2n ** 60n, counted: 'total', cycleDay: 1, timeZone: 'UTC', warnPercents: [80, 100], action: 'throttle', throttleUpKbps: 100, throttleDownKbps: 100 }, now);
+      await first.sync();
+      let seq = 0;
+      const ticks = engine.id === 'sqlite' ? 60 : 150;
+      for (let tick = 0; tick < ticks; tick++) {
+        // Across a cycle's end: late deltas land in the ended cycles while the passes open the next ones.
+        now += 53_000;
+        const entries = SUBJECTS.flatMap((s) => [now - 90_000, now].map((end) => ({
+          seq: ++seq, subjectType: s.type, subjectId: s.id, source: 'wireguard', interface: s.iface, periodStart: end - MINUTE, periodEnd: end, upBytes: '1000', downBytes: '10',
+        })));
+        await Promise.all([
+          ingestPage(c, 'hv1', { node: 'hv1', ledgerId: 'L', head: seq, oldest: 1, entries }, { now }),
+          first.afterIngest(),
+          tick % 10 === 0 ? second.sync() : second.afterIngest(),
+        ]);
+      }
+      await first.sync();
+      const [total] = (await a('bw_quota_cycles').select(sumBigint(a, 'up_bytes', 'up'))) as Record<string, unknown>[];
+      assert.equal(toBigInt(total!.up), BigInt(ticks * 2 * SUBJECTS.length * 1000), 'every delta counted once, in one cycle or the next');
     });
 
     // PBW_STEPS='<the steps a failure printed>' [PBW_START=<ms after T0>] replays one run without fast-check.

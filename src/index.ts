@@ -202,9 +202,12 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
     deliverer.start(Math.min(30, settings.collect_interval_s) * 1000);
     stops.push(() => deliverer.close());
   }
-  const notify = quotaNotifier({ db: host.db, hooks: host.hooks, logger: host.logger, now, webhook, deliverer });
+  const notifier = quotaNotifier({ db: host.db, hooks: host.hooks, logger: host.logger, now, webhook, deliverer });
   const enforcer = new QuotaEnforcer({
-    db: host.db, logger: host.logger, now, notify,
+    db: host.db, logger: host.logger, now,
+    // Thresholds are stored with their evaluation (record), then told (notify); resets are both at once.
+    record: notifier.record,
+    notify: async (notice) => (notice.name === 'bandwidth.quota.reset' ? notifier.notify(notice) : notifier.announce(notice)),
     applyInterface: (iface, netns, node) => applier.applyInterface(iface, netns, undefined, node),
     throttled: async (change) => {
       await recordEvent(host.db, {
@@ -214,7 +217,7 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
     },
   });
   stops.push(() => enforcer.idle());
-  const quotas = new QuotaService({ db: host.db, enforcer, notify, now, logger: host.logger });
+  const quotas = new QuotaService({ db: host.db, enforcer, notify: notifier.notify, now, logger: host.logger });
 
   const registry = new AgentRegistry({ db: host.db, secrets: new SecretBox({ keyFile: settings.secret_key_file, logger: host.logger }), logger: host.logger, now });
   const connections = new ConnectionManager({

@@ -317,6 +317,9 @@ export async function settleCycles(db: Knex, evaluated: { row: CycleRow; state: 
   const byState = new Map<QuotaState, CycleRow[]>();
   for (const { row, state } of evaluated) byState.set(state, [...(byState.get(state) ?? []), row]);
   await db.transaction(async (trx) => {
+    // In the quotas turn: ingestion locks cycle rows in its own order, and two multi-row writers
+    // that lock the same rows in different orders deadlock (MariaDB, PostgreSQL).
+    await takeTurn(trx, now);
     for (const [state, rows] of byState) {
       for (let i = 0; i < rows.length; i += 300) {
         await trx('bw_quota_cycles').whereIn(['id', 'version'], rows.slice(i, i + 300).map((row) => [row.id, row.version]))
@@ -333,12 +336,21 @@ export async function resetCycle(db: Knex, id: number, now: number): Promise<voi
   });
 }
 
-/** Adds a traffic block to a cycle (`bytes` is a bigint: its digits go into the statement as a literal, exact on every engine). */
-export async function addExtraBytes(db: Knex, id: number, bytes: bigint, now: number): Promise<void> {
-  await db('bw_quota_cycles').where({ id }).update({
+/**
+ * Adds a traffic block to a cycle (`bytes` is a bigint: its digits go into the statement as a literal, exact on every engine).
+ * @returns false when the cycle's blocks would pass 2^63-1 bytes (nothing added).
+ */
+export async function addExtraBytes(db: Knex, id: number, bytes: bigint, now: number): Promise<boolean> {
+  // Only while the sum stays a BIGINT (SQLite would store a larger one as a lossy REAL), checked in
+  // the statement itself so two blocks added at once cannot pass it together.
+  const changed = await db('bw_quota_cycles').where({ id }).where('extra_bytes', '<=', db.raw(fromBigInt(MAX_CYCLE_BYTES - bytes))).update({
     extra_bytes: db.raw(`?? + ${fromBigInt(bytes)}`, ['extra_bytes']), version: db.raw('?? + 1', ['version']), dirty: true, updated_at: now,
   });
+  return changed === 1;
 }
+
+/** The largest byte count a cycle column holds (signed 64-bit). */
+const MAX_CYCLE_BYTES = 2n ** 63n - 1n;
 
 /** Forgets the cycles of subjects that no longer have a quota or no longer exist, and cycles older than `before`. */
 export async function deleteCycles(db: Knex, subjects: SubjectRef[], before: number): Promise<void> {

@@ -50,7 +50,10 @@ export interface QuotaEnforcerOptions {
   now: () => number;
   /** Brings a node's interface in line with the stored rows (the panel's NodeApplier). */
   applyInterface: (iface: string, netns: string | null, node: string) => Promise<unknown>;
+  /** Tells the world once the notice is stored (the host's bus, the webhook deliverer's kick). */
   notify: (notice: QuotaNotice) => Promise<void>;
+  /** Stores a threshold's notice (audit row, queued webhook) in the evaluation's own transaction. */
+  record?: (trx: Knex.Transaction, notice: QuotaNotice) => Promise<void>;
   /** Audits a throttle put in force or lifted. */
   throttled?: (change: ThrottleChange) => Promise<void>;
 }
@@ -205,17 +208,24 @@ export class QuotaEnforcer {
         if (assessment.toFire.length === 0 && (current.dirty || assessment.state !== current.state)) settled.push({ row: current, state: assessment.state });
         else if (assessment.toFire.length > 0) {
           const fired = [...new Set([...current.fired, ...assessment.toFire])].sort((a, b) => a - b);
-          const won = await markEvaluated(db, current, { state: assessment.state, fired }, at);
-          if (won) {
-            for (const percent of assessment.toFire) {
-              await this.tell({
-                name: percent >= 100 ? 'bandwidth.quota.exceeded' : 'bandwidth.quota.warning',
-                subject: { type: row.subjectType, id: row.subjectId, name: row.name }, source: quota.source, settings: quota.settings,
-                cycle: { start: current.cycleStart, end: current.cycleEnd }, percent, usedBytes: assessment.used, limitBytes: assessment.limitBytes,
-                throttled: throttleFor(quota.settings, assessment.state) !== null, actor,
-              });
-            }
-          }
+          const judged = assessment;
+          const notices: QuotaNotice[] = judged.toFire.map((percent) => ({
+            name: percent >= 100 ? 'bandwidth.quota.exceeded' : 'bandwidth.quota.warning',
+            subject: { type: row.subjectType, id: row.subjectId, name: row.name }, source: quota.source, settings: quota.settings,
+            cycle: { start: current.cycleStart, end: current.cycleEnd }, percent, usedBytes: judged.used, limitBytes: judged.limitBytes,
+            throttled: throttleFor(quota.settings, judged.state) !== null, actor,
+          }));
+          // The evaluation and what it notifies (audit rows, queued webhooks) commit together: a
+          // notice is never lost between them, nor written for an evaluation another process won.
+          const won = await db.transaction(async (trx) => {
+            if (!(await markEvaluated(trx, current, { state: judged.state, fired }, at))) return false;
+            for (const notice of notices) await this.options.record?.(trx, notice);
+            return true;
+          }).catch((error: unknown) => {
+            logger.warn('recording a quota evaluation failed; the next pass tries again', { area: 'quotas', subject: subjectKey(row.subjectType, row.subjectId), error: (error as Error).message });
+            return false;
+          });
+          if (won) for (const notice of notices) await this.tell(notice);
         }
       }
       // The throttle follows the state: in force while exceeded under a throttling quota, lifted otherwise.

@@ -39,30 +39,48 @@ export interface QuotaNotifierOptions {
   deliverer: WebhookDeliverer | null;
 }
 
-/** The enforcer's `notify`: audit, webhook, host event. */
-export function quotaNotifier(options: QuotaNotifierOptions): (notice: QuotaNotice) => Promise<void> {
-  return async (notice) => {
+/** What the enforcer and the quota service tell the world through. */
+export interface QuotaNotifier {
+  /** Stores a notice (audit row, queued webhook) in the caller's transaction; throws when it cannot. */
+  record(db: Knex | Knex.Transaction, notice: QuotaNotice): Promise<void>;
+  /** After the notice is stored: the host's event bus, and the deliverer is woken. Never throws. */
+  announce(notice: QuotaNotice): Promise<void>;
+  /** Both, for a notice of its own (a manual reset, a new cycle): stored, then announced. */
+  notify(notice: QuotaNotice): Promise<void>;
+}
+
+/** The notifier of a running plugin: audit log, webhook outbox, host events. */
+export function quotaNotifier(options: QuotaNotifierOptions): QuotaNotifier {
+  const record = async (db: Knex | Knex.Transaction, notice: QuotaNotice) => {
     const payload = noticePayload(notice);
-    const failures: unknown[] = [];
-    const attempt = async (part: string, work: () => Promise<unknown>) => {
-      try {
-        await work();
-      } catch (error) {
-        failures.push(error);
-        options.logger.warn(`a quota notice was not ${part}`, { area: 'quotas', event: notice.name, error: (error as Error).message });
-      }
-    };
     // A manual reset is audited by the quota service, with the usage it cleared.
-    if (notice.reason !== 'manual') await attempt('audited', () =>
-      recordEvent(options.db, {
+    if (notice.reason !== 'manual') {
+      await recordEvent(db as Knex, {
         actor: notice.actor, subjectType: notice.subject.type, subjectId: notice.subject.id, action: notice.name.replace('bandwidth.', ''),
         newValue: payload, result: 'ok',
-      }, options.now()));
-    await attempt('queued for the webhook', async () => {
-      const id = await enqueueWebhook(options.db, options.webhook, { name: notice.name, subjectType: notice.subject.type, subjectId: notice.subject.id, payload: { ...payload } }, options.now());
-      if (id) options.deliverer?.kick();
-    });
-    if (options.hooks.emit) await attempt('emitted to the host', async () => options.hooks.emit!(notice.name, payload));
-    if (failures.length === 3) throw new AggregateError(failures, 'the quota notice went nowhere');
+      }, options.now());
+    }
+    await enqueueWebhook(db, options.webhook, { name: notice.name, subjectType: notice.subject.type, subjectId: notice.subject.id, payload: { ...payload } }, options.now());
+  };
+  const announce = async (notice: QuotaNotice) => {
+    if (options.webhook) options.deliverer?.kick();
+    if (!options.hooks.emit) return;
+    try {
+      await options.hooks.emit(notice.name, noticePayload(notice));
+    } catch (error) {
+      options.logger.warn('a quota notice was not emitted to the host', { area: 'quotas', event: notice.name, error: (error as Error).message });
+    }
+  };
+  return {
+    record,
+    announce,
+    async notify(notice) {
+      try {
+        await record(options.db, notice);
+      } catch (error) {
+        options.logger.warn('a quota notice was not stored (audit, webhook)', { area: 'quotas', event: notice.name, error: (error as Error).message });
+      }
+      await announce(notice);
+    },
   };
 }

@@ -114,7 +114,7 @@ export class QuotaService {
     const { cycle, status } = await this.current(type, id);
     // A sum past the largest BIGINT would be stored as a float by SQLite and make the row unreadable.
     if (status.extraBytes + bytes > MAX_BYTES) throw new InputError('bytes', `the cycle's traffic blocks would pass ${MAX_BYTES} bytes (it has ${status.extraBytes})`);
-    await addExtraBytes(db, cycle.id, bytes, now());
+    if (!(await addExtraBytes(db, cycle.id, bytes, now()))) throw new InputError('bytes', `the cycle's traffic blocks would pass ${MAX_BYTES} bytes`);
     await recordEvent(db, { actor, subjectType: type, subjectId: id, action: 'quota.extra', oldValue: { extra_bytes: status.extraBytes.toString() }, newValue: { extra_bytes: (status.extraBytes + bytes).toString(), added_bytes: bytes.toString() }, result: 'ok' }, now());
     await this.options.enforcer.syncSubjects([{ type, id }], actor);
     return (await this.status(type, id)) ?? status;

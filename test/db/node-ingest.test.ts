@@ -140,6 +140,18 @@ for (const engine of ENGINES) {
       assert.deepEqual(await totals(db, 'local'), expected([first, second]));
     });
 
+    test('regression (found by the quota model test): two deltas of one series ending in the same millisecond within one page add up (PostgreSQL refused the page)', async (t) => {
+      const db = await openMigrated(t, engine);
+      if (!db) return;
+      const [one] = ledgerOf(1, 3);
+      const twin = { ...one!, seq: 2, upBytes: '7', downBytes: '9' };
+      const written = await ingestPage(db, 'hv1', { node: 'hv1', ledgerId: 'twins', head: 2, oldest: 1, entries: [one!, twin] });
+      assert.equal(written.written, 2);
+      assert.deepEqual(await totals(db, 'hv1'), expected([[one!, twin]]));
+      const [row] = await db('bw_usage').where({ node: 'hv1' }).count({ n: '*' });
+      assert.equal(Number(row?.n), 1, 'one row holds both');
+    });
+
     test('a real agent core’s ledger, pulled by two panels at once through its link, lands once', { timeout: 60_000 }, async (t) => {
       const a = await openMigrated(t, engine);
       if (!a) return;

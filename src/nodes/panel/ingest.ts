@@ -66,26 +66,30 @@ export async function ingestPage(db: Knex, node: string, page: LedgerPage, optio
     }
     const rollups = { hourly: new Map() as Rollups, daily: new Map() as Rollups };
     const counted: CountedDelta[] = [];
-    const rows = fresh.flatMap((entry) => {
+    // Two deltas of one series ending in the same millisecond are distinct bytes: they add up in one
+    // row, never fail the page. Within a page they are summed here (PostgreSQL refuses an upsert that
+    // meets one row twice); across pages and ledgers (two panel machines' own nodes) the upsert adds.
+    const byKey = new Map<string, { row: Record<string, unknown>; up: bigint; down: bigint }>();
+    for (const entry of fresh) {
       const up = BigInt(entry.upBytes);
       const down = BigInt(entry.downBytes);
-      if (up === 0n && down === 0n) return [];
+      if (up === 0n && down === 0n) continue;
       addToRollups(rollups, entry.subjectType, entry.subjectId, entry.periodEnd, up, down);
       counted.push({ subjectType: entry.subjectType, subjectId: entry.subjectId, periodEnd: entry.periodEnd, up, down });
-      return [{
-        subject_type: entry.subjectType,
-        subject_id: entry.subjectId,
-        node,
-        source: entry.source,
-        interface: entry.interface,
-        period_start: entry.periodStart,
-        period_end: entry.periodEnd,
-        up_bytes: entry.upBytes,
-        down_bytes: entry.downBytes,
-      }];
-    });
-    // Two deltas of one series ending in the same millisecond (two ledgers of one node name, such as
-    // two panel machines' own nodes) are distinct bytes: they add up in one row, never fail the page.
+      const key = JSON.stringify([entry.subjectType, entry.subjectId, entry.source, entry.interface, entry.periodEnd]);
+      const seen = byKey.get(key);
+      if (seen) {
+        seen.up += up;
+        seen.down += down;
+        continue;
+      }
+      byKey.set(key, {
+        row: { subject_type: entry.subjectType, subject_id: entry.subjectId, node, source: entry.source, interface: entry.interface, period_start: entry.periodStart, period_end: entry.periodEnd },
+        up,
+        down,
+      });
+    }
+    const rows = [...byKey.values()].map(({ row, up, down }) => ({ ...row, up_bytes: up.toString(), down_bytes: down.toString() }));
     for (let i = 0; i < rows.length; i += 500) {
       await trx('bw_usage')
         .insert(rows.slice(i, i + 500))

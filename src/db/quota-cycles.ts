@@ -66,6 +66,24 @@ function toCycleRow(row: Record<string, unknown>): CycleRow {
   };
 }
 
+/**
+ * Rows of these (type, id) pairs, as one `subject_id IN (…)` per type. PostgreSQL answers a list of
+ * pairs by testing each row against the whole list instead of looking the subjects up in the index
+ * (1.3-2.1 s against 0.12-0.18 s for a 10,000-subject page, bench/quotas.ts).
+ */
+function subjectsIn(pairs: string[][]): (query: Knex.QueryBuilder) => void {
+  const byType = new Map<string, string[]>();
+  for (const [type, id] of pairs) {
+    const ids = byType.get(type!);
+    if (ids) ids.push(id!);
+    else byType.set(type!, [id!]);
+  }
+  return (query) => {
+    if (byType.size === 0) query.whereRaw('1 = 0');
+    for (const [type, ids] of byType) query.orWhere((typed) => typed.where('subject_type', type).whereIn('subject_id', ids));
+  };
+}
+
 /** Takes the quotas turn for the rest of the transaction (a write first: SQLite upgrades to its write lock at once). */
 async function takeTurn(trx: Knex.Transaction, now: number): Promise<void> {
   await trx('bw_locks').where({ name: 'quotas' }).update({ held_at: now });
@@ -90,7 +108,7 @@ export async function latestCycles(db: Knex, since: number, subjects?: SubjectRe
   }
   for (let i = 0; i < subjects.length; i += 500) {
     const pairs = subjects.slice(i, i + 500).map((s) => [s.type, s.id]);
-    keep(await db('bw_quota_cycles').select(columns(db)).whereIn(['subject_type', 'subject_id'], pairs).where('cycle_end', '>', since));
+    keep(await db('bw_quota_cycles').select(columns(db)).where(subjectsIn(pairs)).where('cycle_end', '>', since));
   }
   return found;
 }
@@ -124,11 +142,11 @@ async function usageBetween(trx: Knex.Transaction, subjects: SubjectRef[], from:
     for (const [after, upTo] of raw) {
       if (upTo <= after) continue;
       add(await trx('bw_usage').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
-        .whereIn(['subject_type', 'subject_id'], pairs).where('period_end', '>', after).where('period_end', '<=', upTo).groupBy('subject_type', 'subject_id'));
+        .where(subjectsIn(pairs)).where('period_end', '>', after).where('period_end', '<=', upTo).groupBy('subject_type', 'subject_id'));
     }
     if (first < last) {
       add(await trx('bw_usage_hourly').select('subject_type', 'subject_id', sumBigint(trx, 'up_bytes', 'up'), sumBigint(trx, 'down_bytes', 'down'))
-        .whereIn(['subject_type', 'subject_id'], pairs).where('hour_start', '>=', first).where('hour_start', '<', last).groupBy('subject_type', 'subject_id'));
+        .where(subjectsIn(pairs)).where('hour_start', '>=', first).where('hour_start', '<', last).groupBy('subject_type', 'subject_id'));
     }
   }
   return sums;
@@ -153,7 +171,7 @@ export async function openCycle(db: Knex, subjects: SubjectRef[], cycle: { start
     const carried = new Map<string, { extra: bigint; fired: Set<number>; countedFrom: number }>();
     for (let i = 0; i < pairs.length; i += 500) {
       const rows = (await trx('bw_quota_cycles').select('subject_type', 'subject_id', 'cycle_start', 'cycle_end', 'counted_from', bigintColumn(trx, 'extra_bytes'), 'fired')
-        .whereIn(['subject_type', 'subject_id'], pairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end)) as Record<string, unknown>[];
+        .where(subjectsIn(pairs.slice(i, i + 500))).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end)) as Record<string, unknown>[];
       for (const row of rows) {
         const key = subjectKey(String(row.subject_type), String(row.subject_id));
         if (Number(row.cycle_start) === cycle.start && Number(row.cycle_end) === cycle.end) {
@@ -172,7 +190,7 @@ export async function openCycle(db: Knex, subjects: SubjectRef[], cycle: { start
     const fresh = subjects.filter((s) => !existing.has(subjectKey(s.type, s.id)));
     const freshPairs = fresh.map((s) => [s.type, s.id]);
     for (let i = 0; i < freshPairs.length; i += 500) {
-      await trx('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], freshPairs.slice(i, i + 500)).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end).delete();
+      await trx('bw_quota_cycles').where(subjectsIn(freshPairs.slice(i, i + 500))).where('cycle_end', '>', cycle.start).where('cycle_start', '<', cycle.end).delete();
     }
     // History is read once per distinct start of counting (the cycle's start for nearly all of them).
     const byFrom = new Map<number, SubjectRef[]>();
@@ -238,7 +256,7 @@ export async function countIntoCycles(trx: Knex.Transaction, deltas: CountedDelt
       const delta = bySubject.get(key)![0]!;
       return [delta.subjectType, delta.subjectId];
     });
-    const query = trx('bw_quota_cycles').select(columns(trx)).whereIn(['subject_type', 'subject_id'], pairs).where('cycle_end', '>=', earliest);
+    const query = trx('bw_quota_cycles').select(columns(trx)).where(subjectsIn(pairs)).where('cycle_end', '>=', earliest);
     // A locking read sees the newest committed cycles (MariaDB's repeatable read would otherwise keep an older snapshot).
     const rows = ((await (dialectOf(trx) === 'sqlite' ? query : query.forUpdate())) as Record<string, unknown>[]).map(toCycleRow);
     const cycles = new Map<string, CycleRow[]>();
@@ -295,7 +313,7 @@ export async function markEvaluated(db: Knex, row: CycleRow, result: { state: Qu
 export async function settleEndedCycles(db: Knex, subjects: SubjectRef[], at: number, latest: Set<number>): Promise<void> {
   const ids: number[] = [];
   for (let i = 0; i < subjects.length; i += 500) {
-    const rows = (await db('bw_quota_cycles').select('id').whereIn(['subject_type', 'subject_id'], subjects.slice(i, i + 500).map((s) => [s.type, s.id]))
+    const rows = (await db('bw_quota_cycles').select('id').where(subjectsIn(subjects.slice(i, i + 500).map((s) => [s.type, s.id])))
       .where('cycle_end', '<=', at).where({ dirty: true })) as { id: number | string }[];
     for (const row of rows) if (!latest.has(Number(row.id))) ids.push(Number(row.id));
   }
@@ -355,7 +373,7 @@ const MAX_CYCLE_BYTES = 2n ** 63n - 1n;
 /** Forgets the cycles of subjects that no longer have a quota or no longer exist, and cycles older than `before`. */
 export async function deleteCycles(db: Knex, subjects: SubjectRef[], before: number): Promise<void> {
   for (let i = 0; i < subjects.length; i += 500) {
-    await db('bw_quota_cycles').whereIn(['subject_type', 'subject_id'], subjects.slice(i, i + 500).map((s) => [s.type, s.id])).delete();
+    await db('bw_quota_cycles').where(subjectsIn(subjects.slice(i, i + 500).map((s) => [s.type, s.id]))).delete();
   }
   await db('bw_quota_cycles').where('cycle_end', '<', before).delete();
 }

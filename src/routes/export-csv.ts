@@ -110,13 +110,15 @@ export function exportCsv(host: Host, clock: Clock = Date.now, quotas?: QuotaSer
       if (!quotas) return;
       for (const type of ['peer', 'vm'] as const satisfies readonly SubjectType[]) {
         const ids = [...new Set(chunk.filter((row) => row.subject_type === type).map((row) => String(row.subject_id)))].filter((id) => !quotaColumns.has(`${type}:${id}`));
-        if (ids.length === 0) continue;
+        // A client that went away gets no more reads on its behalf.
+        if (ids.length === 0 || closed) continue;
         const statuses = await quotas.statuses(type, ids);
         for (const id of ids) quotaColumns.set(`${type}:${id}`, quotaFields(statuses.get(`${type}:${id}`)));
       }
     };
     for (;;) {
       await readQuotas(rows);
+      if (closed) break;
       let text = '';
       for (const row of rows) {
         const start = Number(row.bucket);

@@ -149,6 +149,10 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
 /** A quota throttle per direction (kbps, 0 = that direction is not throttled), or null to lift it. */
 export type Throttle = { upKbps: number; downKbps: number } | null;
 
+/** True when `throttle` is the one in force on the row (null: none is). */
+export const throttleEquals = (row: Pick<LimitRow, 'throttleUpKbps' | 'throttleDownKbps'>, throttle: Throttle): boolean =>
+  throttle === null ? row.throttleUpKbps === null && row.throttleDownKbps === null : row.throttleUpKbps === throttle.upKbps && row.throttleDownKbps === throttle.downKbps;
+
 /**
  * Puts a quota's throttle in force on a subject (or lifts it with null), beside its configured caps.
  * A subject without a class (unlimited) gets one in its interface's allocation turn. The row goes
@@ -158,7 +162,7 @@ export type Throttle = { upKbps: number; downKbps: number } | null;
 export async function setThrottle(db: Knex, subjectType: SubjectType, subjectId: string, throttle: Throttle, now = Date.now()): Promise<LimitRow | undefined> {
   const stored = await getLimit(db, subjectType, subjectId);
   if (!stored) return undefined;
-  const same = (row: LimitRow) => (throttle === null ? row.throttleUpKbps === null && row.throttleDownKbps === null : row.throttleUpKbps === throttle.upKbps && row.throttleDownKbps === throttle.downKbps);
+  const same = (row: LimitRow) => throttleEquals(row, throttle);
   if (same(stored)) return undefined;
   return inAllocationTurn(db, [{ node: stored.node, interface: stored.interface }], async (trx) => {
     const row = await trx('bw_limits').where({ subject_type: subjectType, subject_id: subjectId }).first();

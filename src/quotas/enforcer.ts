@@ -8,14 +8,14 @@
  * throttle follows from the state, so any process may put it in force or lift it.
  */
 import type { Knex } from 'knex';
-import { getLimits, setThrottle, type LimitRow } from '../db/limits.js';
-import { allQuotas, type QuotaRow } from '../db/quotas.js';
+import { getLimits, setThrottle, throttleEquals, toLimitRow, type LimitRow } from '../db/limits.js';
+import { allQuotas } from '../db/quotas.js';
 import { deleteCycles, dirtyCycles, latestCycles, markEvaluated, openCycle, settleCycles, settleEndedCycles, subjectKey, type CycleRow, type SubjectRef } from '../db/quota-cycles.js';
-import { toLimitRow } from '../db/limits.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import type { Logger, SubjectType } from '../plugin-api.js';
 import { cycleAt, type Cycle } from './cycle.js';
-import { assess, effectiveQuota, throttleFor, usedBytes, type Assessment, type QuotaSettings, type QuotaSource } from './rules.js';
+import { QuotaBook } from './book.js';
+import { assess, throttleFor, usedBytes, type Assessment, type QuotaSettings, type QuotaSource } from './rules.js';
 
 /** How long ended cycles are kept (the subject page shows the last ones). */
 const CYCLE_HISTORY_MS = 400 * DAY_MS;
@@ -57,33 +57,6 @@ export interface QuotaEnforcerOptions {
   /** Audits a throttle put in force or lifted. */
   throttled?: (change: ThrottleChange) => Promise<void>;
 }
-
-/** Inheritance as lookups: each subject's own row, each network's, the default. */
-class QuotaBook {
-  private readonly own = new Map<string, QuotaRow>();
-  private readonly networks = new Map<string, QuotaRow>();
-  private fallback: QuotaRow | undefined;
-
-  constructor(rows: QuotaRow[]) {
-    for (const row of rows) {
-      if (row.target.type === 'default') this.fallback = row;
-      else if (row.target.type === 'network') this.networks.set(row.target.id, row);
-      else this.own.set(subjectKey(row.target.type, row.target.id), row);
-    }
-  }
-
-  get empty(): boolean {
-    return this.own.size === 0 && this.networks.size === 0 && !this.fallback;
-  }
-
-  of(subject: { subjectType: string; subjectId: string; networkId: string | null }) {
-    const network = subject.subjectType === 'peer' && subject.networkId !== null ? this.networks.get(subject.networkId) : undefined;
-    return effectiveQuota(this.own.get(subjectKey(subject.subjectType, subject.subjectId)), network, this.fallback);
-  }
-}
-
-const sameThrottle = (row: LimitRow, want: { upKbps: number; downKbps: number } | null) =>
-  want === null ? row.throttleUpKbps === null && row.throttleDownKbps === null : row.throttleUpKbps === want.upKbps && row.throttleDownKbps === want.downKbps;
 
 export class QuotaEnforcer {
   private running: Promise<void> = Promise.resolve();
@@ -232,7 +205,7 @@ export class QuotaEnforcer {
       }
       // The throttle follows the state: in force while exceeded under a throttling quota, lifted otherwise.
       const want = quota && assessment ? throttleFor(quota.settings, assessment.state) : null;
-      if (sameThrottle(row, want)) continue;
+      if (throttleEquals(row, want)) continue;
       // Without a current cycle yet (none opened: `open` was not asked) the state is unknown: leave it.
       if (quota && !assessment) continue;
       const changed = await setThrottle(db, row.subjectType, row.subjectId, want, at);

@@ -12,7 +12,8 @@ import { InputError, NotFoundError } from '../errors.js';
 import { MAX_BYTES } from './input.js';
 import type { Logger, SubjectType } from '../plugin-api.js';
 import type { QuotaEnforcer, QuotaNotice } from './enforcer.js';
-import { assess, effectiveQuota, projectedBytes, throttleFor, usedBytes, type QuotaSettings, type QuotaSource, type QuotaState, type QuotaTarget } from './rules.js';
+import { QuotaBook } from './book.js';
+import { assess, projectedBytes, throttleFor, usedBytes, type QuotaSettings, type QuotaSource, type QuotaState, type QuotaTarget } from './rules.js';
 
 /** A subject's quota as the API and the pages show it. */
 export interface QuotaStatus {
@@ -133,9 +134,8 @@ export class QuotaService {
     if (ids.length === 0) return result;
     const rows = await allQuotas(db);
     if (rows.length === 0) return result;
-    const own = new Map(rows.filter((row) => row.target.type === type).map((row) => [row.target.id, row]));
-    const networks = new Map(rows.filter((row) => row.target.type === 'network').map((row) => [row.target.id, row]));
-    const fallback = rows.find((row) => row.target.type === 'default');
+    const book = new QuotaBook(rows);
+    const quotaOf = (id: string) => book.of({ subjectType: type, subjectId: id, networkId: limits.get(id)?.networkId ?? null });
     const limits = await this.facts(type, ids);
     // Many subjects (a /metrics scrape, a CSV export): one read of them all beats hundreds of IN lists.
     const cyclesOf = () => (ids.length > BULK ? latestCycles(db, at) : latestCycles(db, at, ids.map((subjectId) => ({ type, id: subjectId }))));
@@ -144,7 +144,7 @@ export class QuotaService {
     const stale = ids.filter((id) => {
       const limit = limits.get(id);
       const cycle = cycles.get(subjectKey(type, id));
-      return limit && (!cycle || cycle.cycleStart > at) && effectiveQuota(own.get(id), type === 'peer' && limit.networkId ? networks.get(limit.networkId) : undefined, fallback);
+      return limit && (!cycle || cycle.cycleStart > at) && quotaOf(id);
     });
     if (stale.length > 0) {
       await this.options.enforcer.syncSubjects(stale.map((id) => ({ type, id })));
@@ -152,7 +152,7 @@ export class QuotaService {
     }
     for (const id of ids) {
       const limit = limits.get(id);
-      const quota = effectiveQuota(own.get(id), type === 'peer' && limit?.networkId ? networks.get(limit.networkId) : undefined, fallback);
+      const quota = quotaOf(id);
       const cycle = cycles.get(subjectKey(type, id));
       if (!quota || !cycle || cycle.cycleStart > at) continue;
       result.set(subjectKey(type, id), this.describe(quota.settings, quota.source, cycle, limit?.throttled ?? false, at));

@@ -23,6 +23,7 @@ import * as m0021 from '../../migrations/0021_reshape_bw_quotas.js';
 import * as m0022 from '../../migrations/0022_create_bw_quota_cycles.js';
 import * as m0023 from '../../migrations/0023_add_bw_limits_throttle.js';
 import * as m0024 from '../../migrations/0024_create_bw_webhook_deliveries.js';
+import * as m0025 from '../../migrations/0025_add_network_caps.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -55,6 +56,7 @@ const MIGRATIONS: [string, Migration][] = [
   ['0022_create_bw_quota_cycles', m0022],
   ['0023_add_bw_limits_throttle', m0023],
   ['0024_create_bw_webhook_deliveries', m0024],
+  ['0025_add_network_caps', m0025],
 ];
 
 /** The plugin's own migration table, so its history never mixes with the host's. */
@@ -77,6 +79,7 @@ export const PLUGIN_TABLES = [
   'bw_credentials',
   'bw_quota_cycles',
   'bw_webhook_deliveries',
+  'bw_network_caps',
 ] as const;
 
 const source: Knex.MigrationSource<string> = {

@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import { ENGINES, dropPluginTables, openEngine, openMigrated } from '../support/databases.js';
 import { MIGRATION_TABLE, PLUGIN_TABLES, migrateDownAll, migrateLatest, pendingMigrations } from '../../src/db/migrate.js';
 import * as addOutcomeReason from '../../migrations/0013_add_outcome_reason.js';
+import * as addNetworkCaps from '../../migrations/0025_add_network_caps.js';
 import { bigintColumn, fromBigInt, sumBigint, toBigInt } from '../../src/db/bigint.js';
 
 const ABOVE_2_53 = 2n ** 53n + 1n;
@@ -27,6 +28,7 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
       subject_type: 'peer', subject_id: '42', name: 'laptop', interface: 'wg0', netns: null,
       interface_kind: 'wireguard', addresses: JSON.stringify(['10.8.0.2/32', 'fd00::2/128']),
       up_kbps: 100_000_000, down_kbps: 0, class_minor: 0xfffe, status: 'failed', last_error: 'tc: RTNETLINK answers: File exists', reason: 'kernel_refused',
+      min_kbps: 100_000_000, burst_kbps: 100_000_000, burst_bytes: 4 * 1024 ** 3, default_up_kbps: 0, default_down_kbps: 100_000_000,
       applied_at: NOW, created_at: NOW, updated_at: NOW,
     },
     bw_counters: {
@@ -71,6 +73,10 @@ function sampleRows(): Record<(typeof PLUGIN_TABLES)[number], Record<string, unk
     bw_class_allocators: { node: 'hv-01', interface: 'wg0', turns: fromBigInt(ABOVE_2_53) },
     bw_usage_totals: { subject_type: 'peer', subject_id: '42', up_bytes: fromBigInt(SIGNED_MAX), down_bytes: fromBigInt(ABOVE_2_53) },
     bw_credentials: { name: 'metrics_token', sha256: 'e'.repeat(64), created_at: NOW },
+    bw_network_caps: {
+      network_id: 'n'.repeat(64), node: 'hv-01', interface: 'wg-ünï'.slice(0, 6), netns: 'x'.repeat(64),
+      total_up_kbps: 100_000_000, total_down_kbps: 0, default_up_kbps: 1, default_down_kbps: 100_000_000, updated_at: NOW,
+    },
   };
 }
 
@@ -160,6 +166,44 @@ for (const engine of ENGINES) {
       assert.deepEqual(await columns(), [true, true], 'a second up is a no-op');
       await knex('bw_limits').where({ subject_id: '43' }).update({ reason: 'node_unreachable' });
       assert.equal((await knex('bw_limits').where({ subject_id: '43' }).first()).reason, 'node_unreachable', 'the longest word fits');
+    });
+
+    test('0025 adds shares, bursts and materialized defaults to limits and the network caps table, down and up again, keeping the rows', async (t) => {
+      const knex = await openMigrated(t, engine);
+      if (!knex) return;
+      const rows = sampleRows();
+      const added = ['min_kbps', 'burst_kbps', 'burst_bytes', 'default_up_kbps', 'default_down_kbps'];
+      const columns = async () => {
+        const present: string[] = [];
+        for (const column of added) if (await knex.schema.hasColumn('bw_limits', column)) present.push(column);
+        return present;
+      };
+      const { min_kbps: _m, burst_kbps: _k, burst_bytes: _b, default_up_kbps: _u, default_down_kbps: _d, ...older } = rows.bw_limits;
+      await knex('bw_limits').insert(rows.bw_limits);
+      await knex('bw_network_caps').insert(rows.bw_network_caps);
+      await assert.rejects(knex('bw_network_caps').insert({ ...rows.bw_network_caps, interface: 'wg1' }), /unique|duplicate/i, 'one row per network');
+
+      await addNetworkCaps.down(knex);
+      assert.deepEqual(await columns(), []);
+      assert.equal(await knex.schema.hasTable('bw_network_caps'), false);
+      const kept = await knex('bw_limits').first();
+      assert.deepEqual([kept.subject_id, Number(kept.up_kbps), Number(kept.class_minor), kept.status], ['42', 100_000_000, 0xfffe, 'failed'], 'down keeps the row and its caps');
+      // A row written while the columns were gone, as an older plugin version writes it.
+      await knex('bw_limits').insert({ ...older, subject_id: '43', class_minor: 7, status: 'pending' });
+
+      await addNetworkCaps.up(knex);
+      assert.deepEqual(await columns(), added);
+      const after = (await knex('bw_limits').orderBy('subject_id').select('subject_id', ...added)) as Record<string, unknown>[];
+      assert.deepEqual(after.map((row) => [String(row.subject_id), ...added.map((column) => Number(row[column]))]), [['42', 0, 0, 0, 0, 0], ['43', 0, 0, 0, 0, 0]], 'every old row: no share, no burst, no default');
+      await addNetworkCaps.up(knex);
+      assert.deepEqual(await columns(), added, 'a second up is a no-op');
+      await knex('bw_limits').where({ subject_id: '43' }).update({ burst_bytes: 4 * 1024 ** 3 });
+      const [burst] = await knex('bw_limits').where({ subject_id: '43' }).select(bigintColumn(knex, 'burst_bytes'));
+      assert.equal(toBigInt(burst.burst_bytes), 4n * 1024n ** 3n, 'a 4 GiB burst fits');
+      await knex('bw_network_caps').insert(rows.bw_network_caps);
+      // The rebuilt table (SQLite drops a column by copying it) keeps its unique keys.
+      await assert.rejects(knex('bw_limits').insert({ ...older, class_minor: 9 }), /unique|duplicate/i, 'one limit per subject, still');
+      await assert.rejects(knex('bw_limits').insert({ ...older, subject_id: '44', class_minor: 7 }), /unique|duplicate/i, 'one class per interface, still');
     });
 
     test('sums of 64-bit columns stay exact past 2^53', async (t) => {

@@ -24,6 +24,16 @@ export interface DesiredSubject {
   upKbps: number;
   /** Download cap in kbit/s. `0` = unlimited. */
   downKbps: number;
+  /**
+   * Guaranteed rate (kbit/s, each direction) while the interface has a network cap; `0` or absent:
+   * an equal share of what the other subjects' guarantees leave. Ignored without a network cap.
+   */
+  minKbps?: number;
+  /**
+   * After an idle period the subject may send up to `bytes` at up to `kbps`, then its cap holds
+   * again. A direction bursts only where `kbps` is above its cap and the cap is not 0.
+   */
+  burst?: { kbps: number; bytes: number };
 }
 
 /** Desired shaping state of one interface. */
@@ -34,6 +44,13 @@ export interface DesiredInterface {
   netns?: string;
   kind: InterfaceKind;
   subjects: DesiredSubject[];
+  /**
+   * Network caps (kbit/s; `0` or absent = none): all traffic of the interface stays under them. On a
+   * side with a network cap every subject gets a class with a guaranteed share and borrows idle
+   * capacity up to its own cap (or the network cap when it has none).
+   */
+  totalUpKbps?: number;
+  totalDownKbps?: number;
 }
 
 /** Linux refuses names over 15 bytes, and with `/`, `:` or white space; we also keep them shell- and batch-safe. */
@@ -42,6 +59,8 @@ const ifnameSchema = z
   .regex(/^[A-Za-z0-9_.@-]{1,15}$/, 'must be 1-15 characters of letters, digits, `_`, `.`, `@` or `-`');
 const netnsSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of letters, digits, `_`, `.` or `-`');
 const kbpsSchema = z.number().int().min(0).max(100_000_000);
+/** Largest burst a subject may have: 4 GiB (a tbf bucket's depth is kept in 32-bit time units at the cap). */
+export const MAX_BURST_BYTES = 4 * 1024 ** 3;
 
 const subjectSchema = z.object({
   type: z.enum(['peer', 'vm']),
@@ -50,6 +69,8 @@ const subjectSchema = z.object({
   addresses: z.array(z.string().min(1)),
   upKbps: kbpsSchema,
   downKbps: kbpsSchema,
+  minKbps: kbpsSchema.optional(),
+  burst: z.object({ kbps: kbpsSchema.min(1), bytes: z.number().int().min(1).max(MAX_BURST_BYTES) }).optional(),
 });
 
 /** zod schema of {@link DesiredInterface}; cross-field rules are checked by {@link parseDesiredInterface}. */
@@ -58,6 +79,8 @@ export const desiredInterfaceSchema = z.object({
   netns: netnsSchema.optional(),
   kind: z.enum(['wireguard', 'vm']),
   subjects: z.array(subjectSchema),
+  totalUpKbps: kbpsSchema.optional(),
+  totalDownKbps: kbpsSchema.optional(),
 });
 
 /**

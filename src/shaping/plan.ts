@@ -21,7 +21,8 @@ import type { DesiredInterface, DesiredSubject } from './model.js';
 import { op, type Operation } from './operations.js';
 import type { TcFilter } from './parse-filter-json.js';
 import { htbDefaultMinor, type TcQdisc } from './parse-qdisc-json.js';
-import { htbClassArgs, printedRateBits, UNLIMITED_KBPS } from './rates.js';
+import { htbClassArgs, printedRateBits } from './rates.js';
+import { hasClassOn, ROOT_CLASS_MINOR, tbfArgs, tbfOptions, totalOn, treeShape, type SubjectShape, type TreeShape } from './tree-shape.js';
 
 /** What the planner needs to know about the kernel (a subset of the probe's result). */
 export interface PlanCapabilities {
@@ -56,7 +57,9 @@ export const INGRESS_REDIRECT_PRIO = 1;
 
 interface TreeSubject {
   subject: DesiredSubject;
+  /** Its cap on this side (0: none, it has a class because of the network cap). */
   kbps: number;
+  shape: SubjectShape;
   prefixes: Prefix[];
 }
 
@@ -68,6 +71,9 @@ interface TreeContext {
   leaf: LeafKind;
   /** Prefixes of subjects without a cap on this side that lie inside a capped subject's prefix. */
   shields: Shield[];
+  shape: TreeShape;
+  /** Subjects with a class on this side, by class minor. */
+  subjects: TreeSubject[];
 }
 
 /**
@@ -104,8 +110,9 @@ export function rejectedSubjects(desired: DesiredInterface): Map<string, string>
   for (const direction of ['down', 'up'] as const) {
     const { side, key } = placementOf(desired.kind, direction);
     if (key === 'all') continue;
+    const total = totalOn(desired, side);
     const capped = desired.subjects
-      .filter((subject) => capOn(subject, side) > 0)
+      .filter((subject) => hasClassOn(subject, side, total))
       .map((subject) => ({ id: subject.id, type: subject.type, classMinor: subject.classMinor, prefixes: prefixesOf(subject) }));
     for (const [id, message] of placementProblems(capped, key)) if (!rejected.has(id)) rejected.set(id, message);
   }
@@ -145,36 +152,30 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
   }
 
   const rejected = options.rejected ?? rejectedSubjects(desired);
-  const subjectsOn = (side: TreeSide): TreeSubject[] =>
-    desired.subjects
-      .filter((subject) => capOn(subject, side) > 0 && !rejected.has(subject.id))
-      .sort((a, b) => a.classMinor - b.classMinor)
-      .map((subject) => ({ subject, kbps: capOn(subject, side), prefixes: subject.addresses.map((cidr) => parseCidr(cidr)) }));
-
-  const shieldsOn = (side: TreeSide, capped: TreeSubject[]): Shield[] =>
-    desired.kind === 'vm'
-      ? []
-      : shieldsFor(
-          capped,
-          desired.subjects.filter((subject) => capOn(subject, side) === 0 || rejected.has(subject.id)),
-        );
+  const treeOn = (side: TreeSide, key: MatchKey): TreeContext => {
+    const total = totalOn(desired, side);
+    const members = desired.subjects.filter((subject) => hasClassOn(subject, side, total) && !rejected.has(subject.id)).sort((a, b) => a.classMinor - b.classMinor);
+    const shape = treeShape(desired, side, members);
+    const subjects = members.map((subject) => ({
+      subject,
+      kbps: capOn(subject, side),
+      shape: shape.subjects.get(subject.classMinor) as SubjectShape,
+      prefixes: subject.addresses.map((cidr) => parseCidr(cidr)),
+    }));
+    const outside = desired.subjects.filter((subject) => !hasClassOn(subject, side, total) || rejected.has(subject.id));
+    const shields = desired.kind === 'vm' ? [] : shieldsFor(subjects, outside);
+    return { device: side === 'egress' ? desired.name : ifb, netns, side, key, leaf: caps.leaf, shields, shape, subjects };
+  };
 
   // Down: the interface's own egress.
   const down = placementOf(desired.kind, 'down');
-  const downSubjects = subjectsOn(down.side);
-  if (downSubjects.length > 0) refuseForeignRoot(desired.name, actual.egress);
-  tc.push(
-    ...planTree(
-      { device: desired.name, netns, side: down.side, key: down.key, leaf: caps.leaf, shields: shieldsOn(down.side, downSubjects) },
-      downSubjects,
-      actual.egress,
-      rebuild,
-    ),
-  );
+  const downTree = treeOn(down.side, down.key);
+  if (wantsTree(downTree)) refuseForeignRoot(desired.name, actual.egress);
+  tc.push(...planTree(downTree, actual.egress, rebuild));
 
   // Up: ingress → IFB.
   const up = placementOf(desired.kind, 'up');
-  const upSubjects = subjectsOn(up.side);
+  const upTree = treeOn(up.side, up.key);
   const ingress = actual.egress?.qdiscs.find((q) => q.kind === 'ingress') ?? null;
   const redirectKeys = actual.ingressFilters.filter((f) => f.prio === INGRESS_REDIRECT_PRIO && isKey(f));
   const ours = (f: TcFilter): boolean => f.hasMirred === true && (f.mirredTo === undefined || f.mirredTo === ifb || f.mirredTo === '*');
@@ -184,7 +185,7 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
       ? op('tc', ['filter', 'del', 'dev', desired.name, 'parent', 'ffff:', 'prio', String(INGRESS_REDIRECT_PRIO)], netns, why)
       : op('tc', ['qdisc', 'del', 'dev', desired.name, 'ingress'], netns, why);
 
-  if (upSubjects.length > 0) {
+  if (wantsTree(upTree)) {
     const clsact = actual.egress?.qdiscs.find((q) => q.kind === 'clsact');
     if (clsact) throw new PlanError(`${desired.name} has a clsact qdisc (not panel-bandwidth's): the engine needs the ingress qdisc to redirect uploads to ${ifb}; remove it or clear the up caps`);
     const foreign = redirectKeys.find((f) => !ours(f));
@@ -223,14 +224,7 @@ export function planInterface(desired: DesiredInterface, actual: ActualInterface
         ),
       );
     }
-    tc.push(
-      ...planTree(
-        { device: ifb, netns, side: up.side, key: up.key, leaf: caps.leaf, shields: shieldsOn(up.side, upSubjects) },
-        upSubjects,
-        ifbFresh ? null : actual.ifb.tree,
-        false,
-      ),
-    );
+    tc.push(...planTree(upTree, ifbFresh ? null : actual.ifb.tree, false));
   } else {
     if (hasOurRedirect) tc.push(deleteRedirect('no subject limits its up: drop the redirect'));
     if (actual.ifb.exists) after.push(op('ip', ['link', 'del', 'dev', ifb], netns, 'no subject limits its up: remove the IFB'));
@@ -297,27 +291,39 @@ function refuseForeignRoot(ifname: string, tree: ActualTree | null): void {
   );
 }
 
-function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree | null, rebuild: boolean): Operation[] {
-  const { device, netns } = ctx;
+/** A tree is wanted on a side where a subject has a class, or where the network has a cap. */
+function wantsTree(ctx: TreeContext): boolean {
+  return ctx.subjects.length > 0 || ctx.shape.totalKbps > 0;
+}
+
+function planTree(ctx: TreeContext, actual: ActualTree | null, rebuild: boolean): Operation[] {
+  const { device, netns, subjects } = ctx;
   const root = rootQdisc(actual);
   const ours = isEngineRoot(root);
-  if (subjects.length === 0) {
+  if (!wantsTree(ctx)) {
     return ours ? [op('tc', ['qdisc', 'del', 'dev', device, 'root'], netns, `no limited subject on ${device}: remove the engine's tree`)] : [];
   }
-  if (!ours || actual === null || rebuild || !layoutOk(ctx, actual.filters)) return fullBuild(ctx, subjects, root);
+  if (!ours || actual === null || rebuild || !layoutOk(ctx, actual.filters)) return fullBuild(ctx, root);
 
   const ops = { filterDel: [] as Operation[], classDel: [] as Operation[], classSet: [] as Operation[], structure: [] as Operation[], entryAdd: [] as Operation[] };
-  diffFilters(ctx, subjects, actual.filters, ops);
-
-  const wanted = new Map(subjects.map((s) => [s.subject.classMinor, s]));
   const classes = new Map(actual.classes.filter((c) => c.kind === 'htb' && c.major === 1).map((c) => [c.minor, c]));
+  // Every class hangs under 1:1 (1:1 at the root): a tree from before 1:1, or a class moved by hand,
+  // cannot be re-parented (HTB has no such change); rebuild it.
+  const top = classes.get(ROOT_CLASS_MINOR);
+  if (top === undefined || top.parent !== null) return fullBuild(ctx, root);
+  const under = `1:${hex(ROOT_CLASS_MINOR)}`;
+  const wanted = new Map(subjects.map((s) => [s.subject.classMinor, s]));
+  if ([UNLIMITED_MINOR, ...wanted.keys()].some((minor) => classes.has(minor) && classes.get(minor)?.parent !== under)) return fullBuild(ctx, root);
+
+  diffFilters(ctx, subjects, actual.filters, ops);
   // Children first: HTB refuses to delete a class that has children (a hand-made sub-class).
-  const stray = [...classes.values()].filter((c) => c.minor !== UNLIMITED_MINOR && !wanted.has(c.minor));
-  stray.sort((a, b) => Number(b.parent !== null && b.parent !== '1:') - Number(a.parent !== null && a.parent !== '1:'));
+  const stray = [...classes.values()].filter((c) => c.minor !== UNLIMITED_MINOR && c.minor !== ROOT_CLASS_MINOR && !wanted.has(c.minor));
+  stray.sort((a, b) => Number(b.parent !== null && b.parent !== under) - Number(a.parent !== null && a.parent !== under));
   for (const c of stray) ops.classDel.push(op('tc', ['class', 'del', 'dev', device, 'classid', classId(c.minor)], netns, `stray class ${classId(c.minor)}`));
+  if (!rateMatches(top, ctx.shape.root)) ops.classSet.push(rootClass(ctx, 'change'));
   const unlimited = classes.get(UNLIMITED_MINOR);
   if (unlimited === undefined) ops.classSet.push(unlimitedClass(ctx, 'add'));
-  else if (!rateMatches(unlimited, UNLIMITED_KBPS)) ops.classSet.push(unlimitedClass(ctx, 'change'));
+  else if (!rateMatches(unlimited, ctx.shape.unlimited)) ops.classSet.push(unlimitedClass(ctx, 'change'));
 
   const leaves = new Map(actual.qdiscs.filter((q) => q.parent !== null).map((q) => [q.parent, q]));
   for (const s of subjects) {
@@ -327,54 +333,74 @@ function planTree(ctx: TreeContext, subjects: TreeSubject[], actual: ActualTree 
       ops.classSet.push(subjectClass(ctx, s, 'add'), subjectLeaf(ctx, s, 'add'));
       continue;
     }
-    if (current.parent !== null && current.parent !== '1:') {
-      // A class of ours moved under another parent by hand: HTB cannot re-parent; rebuild the tree.
-      return fullBuild(ctx, subjects, root);
-    }
-    if (!rateMatches(current, s.kbps)) ops.classSet.push(subjectClass(ctx, s, 'change'));
-    const leaf = leaves.get(classId(minor));
-    if (leaf === undefined) ops.classSet.push(subjectLeaf(ctx, s, 'add'));
-    else if (leaf.kind !== ctx.leaf || leaf.handle !== `${hex(minor)}:`) ops.classSet.push(subjectLeaf(ctx, s, 'replace'));
+    if (!rateMatches(current, s.shape)) ops.classSet.push(subjectClass(ctx, s, 'change'));
+    ops.classSet.push(...leafDiff(ctx, s, leaves.get(classId(minor))));
   }
   return [...ops.filterDel, ...ops.classDel, ...ops.classSet, ...ops.structure, ...ops.entryAdd];
 }
 
-function rateMatches(current: { rateBits?: number; ceilBits?: number }, kbps: number): boolean {
-  const expected = printedRateBits(kbps);
-  return current.rateBits === expected && current.ceilBits === expected;
+/**
+ * What a subject's leaf needs: nothing, new options (`replace` keeps the qdisc when kind and handle
+ * stay), or, when its kind changes (a burst starts or ends), a delete and an add: the kernel refuses
+ * to replace a qdisc by one of another kind under the same handle.
+ */
+function leafDiff(ctx: TreeContext, s: TreeSubject, leaf: TcQdisc | undefined): Operation[] {
+  const handle = `${hex(s.subject.classMinor)}:`;
+  const kind = s.shape.tbf ? 'tbf' : ctx.leaf;
+  if (leaf === undefined) return [subjectLeaf(ctx, s, 'add')];
+  if (leaf.kind !== kind) {
+    const drop = op('tc', ['qdisc', 'del', 'dev', ctx.device, 'parent', classId(s.subject.classMinor)], ctx.netns, `leaf of ${s.subject.type} ${s.subject.id} changes kind (${leaf.kind} → ${kind})`);
+    return [drop, subjectLeaf(ctx, s, 'add')];
+  }
+  if (leaf.handle !== handle || (s.shape.tbf !== undefined && !tbfMatches(leaf, s.shape.tbf))) return [subjectLeaf(ctx, s, 'replace')];
+  return [];
+}
+
+/** tc prints a tbf's burst as the size its bucket time holds at the rate: allow its rounding. */
+function tbfMatches(leaf: TcQdisc, tbf: NonNullable<SubjectShape['tbf']>): boolean {
+  const want = tbfOptions(tbf);
+  const burst = Number(leaf.options.burst);
+  return Number(leaf.options.rate) === want.rate && Number(leaf.options.limit) === want.limit && Math.abs(burst - want.burst) <= 2 + want.burst / 1000;
+}
+
+function rateMatches(current: { rateBits?: number; ceilBits?: number }, wanted: { rateKbps: number; ceilKbps: number }): boolean {
+  return current.rateBits === printedRateBits(wanted.rateKbps) && current.ceilBits === printedRateBits(wanted.ceilKbps);
 }
 
 function describe(ctx: TreeContext, s: TreeSubject): string {
   const direction = ctx.side === 'egress' ? 'down' : 'up';
-  return `${s.subject.type} ${s.subject.id} ${direction} ${s.kbps} kbit/s`;
+  const { rateKbps, ceilKbps, tbf } = s.shape;
+  const what =
+    ctx.shape.totalKbps === 0
+      ? `${s.kbps} kbit/s`
+      : `share ${rateKbps} kbit/s, up to ${ceilKbps} kbit/s of the network's ${ctx.shape.totalKbps}`;
+  return `${s.subject.type} ${s.subject.id} ${direction} ${what}${tbf ? `, bursting at ${ceilKbps} kbit/s for ${tbf.depthBytes} B of bucket` : ''}`;
+}
+
+/** A class of the tree: `1:1` at the root, everything else under it. */
+export function classOp(device: string, netns: string | undefined, minor: number, rates: { rateKbps: number; ceilKbps: number }, verb: 'add' | 'change', note: string): Operation {
+  const parent = minor === ROOT_CLASS_MINOR ? '1:' : `1:${hex(ROOT_CLASS_MINOR)}`;
+  return op('tc', ['class', verb, 'dev', device, 'parent', parent, 'classid', classId(minor), 'htb', ...htbClassArgs(rates.rateKbps, rates.ceilKbps)], netns, note);
+}
+
+function rootClass(ctx: TreeContext, verb: 'add' | 'change'): Operation {
+  const note = ctx.shape.totalKbps > 0 ? `network cap ${ctx.shape.totalKbps} kbit/s` : 'root of every class (no network cap)';
+  return classOp(ctx.device, ctx.netns, ROOT_CLASS_MINOR, ctx.shape.root, verb, note);
 }
 
 function unlimitedClass(ctx: TreeContext, verb: 'add' | 'change'): Operation {
-  return op(
-    'tc',
-    ['class', verb, 'dev', ctx.device, 'parent', '1:', 'classid', classId(UNLIMITED_MINOR), 'htb', ...htbClassArgs(UNLIMITED_KBPS)],
-    ctx.netns,
-    'class for unlimited traffic (HTB default)',
-  );
+  return classOp(ctx.device, ctx.netns, UNLIMITED_MINOR, ctx.shape.unlimited, verb, 'class for unlimited traffic (HTB default)');
 }
 
 function subjectClass(ctx: TreeContext, s: TreeSubject, verb: 'add' | 'change'): Operation {
-  return op(
-    'tc',
-    ['class', verb, 'dev', ctx.device, 'parent', '1:', 'classid', classId(s.subject.classMinor), 'htb', ...htbClassArgs(s.kbps)],
-    ctx.netns,
-    describe(ctx, s),
-  );
+  return classOp(ctx.device, ctx.netns, s.subject.classMinor, s.shape, verb, describe(ctx, s));
 }
 
 function subjectLeaf(ctx: TreeContext, s: TreeSubject, verb: 'add' | 'replace'): Operation {
   const minor = s.subject.classMinor;
-  return op(
-    'tc',
-    ['qdisc', verb, 'dev', ctx.device, 'parent', classId(minor), 'handle', `${hex(minor)}:`, ...leafArgs(ctx.leaf)],
-    ctx.netns,
-    `leaf of ${s.subject.type} ${s.subject.id}`,
-  );
+  const spec = s.shape.tbf ? tbfArgs(s.shape.tbf) : leafArgs(ctx.leaf);
+  const note = s.shape.tbf ? `leaf of ${s.subject.type} ${s.subject.id}: holds ${s.shape.tbf.kbps} kbit/s once the burst is spent` : `leaf of ${s.subject.type} ${s.subject.id}`;
+  return op('tc', ['qdisc', verb, 'dev', ctx.device, 'parent', classId(minor), 'handle', `${hex(minor)}:`, ...spec], ctx.netns, note);
 }
 
 // ---- filters -------------------------------------------------------------------------------
@@ -520,13 +546,13 @@ function wantedEntries(ctx: TreeContext, subjects: TreeSubject[]): { tables: Map
   return { tables, entries };
 }
 
-function fullBuild(ctx: TreeContext, subjects: TreeSubject[], root: TcQdisc | null): Operation[] {
-  const { device, netns } = ctx;
+function fullBuild(ctx: TreeContext, root: TcQdisc | null): Operation[] {
+  const { device, netns, subjects } = ctx;
   const out: Operation[] = [];
   // `replace` of a qdisc with the same kind and handle only changes its options and keeps every
   // class and filter: anything that is not the kernel's default root is deleted first.
   if (root !== null && root.handle !== '0:') out.push(op('tc', ['qdisc', 'del', 'dev', device, 'root'], netns, `rebuild ${device} from scratch`));
-  out.push(op('tc', ['qdisc', 'add', 'dev', device, 'root', 'handle', '1:', 'htb', 'default', 'ffff'], netns, `engine's HTB on ${device}`), unlimitedClass(ctx, 'add'));
+  out.push(op('tc', ['qdisc', 'add', 'dev', device, 'root', 'handle', '1:', 'htb', 'default', 'ffff'], netns, `engine's HTB on ${device}`), rootClass(ctx, 'add'), unlimitedClass(ctx, 'add'));
   for (const s of subjects) out.push(subjectClass(ctx, s, 'add'), subjectLeaf(ctx, s, 'add'));
   if (ctx.key === 'all') {
     const first = subjects[0];

@@ -3,10 +3,10 @@ import { KernelError } from './errors.js';
 import type { Executor } from './executor.js';
 import { ifbNameFor } from './ifb-name.js';
 import { interfaceLockKey, interfaceLocks } from './lock.js';
-import { parseSubjectOf, type DesiredInterface } from './model.js';
+import { parseSubjectOf, type DesiredInterface, type DesiredSubject } from './model.js';
 import { op, type Operation } from './operations.js';
-import type { PlanCapabilities } from './plan.js';
-import { htbClassArgs } from './rates.js';
+import { classOp, rejectedSubjects, type PlanCapabilities } from './plan.js';
+import { hasClassOn, tbfArgs, totalOn, treeShape } from './tree-shape.js';
 import { reconcileInterface, type ReconcileOptions, type ReconcileResult } from './reconcile.js';
 
 /** What {@link changeSubjectRate} did. */
@@ -18,56 +18,98 @@ export interface RateChangeResult extends ReconcileResult {
   fastPath: boolean;
 }
 
+/** One subject whose caps (or guarantee, or burst) moved, with what the kernel had for it. */
+export interface RateChange {
+  subjectId: string;
+  previous: Pick<DesiredSubject, 'upKbps' | 'downKbps' | 'minKbps' | 'burst'>;
+}
+
 /**
- * Applies one subject's new caps without reading the whole interface: a `class change` per
- * direction whose cap moved between two non-zero values — one tc process, whatever the number of
- * subjects on the interface. Anything else (a cap to or from 0, the class missing because the kernel
- * drifted, any tc error) falls back to {@link reconcileInterface}, which reads, diffs and repairs.
- * Drift elsewhere on the interface is left to the reconcile loop.
+ * Applies subjects' new caps without reading the interface: a `class change` (and a tbf leaf's new
+ * options) for every class whose numbers moved — the changed subjects', and under a network cap the
+ * guarantees of the others when the changed ones' minimums moved them — as one tc process, whatever
+ * the number of subjects on the interface. Anything that adds or removes a class or changes a leaf's
+ * kind (a cap to or from 0 without a network cap, a burst that starts or ends), the class missing
+ * because the kernel drifted, or any tc error falls back to {@link reconcileInterface}, which reads,
+ * diffs and repairs. Drift elsewhere on the interface is left to the reconcile loop.
  *
- * @param desired - the interface's full desired state, with the subject's new caps.
- * @param previous - the subject's caps the kernel had (as persisted by the caller).
+ * @param desired - the interface's full desired state, with the subjects' new values.
+ * @param changes - the changed subjects with the values the kernel had (as persisted by the caller).
  */
-export async function changeSubjectRate(
+export async function changeSubjectRates(
   desired: DesiredInterface,
-  subjectId: string,
-  previous: { upKbps: number; downKbps: number },
+  changes: readonly RateChange[],
   executor: Executor,
   caps: PlanCapabilities,
   options: ReconcileOptions = {},
 ): Promise<RateChangeResult> {
-  // Only the changed subject is checked here; the fallback (a full reconcile) checks everything.
-  const subject = parseSubjectOf(desired, subjectId);
-  const valid = desired;
   const fallback = async (): Promise<RateChangeResult> => ({ ...(await reconcileInterface(desired, executor, caps, options)), fastPath: false });
-  if (subject === undefined) return fallback();
-  // Placement is untouched by a rate change (no prefix or class appears or goes), so nothing about
-  // rejected subjects changes either: the fast path reports none and its caller updates this subject only.
-  const rejected: RateChangeResult['rejected'] = [];
+  const previous = new Map(changes.map((change) => [change.subjectId, change.previous]));
+  // Only the changed subjects are checked here; the fallback (a full reconcile) checks everything.
+  for (const change of changes) if (parseSubjectOf(desired, change.subjectId) === undefined) return fallback();
+  const before: DesiredInterface = {
+    ...desired,
+    subjects: desired.subjects.map((subject) => {
+      const was = previous.get(subject.id);
+      if (was === undefined) return subject;
+      const { minKbps: _min, burst: _burst, ...rest } = subject;
+      return { ...rest, upKbps: was.upKbps, downKbps: was.downKbps, ...(was.minKbps === undefined ? {} : { minKbps: was.minKbps }), ...(was.burst === undefined ? {} : { burst: was.burst }) };
+    }),
+  };
+  // Placement is untouched by a rate change (no prefix appears or goes), so the rejected subjects
+  // stay the same; they only matter where guarantees are shared (a network cap).
+  const shared = totalOn(desired, 'egress') > 0 || totalOn(desired, 'ifb') > 0;
+  const rejected = shared ? rejectedSubjects(desired) : new Map<string, string>();
   const operations: Operation[] = [];
   for (const direction of ['down', 'up'] as const) {
-    const now = direction === 'down' ? subject.downKbps : subject.upKbps;
-    const before = direction === 'down' ? previous.downKbps : previous.upKbps;
-    if ((now === 0) !== (before === 0)) return fallback(); // a class and its filters appear or go
-    if (now === 0 || now === before) continue;
-    const { side } = placementOf(valid.kind, direction);
-    const device = side === 'egress' ? valid.name : ifbNameFor(valid.name, valid.netns);
-    operations.push(
-      op(
-        'tc',
-        ['class', 'change', 'dev', device, 'parent', '1:', 'classid', `1:${subject.classMinor.toString(16)}`, 'htb', ...htbClassArgs(now)],
-        valid.netns,
-        `${subject.type} ${subject.id} ${direction} ${now} kbit/s`,
-      ),
-    );
+    const { side } = placementOf(desired.kind, direction);
+    const total = totalOn(desired, side);
+    const members = (state: DesiredInterface) => state.subjects.filter((subject) => (total > 0 || previous.has(subject.id)) && hasClassOn(subject, side, total) && !rejected.has(subject.id));
+    const now = treeShape(desired, side, members(desired));
+    const was = treeShape(before, side, members(before));
+    const device = side === 'egress' ? desired.name : ifbNameFor(desired.name, desired.netns);
+    for (const id of previous.keys()) {
+      const subject = desired.subjects.find((s) => s.id === id);
+      if (subject === undefined) return fallback();
+      const a = was.subjects.get(subject.classMinor);
+      const b = now.subjects.get(subject.classMinor);
+      // A class or a tbf leaf appears or goes.
+      if ((a === undefined) !== (b === undefined) || (a?.tbf === undefined) !== (b?.tbf === undefined)) return fallback();
+    }
+    for (const [minor, shape] of now.subjects) {
+      const old = was.subjects.get(minor);
+      if (old === undefined) continue;
+      const subject = desired.subjects.find((s) => s.classMinor === minor);
+      const what = `${subject?.type ?? 'subject'} ${subject?.id ?? minor} ${direction}`;
+      if (old.rateKbps !== shape.rateKbps || old.ceilKbps !== shape.ceilKbps) {
+        const note = `${what} ${shape.rateKbps === shape.ceilKbps ? `${shape.ceilKbps}` : `${shape.rateKbps}..${shape.ceilKbps}`} kbit/s`;
+        operations.push(classOp(device, desired.netns, minor, shape, 'change', note));
+      }
+      if (shape.tbf && (old.tbf?.kbps !== shape.tbf.kbps || old.tbf.depthBytes !== shape.tbf.depthBytes)) {
+        operations.push(op('tc', ['qdisc', 'replace', 'dev', device, 'parent', `1:${minor.toString(16)}`, 'handle', `${minor.toString(16)}:`, ...tbfArgs(shape.tbf)], desired.netns, `${what}: holds ${shape.tbf.kbps} kbit/s after its burst`));
+      }
+    }
   }
-  if (operations.length === 0) return { operations, changed: false, interfaceExists: true, rejected, fastPath: true };
+  const result = { rejected: [] as RateChangeResult['rejected'], interfaceExists: true, fastPath: true };
+  if (operations.length === 0) return { ...result, operations, changed: false };
   const locks = options.locks ?? interfaceLocks;
   try {
-    await locks.run(interfaceLockKey(valid.name, valid.netns), () => executor.batch(operations, valid.netns));
+    await locks.run(interfaceLockKey(desired.name, desired.netns), () => executor.batch(operations, desired.netns));
   } catch (error) {
     if (error instanceof KernelError) return fallback();
     throw error;
   }
-  return { operations, changed: true, interfaceExists: true, rejected, fastPath: true };
+  return { ...result, operations, changed: true };
+}
+
+/** {@link changeSubjectRates} for one subject. */
+export function changeSubjectRate(
+  desired: DesiredInterface,
+  subjectId: string,
+  previous: RateChange['previous'],
+  executor: Executor,
+  caps: PlanCapabilities,
+  options: ReconcileOptions = {},
+): Promise<RateChangeResult> {
+  return changeSubjectRates(desired, [{ subjectId, previous }], executor, caps, options);
 }

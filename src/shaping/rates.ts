@@ -33,10 +33,16 @@ export function burstBytes(kbps: number): number {
   return Math.max(MIN_BURST_BYTES, Math.ceil((bytesPerSecond(kbps) * BURST_MS) / 1000));
 }
 
-/** The HTB arguments of a class with `rate = ceil = kbps`. */
-export function htbClassArgs(kbps: number): string[] {
-  const burst = String(burstBytes(kbps));
-  return ['rate', `${kbps}kbit`, 'ceil', `${kbps}kbit`, 'quantum', String(quantumBytes(kbps)), 'burst', burst, 'cburst', burst];
+/**
+ * The HTB arguments of a class guaranteed `rateKbps` that may borrow up to `ceilKbps` (default: the
+ * rate, a hard cap). The quantum follows the rate, so classes that borrow share what is idle in
+ * proportion to their guarantees; burst and cburst hold {@link BURST_MS} at the rate and at the ceil.
+ */
+export function htbClassArgs(rateKbps: number, ceilKbps = rateKbps): string[] {
+  return [
+    'rate', `${rateKbps}kbit`, 'ceil', `${ceilKbps}kbit`, 'quantum', String(quantumBytes(rateKbps)),
+    'burst', String(burstBytes(rateKbps)), 'cburst', String(burstBytes(ceilKbps)),
+  ];
 }
 
 /**

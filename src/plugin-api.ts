@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { Request, RequestHandler, Response, Router } from 'express';
 
 /** Semver of this contract; `plugin.json` states the range of host API versions the plugin accepts. */
-export const HOST_API_VERSION = '1.3.0';
+export const HOST_API_VERSION = '1.4.0';
 
 export type SubjectType = 'peer' | 'vm';
 
@@ -75,8 +75,22 @@ export interface HookPayloads {
   'vm.updated': { vm: VmRecord; previous: VmRecord; input: Record<string, unknown>; actor: Actor };
   'vm.deleted': { vm: VmRecord; actor: Actor };
   'vm.serialize': { vms: VmRecord[] };
-  'network.created': { network: NetworkRecord; actor: Actor };
+  /**
+   * The body of a network create or update, checked before the host writes anything (a plugin's
+   * network fields, such as its caps); `existing` is null for a new network. Since 1.4.0 (optional:
+   * a host before it never asks).
+   */
+  'network.validate': { input: Record<string, unknown>; existing: NetworkRecord | null };
+  /**
+   * A network's interface came up: a new network, or one whose interface moved. `input` is the body
+   * of a create (since 1.4.0; `{}` or absent when the interface only moved).
+   */
+  'network.created': { network: NetworkRecord; actor: Actor; input?: Record<string, unknown> };
+  /** A network was updated with this body (after `network.created`/`network.deleted` when its interface moved). Since 1.4.0. */
+  'network.updated': { network: NetworkRecord; previous: NetworkRecord; input: Record<string, unknown>; actor: Actor };
   'network.deleted': { network: NetworkRecord; actor: Actor };
+  /** Extra fields per network for the host's API responses, tables and forms. Since 1.4.0. */
+  'network.serialize': { networks: NetworkRecord[] };
 }
 
 export type HookName = keyof HookPayloads;
@@ -85,8 +99,10 @@ export type HookName = keyof HookPayloads;
 export interface HookResults {
   'peer.validate': ValidationIssue[] | void;
   'vm.validate': ValidationIssue[] | void;
+  'network.validate': ValidationIssue[] | void;
   'peer.serialize': Record<number, Record<string, unknown>> | void;
   'vm.serialize': Record<number, Record<string, unknown>> | void;
+  'network.serialize': Record<number, Record<string, unknown>> | void;
 }
 
 export type HookResult<K extends HookName> = K extends keyof HookResults ? HookResults[K] : void;
@@ -142,8 +158,8 @@ export interface HookBus {
   emit?<K extends PluginEventName>(name: K, payload: PluginEventPayloads[K]): Promise<void> | void;
 }
 
-/** Named places in the host's views where a plugin may add markup. */
-export type ViewSlot = 'peer.form' | 'vm.form';
+/** Named places in the host's views where a plugin may add markup (`network.form` since 1.4.0). */
+export type ViewSlot = 'peer.form' | 'vm.form' | 'network.form';
 /** Named tables in the host's views where a plugin may add a column. */
 export type TableSlot = 'peer.table' | 'vm.table';
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadManifest, parseManifest, ManifestError, PLUGIN_EVENT_NAMES, PLUGIN_ROOT } from '../../../src/manifest/load.js';
 import { join } from 'node:path';
+import { HOST_API_VERSION } from '../../../src/plugin-api.js';
 
 const shipped = JSON.parse(readFileSync(join(PLUGIN_ROOT, 'plugin.json'), 'utf8')) as Record<string, unknown>;
 const withChange = (change: (m: Record<string, unknown>) => void) => {
@@ -21,6 +22,14 @@ describe('plugin.json', () => {
 
   test('the shipped manifest declares the quota events the plugin emits', () => {
     assert.deepEqual(loadManifest().events, ['bandwidth.quota.warning', 'bandwidth.quota.exceeded', 'bandwidth.quota.reset']);
+  });
+
+  test('the shipped manifest follows networks with every hook of contract 1.4.0 (validate, created, updated, deleted, serialize)', () => {
+    const schema = JSON.parse(readFileSync(join(PLUGIN_ROOT, 'plugin.schema.json'), 'utf8')) as { properties: { hooks: { items: { enum: string[] } } } };
+    const network = ['network.validate', 'network.created', 'network.updated', 'network.deleted', 'network.serialize'];
+    assert.deepEqual(loadManifest().hooks.filter((hook) => hook.startsWith('network.')), network);
+    assert.deepEqual(schema.properties.hooks.items.enum.filter((hook) => hook.startsWith('network.')), network);
+    assert.equal(HOST_API_VERSION, '1.4.0');
   });
 
   test('a manifest without "events" (before host API 1.3.0) declares none', () => {

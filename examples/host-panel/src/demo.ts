@@ -21,7 +21,16 @@ function demoKey(): string {
 export async function seedDemo(ctx: ServiceContext): Promise<boolean> {
   if (await setting(ctx.db, 'demo_seeded')) return false;
   if ((await ctx.db('networks').first()) || (await ctx.db('vms').first())) return false;
-  const network = await createNetwork(ctx, { name: 'Office VPN', interface: 'wg-demo0' }, DEMO);
+  // A network cap (what the office line carries) shared fairly by the peers, and a default cap for
+  // each peer without one of its own (fields a plugin reads from the body through host API 1.4.0).
+  const network = await createNetwork(ctx, {
+    name: 'Office VPN',
+    interface: 'wg-demo0',
+    bandwidth_total_up_kbps: 50_000,
+    bandwidth_total_down_kbps: 100_000,
+    bandwidth_default_up_kbps: 10_000,
+    bandwidth_default_down_kbps: 20_000,
+  }, DEMO);
   // A few monthly allowances (fields a plugin reads from the body; other plugins ignore them).
   const peers: [string, string[], Record<string, unknown>][] = [
     ['alice-laptop', ['10.66.0.2/32', 'fd00:66::2/128'], { quota_allowance_bytes: 12_000_000_000 }],

@@ -10,7 +10,13 @@ import type {
 } from '../../../src/plugin-api.js';
 
 /** The hooks after a write that plugins must follow: when one of their handlers fails, the host undoes the write. */
-export type FollowedHook = 'peer.created' | 'peer.updated' | 'vm.created' | 'vm.updated';
+export type FollowedHook = 'peer.created' | 'peer.updated' | 'vm.created' | 'vm.updated' | 'network.created' | 'network.updated';
+/** The hooks that check an input before the host writes it (`network.validate` since host API 1.4.0). */
+export type ValidateHook = Extract<HookName, `${string}.validate`>;
+/** The hooks that add fields to records before the host shows them (`network.serialize` since host API 1.4.0). */
+export type SerializeHook = Extract<HookName, `${string}.serialize`>;
+/** The hooks that tell about a write: everything but validate and serialize. */
+export type NoticeHook = Exclude<HookName, ValidateHook | SerializeHook>;
 
 /**
  * A handler of a {@link FollowedHook} threw. The handler must have written nothing (docs/integration.md,
@@ -107,7 +113,7 @@ export class HookRegistry {
   }
 
   /** Runs every `*.validate` handler; returns all issues (empty: the input may be written). */
-  async validate<K extends 'peer.validate' | 'vm.validate'>(name: K, payload: HookPayloads[K]): Promise<ValidationIssue[]> {
+  async validate<K extends ValidateHook>(name: K, payload: HookPayloads[K]): Promise<ValidationIssue[]> {
     const issues: ValidationIssue[] = [];
     for (const { handler } of this.handlers(name)) {
       const result = (await handler(payload)) as ValidationIssue[] | void;
@@ -136,7 +142,7 @@ export class HookRegistry {
   }
 
   /** Like {@link emit}, for the handlers of these plugins only (the undo after a {@link HookFailedError}). */
-  async emitTo<K extends Exclude<HookName, 'peer.validate' | 'vm.validate' | 'peer.serialize' | 'vm.serialize'>>(
+  async emitTo<K extends NoticeHook>(
     pluginIds: readonly string[],
     name: K,
     payload: HookPayloads[K],
@@ -154,7 +160,7 @@ export class HookRegistry {
    * Tells every subscriber that a write happened. The write is already committed (a delete, a
    * network's interface), so a handler's failure is logged, never thrown back at the user.
    */
-  async emit<K extends Exclude<HookName, 'peer.validate' | 'vm.validate' | 'peer.serialize' | 'vm.serialize'>>(
+  async emit<K extends NoticeHook>(
     name: K,
     payload: HookPayloads[K],
   ): Promise<void> {
@@ -168,7 +174,7 @@ export class HookRegistry {
   }
 
   /** Collects extra fields per record id from every `*.serialize` handler. */
-  async serialize<K extends 'peer.serialize' | 'vm.serialize'>(
+  async serialize<K extends SerializeHook>(
     name: K,
     payload: HookPayloads[K],
   ): Promise<Map<number, Record<string, unknown>>> {

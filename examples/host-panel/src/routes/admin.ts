@@ -4,7 +4,7 @@ import type { HostAuth } from '../../../../src/plugin-api.js';
 import { HttpError } from '../errors.js';
 import type { PluginManager } from '../plugins.js';
 import type { ServiceContext } from '../services/context.js';
-import { createNetwork, deleteNetwork, listNetworks, updateNetwork } from '../services/networks.js';
+import { createNetwork, deleteNetwork, listNetworks, serializeNetworks, updateNetwork } from '../services/networks.js';
 import { createPeer, deletePeer, getPeer, listPeers, serializePeers, updatePeer } from '../services/peers.js';
 import { createVm, deleteVm, getVm, listVms, serializeVms, updateVm } from '../services/vms.js';
 import type { ViewRegistry } from '../views.js';
@@ -75,9 +75,11 @@ export function createAdminRouter(ctx: ServiceContext, db: Knex, auth: HostAuth,
     res: Response,
     state: { peerError?: HttpError; peerValues?: Record<string, unknown>; networkError?: HttpError; networkValues?: Record<string, unknown> } = {},
   ) => {
-    const { network, peers } = await listPeers(ctx, param(req, 'id'));
+    const { network: stored, peers } = await listPeers(ctx, param(req, 'id'));
+    // With the fields plugins add (`network.serialize`): the network form's slot shows what they store.
+    const [network] = await serializeNetworks(ctx, [stored]);
     await render(req, res, 'network', {
-      title: `Network ${network.name}`,
+      title: `Network ${network!.name}`,
       network,
       peers,
       peerError: state.peerError ?? null,

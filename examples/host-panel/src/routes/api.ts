@@ -2,7 +2,7 @@ import express, { type Router } from 'express';
 import type { HostAuth } from '../../../../src/plugin-api.js';
 import type { PluginManager } from '../plugins.js';
 import type { ServiceContext } from '../services/context.js';
-import { createNetwork, deleteNetwork, getNetwork, listNetworks, updateNetwork } from '../services/networks.js';
+import { createNetwork, deleteNetwork, getNetwork, listNetworks, serializeNetworks, updateNetwork } from '../services/networks.js';
 import { createPeer, deletePeer, getPeer, listPeers, serializePeers, updatePeer } from '../services/peers.js';
 import { createVm, deleteVm, getVm, listVms, serializeVms, updateVm } from '../services/vms.js';
 
@@ -18,7 +18,7 @@ export function createApiRouter(ctx: ServiceContext, auth: HostAuth, plugins: Pl
     res.status(201).json({ network: await createNetwork(ctx, req.body, auth.actor(req)) });
   });
   router.get('/networks/:id', async (req, res) => {
-    res.json({ network: await getNetwork(ctx, req.params.id) });
+    res.json({ network: (await serializeNetworks(ctx, [await getNetwork(ctx, req.params.id)]))[0] });
   });
   router.put('/networks/:id', async (req, res) => {
     res.json({ network: await updateNetwork(ctx, req.params.id, req.body, auth.actor(req)) });

@@ -26,6 +26,14 @@ export interface LimitRow {
   publicKey: string | null;
   upKbps: number;
   downKbps: number;
+  /** Guaranteed rate (kbit/s, each direction) under a network cap; 0 = an equal share. */
+  minKbps: number;
+  /** Burst rate (kbit/s) and size (bytes) above the cap after an idle period; 0 = none. */
+  burstKbps: number;
+  burstBytes: number;
+  /** The network's default caps, materialized on the row (0: none); they apply where the own cap is 0. */
+  defaultUpKbps: number;
+  defaultDownKbps: number;
   /** A quota's throttle in force (null: none), kept beside the configured caps, never over them. */
   throttleUpKbps: number | null;
   throttleDownKbps: number | null;
@@ -52,6 +60,10 @@ export interface SubjectLimit {
   publicKey?: string | null;
   upKbps: number;
   downKbps: number;
+  /** Absent: keep what is stored (0 for a new subject). */
+  minKbps?: number;
+  burstKbps?: number;
+  burstBytes?: number;
 }
 
 export function toLimitRow(row: Record<string, unknown>): LimitRow {
@@ -69,6 +81,12 @@ export function toLimitRow(row: Record<string, unknown>): LimitRow {
     publicKey: row.public_key ? String(row.public_key) : null,
     upKbps: Number(row.up_kbps),
     downKbps: Number(row.down_kbps),
+    minKbps: Number(row.min_kbps ?? 0),
+    burstKbps: Number(row.burst_kbps ?? 0),
+    // BIGINT: a string on MariaDB and PostgreSQL; at most 4 GiB, exact as a number.
+    burstBytes: Number(row.burst_bytes ?? 0),
+    defaultUpKbps: Number(row.default_up_kbps ?? 0),
+    defaultDownKbps: Number(row.default_down_kbps ?? 0),
     throttleUpKbps: row.throttle_up_kbps === null || row.throttle_up_kbps === undefined ? null : Number(row.throttle_up_kbps),
     throttleDownKbps: row.throttle_down_kbps === null || row.throttle_down_kbps === undefined ? null : Number(row.throttle_down_kbps),
     classMinor: row.class_minor === null || row.class_minor === undefined ? null : Number(row.class_minor),
@@ -81,8 +99,9 @@ export function toLimitRow(row: Record<string, unknown>): LimitRow {
 }
 
 /**
- * Whether the kernel caps anything for this subject: its effective caps (a quota's throttle
- * included, when the row carries one) are not both 0 (0/0 is unlimited: no class, no filter).
+ * Whether the kernel caps anything for this subject: its effective caps (its network's default and
+ * a quota's throttle included, when the row carries them) are not both 0 (0/0 is unlimited: no
+ * class of its own, unless its network has a network cap).
  */
 export const isLimited = (limit: CapInputs): boolean => {
   const caps = effectiveCaps(limit);
@@ -105,9 +124,12 @@ export async function getLimits(db: Knex, subjectType: SubjectType, subjectIds: 
 
 /**
  * Stores a subject's desired caps (status `pending`) before anything touches the kernel.
- * A limited subject gets a class minor once and keeps it while it stays on its interface; writers
- * of one interface take turns ({@link inAllocationTurn}), so two never pick the same minor (the
- * unique index on (node, interface, class_minor) stays as the last guard).
+ * A limited subject, and every peer of a network with a network cap, gets a class minor once and
+ * keeps it while it stays on its interface; writers of one interface take turns
+ * ({@link inAllocationTurn}), so two never pick the same minor (the unique index on (node,
+ * interface, class_minor) stays as the last guard). The network's default caps are copied onto the
+ * row in the same turn (see src/db/network-caps.ts). Share and burst fields the subject leaves out
+ * keep their stored values.
  * @returns the row before (undefined for a new subject) and after.
  */
 export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now()): Promise<{ previous: LimitRow | undefined; current: LimitRow }> {
@@ -120,8 +142,12 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
     const previous = previousRow ? toLimitRow(previousRow) : undefined;
     const sameInterface = previous && previous.node === node && previous.interface === subject.interface;
     let classMinor = sameInterface ? previous.classMinor : null;
+    const network = subject.networkId === null ? undefined : await trx('bw_network_caps').where({ network_id: subject.networkId }).first();
+    const defaults = { defaultUpKbps: Number(network?.default_up_kbps ?? 0), defaultDownKbps: Number(network?.default_down_kbps ?? 0) };
+    const networkCapped = Number(network?.total_up_kbps ?? 0) > 0 || Number(network?.total_down_kbps ?? 0) > 0;
     // A throttled subject keeps a class while its throttle is in force, whatever its own caps.
-    if (classMinor === null && (isLimited(subject) || (previous !== undefined && isThrottled(previous)))) classMinor = await allocateClassMinor(trx, node, subject.interface);
+    const needsClass = networkCapped || isLimited({ ...subject, ...defaults }) || (previous !== undefined && isThrottled(previous));
+    if (classMinor === null && needsClass) classMinor = await allocateClassMinor(trx, node, subject.interface);
     const values = {
       name: subject.name,
       node,
@@ -133,6 +159,11 @@ export async function saveLimit(db: Knex, subject: SubjectLimit, now = Date.now(
       public_key: subject.publicKey ?? null,
       up_kbps: subject.upKbps,
       down_kbps: subject.downKbps,
+      min_kbps: subject.minKbps ?? previous?.minKbps ?? 0,
+      burst_kbps: subject.burstKbps ?? previous?.burstKbps ?? 0,
+      burst_bytes: subject.burstBytes ?? previous?.burstBytes ?? 0,
+      default_up_kbps: defaults.defaultUpKbps,
+      default_down_kbps: defaults.defaultDownKbps,
       class_minor: classMinor,
       status: 'pending',
       last_error: null,
@@ -238,17 +269,18 @@ export interface LimitFilter {
   limitedOnly?: boolean;
 }
 
-/** Rows the kernel caps: configured caps, or a quota's throttle in force. */
+/** Rows the kernel caps: configured caps, a network default, or a quota's throttle in force (as {@link isLimited}). */
 const shapedRows = (q: Knex.QueryBuilder) =>
-  q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0).orWhere('throttle_up_kbps', '>', 0).orWhere('throttle_down_kbps', '>', 0);
+  q.where('up_kbps', '>', 0).orWhere('down_kbps', '>', 0).orWhere('default_up_kbps', '>', 0).orWhere('default_down_kbps', '>', 0)
+    .orWhere('throttle_up_kbps', '>', 0).orWhere('throttle_down_kbps', '>', 0);
 
-/** Narrows a `bw_limits` query by type, network, status (`unlimited` = 0/0, not throttled) and limited-ness. */
+/** Narrows a `bw_limits` query by type, network, status (`unlimited` = 0/0, no default, not throttled) and limited-ness. */
 export function applyFilter(query: Knex.QueryBuilder, filter: LimitFilter): Knex.QueryBuilder {
   if (filter.subjectType) query.where({ subject_type: filter.subjectType });
   if (filter.networkId) query.where({ network_id: filter.networkId });
   // Spelled out rather than NOT(shaped): the throttle columns are NULL, and NOT(NULL OR …) is not true.
   if (filter.status === 'unlimited') {
-    query.where({ up_kbps: 0, down_kbps: 0 })
+    query.where({ up_kbps: 0, down_kbps: 0, default_up_kbps: 0, default_down_kbps: 0 })
       .andWhere((q) => q.whereNull('throttle_up_kbps').orWhere('throttle_up_kbps', '<=', 0))
       .andWhere((q) => q.whereNull('throttle_down_kbps').orWhere('throttle_down_kbps', '<=', 0));
   }

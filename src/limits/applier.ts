@@ -1,13 +1,14 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../plugin-api.js';
-import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type InterfaceRef } from '../db/limits.js';
+import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type InterfaceRef, type LimitRow } from '../db/limits.js';
+import { networkCapsOfInterface } from '../db/network-caps.js';
 import type { Executor } from '../shaping/executor.js';
 import { KeyedMutex, interfaceLockKey } from '../shaping/lock.js';
 import { commandLine, type Operation } from '../shaping/operations.js';
 import type { PlanCapabilities } from '../shaping/plan.js';
 import { reconcileInterface, removeInterface } from '../shaping/reconcile.js';
-import { changeSubjectRate } from '../shaping/rate-change.js';
-import { desiredInterface } from './desired.js';
+import { changeSubjectRates, type RateChange } from '../shaping/rate-change.js';
+import { desiredInterface, type InterfaceTotals } from './desired.js';
 import { failureReason } from './failure-reason.js';
 import type { OutcomeReason } from './outcome-reason.js';
 
@@ -34,6 +35,11 @@ export interface ApplierOptions {
   capabilities: () => Promise<PlanCapabilities>;
   logger: Logger;
   node?: string;
+  /**
+   * The network caps an interface is shaped with. @default its network's row in `bw_network_caps`
+   * ({@link networkCapsOfInterface}); the agent keeps the totals the panel pushed beside its interfaces.
+   */
+  networkCaps?: (ref: InterfaceRef, rows: LimitRow[]) => Promise<InterfaceTotals | null | undefined>;
 }
 
 const render = (operations: Operation[]) => operations.map((operation) => commandLine(operation).join(' '));
@@ -56,15 +62,12 @@ export class LimitApplier {
   }
 
   /**
-   * Reconciles one interface with every subject the database holds for it. With `rateChange` (one
-   * subject's caps moved between two non-zero values and the kernel had the old ones applied), it
-   * takes the fast path: a `class change` per direction, no read of the interface.
+   * Reconciles one interface with every subject the database holds for it. With `rateChanges`
+   * (subjects whose caps, guarantee or burst moved while the kernel had the old ones applied: one
+   * subject's own change, or a network default's on every subject it applies to), it takes the
+   * fast path: `class change`s only, no read of the interface.
    */
-  async applyInterface(
-    iface: string,
-    netns: string | null,
-    rateChange?: { subjectId: string; previous: { upKbps: number; downKbps: number } },
-  ): Promise<InterfaceOutcome> {
+  async applyInterface(iface: string, netns: string | null, rateChanges?: RateChange | readonly RateChange[]): Promise<InterfaceOutcome> {
     const ref: InterfaceRef = { node: this.node, interface: iface, netns };
     return this.locks.run(interfaceLockKey(iface, netns ?? undefined), async () => {
       const { db, executor, logger } = this.options;
@@ -76,14 +79,20 @@ export class LimitApplier {
       // The fast path of a rate change only knows about the subject it changed.
       let decided = limited;
       try {
-        const desired = desiredInterface(ref, rows);
+        const totals = await (this.options.networkCaps ?? ((r, l) => networkCapsOfInterface(db, r, l)))(ref, rows);
+        const desired = desiredInterface(ref, rows, totals);
         const caps = await this.options.capabilities();
-        const result = rateChange
-          ? await changeSubjectRate(desired, rateChange.subjectId, rateChange.previous, executor, caps, { locks: new KeyedMutex() })
+        const list = rateChanges === undefined ? [] : 'subjectId' in rateChanges ? [rateChanges] : rateChanges;
+        const fast = list.length > 0 ? list : undefined;
+        const result = fast
+          ? await changeSubjectRates(desired, fast, executor, caps, { locks: new KeyedMutex() })
           : await reconcileInterface(desired, executor, caps, { locks: new KeyedMutex() });
         outcome.operations = render(result.operations);
         rejected = new Map(result.rejected.map((r) => [r.subjectId, r.message]));
-        if ('fastPath' in result && result.fastPath && rateChange) decided = limited.filter((row) => row.subjectId === rateChange.subjectId);
+        if ('fastPath' in result && result.fastPath && fast) {
+          const changedIds = new Set(fast.map((change) => change.subjectId));
+          decided = limited.filter((row) => changedIds.has(row.subjectId));
+        }
         if (result.repaired !== undefined) {
           logger.warn('the kernel refused the incremental plan; the interface was rebuilt from scratch', { interface: iface, netns, refused: result.repaired });
         }

@@ -2,24 +2,75 @@ import type { Knex } from 'knex';
 import type { HostRecords, Logger, SubjectType, ValidationIssue } from '../plugin-api.js';
 import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, toLimitRow, type LimitRow, type SubjectLimit } from '../db/limits.js';
 import { recordEvent } from '../db/events.js';
+import { getNetworkCaps, hasNetworkCap, moveNetworkCaps, NO_NETWORK_CAPS, setNetworkCaps, type NetworkCaps, type NetworkCapsInput } from '../db/network-caps.js';
 import { LOCAL_NODE } from '../nodes/node-name.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
 import { KeyedMutex } from '../shaping/lock.js';
 import { DesiredStateError, parseDesiredInterface } from '../shaping/model.js';
 import { rejectedSubjects } from '../shaping/plan.js';
+import type { RateChange } from '../shaping/rate-change.js';
 import type { InterfaceOutcome } from './applier.js';
-import { desiredInterface } from './desired.js';
+import { networkShapeIssues, subjectShapeIssues } from './cap-rules.js';
+import { desiredInterface, desiredSubject } from './desired.js';
 import { resyncWithHost, type ResyncResult } from './resync.js';
 
 /** What the service needs of an applier: the panel's {@link NodeApplier}, or the engine's own LimitApplier (the CLI). */
 export interface Applier {
   readonly mode: 'local' | 'recording';
-  applyInterface(iface: string, netns: string | null, rateChange?: { subjectId: string; previous: { upKbps: number; downKbps: number } }, node?: string): Promise<InterfaceOutcome>;
+  /** `rateChanges`: subjects whose numbers alone moved while the kernel had the old ones (the engine's fast path). */
+  applyInterface(iface: string, netns: string | null, rateChanges?: RateChange | readonly RateChange[], node?: string): Promise<InterfaceOutcome>;
   removeInterface(iface: string, netns: string | null, node?: string): Promise<InterfaceOutcome>;
   reconcileAll(): Promise<InterfaceOutcome[]>;
 }
 
-const caps = (row: { upKbps: number; downKbps: number } | undefined) => ({ up_kbps: row?.upKbps ?? 0, down_kbps: row?.downKbps ?? 0 });
+type Stored = Pick<LimitRow, 'upKbps' | 'downKbps' | 'minKbps' | 'burstKbps' | 'burstBytes'>;
+
+/** A subject's stored values for the audit log: its caps, with its guarantee and burst where it has them. */
+const caps = (row: Stored | undefined, other?: Stored) => ({
+  up_kbps: row?.upKbps ?? 0,
+  down_kbps: row?.downKbps ?? 0,
+  ...((row?.minKbps ?? 0) > 0 || (other?.minKbps ?? 0) > 0 ? { min_kbps: row?.minKbps ?? 0 } : {}),
+  ...((row?.burstKbps ?? 0) > 0 || (other?.burstKbps ?? 0) > 0 ? { burst_kbps: row?.burstKbps ?? 0, burst_bytes: row?.burstBytes ?? 0 } : {}),
+});
+
+/** What a change of a subject may set; a field left out keeps its stored value. */
+export interface SubjectChange {
+  upKbps?: number | undefined;
+  downKbps?: number | undefined;
+  minKbps?: number | undefined;
+  burstKbps?: number | undefined;
+  burstBytes?: number | undefined;
+}
+
+/** Where a network's interface is, for {@link LimitsService.changeNetworkCaps}. */
+export interface NetworkRef {
+  networkId: string;
+  node: string;
+  interface: string;
+  netns: string | null;
+}
+
+const networkJson = (caps: Pick<NetworkCaps, 'totalUpKbps' | 'totalDownKbps' | 'defaultUpKbps' | 'defaultDownKbps'>) => ({
+  total_up_kbps: caps.totalUpKbps, total_down_kbps: caps.totalDownKbps, default_up_kbps: caps.defaultUpKbps, default_down_kbps: caps.defaultDownKbps,
+});
+
+/** The values a change asks for, over what is stored (absent fields keep theirs). */
+function merged(subject: SubjectLimit, change: SubjectChange, stored: LimitRow | undefined): SubjectLimit {
+  return {
+    ...subject,
+    upKbps: change.upKbps ?? stored?.upKbps ?? 0,
+    downKbps: change.downKbps ?? stored?.downKbps ?? 0,
+    minKbps: change.minKbps ?? subject.minKbps ?? stored?.minKbps ?? 0,
+    burstKbps: change.burstKbps ?? subject.burstKbps ?? stored?.burstKbps ?? 0,
+    burstBytes: change.burstBytes ?? subject.burstBytes ?? stored?.burstBytes ?? 0,
+  };
+}
+
+/** The values the kernel holds for a row, as the fast path wants them. */
+const applied = (row: LimitRow): RateChange['previous'] => {
+  const subject = desiredSubject(row);
+  return { upKbps: subject.upKbps, downKbps: subject.downKbps, minKbps: subject.minKbps ?? 0, ...(subject.burst ? { burst: subject.burst } : {}) };
+};
 
 /**
  * The plugin's one way to change limits: store the desired caps first, then apply them, then
@@ -64,13 +115,33 @@ export class LimitsService {
    * (valid addresses, none owned by another limited subject) before anything is written.
    */
   async validate(subject: SubjectLimit): Promise<ValidationIssue[]> {
-    if (!isLimited(subject)) return [];
+    const network = subject.networkId === null ? undefined : await getNetworkCaps(this.db, subject.networkId);
+    const stored = subject.minKbps === undefined || subject.burstKbps === undefined || subject.burstBytes === undefined
+      ? await getLimit(this.db, subject.subjectType, subject.subjectId)
+      : undefined;
+    const wanted: SubjectLimit = {
+      ...subject,
+      minKbps: subject.minKbps ?? stored?.minKbps ?? 0,
+      burstKbps: subject.burstKbps ?? stored?.burstKbps ?? 0,
+      burstBytes: subject.burstBytes ?? stored?.burstBytes ?? 0,
+    };
+    const shapeIssues = subjectShapeIssues(
+      { upKbps: wanted.upKbps, downKbps: wanted.downKbps, minKbps: wanted.minKbps ?? 0, burstKbps: wanted.burstKbps ?? 0, burstBytes: wanted.burstBytes ?? 0 },
+      network ?? NO_NETWORK_CAPS,
+    );
+    if (shapeIssues.length > 0) return shapeIssues;
+    const defaults = { defaultUpKbps: network?.defaultUpKbps ?? 0, defaultDownKbps: network?.defaultDownKbps ?? 0 };
+    if (!isLimited({ ...subject, ...defaults }) && !hasNetworkCap(network)) return [];
     const others = (await limitsOnInterface(this.db, subject.node ?? 'local', subject.interface, subject.netns)).filter(
       (row) => !(row.subjectType === subject.subjectType && row.subjectId === subject.subjectId),
     );
     const used = others.flatMap((row) => (row.classMinor === null ? [] : [row.classMinor]));
     const candidate: LimitRow = {
-      ...subject,
+      ...wanted,
+      minKbps: wanted.minKbps ?? 0,
+      burstKbps: wanted.burstKbps ?? 0,
+      burstBytes: wanted.burstBytes ?? 0,
+      ...defaults,
       publicKey: subject.publicKey ?? null,
       node: subject.node ?? 'local',
       id: 0,
@@ -85,10 +156,10 @@ export class LimitsService {
     };
     try {
       const ref = { node: candidate.node, interface: subject.interface, netns: subject.netns };
-      const desired = parseDesiredInterface(desiredInterface(ref, [...others, candidate]));
+      const desired = parseDesiredInterface(desiredInterface(ref, [...others, candidate], network));
       // The planner's own limits (a u32 bucket holds 4095 prefixes): refuse the subject that would
       // cross them, or push an existing subject out, instead of storing a cap that cannot apply.
-      const before = rejectedSubjects(parseDesiredInterface(desiredInterface(ref, others)));
+      const before = rejectedSubjects(parseDesiredInterface(desiredInterface(ref, others, network)));
       const after = rejectedSubjects(desired);
       const displaced = [...after].find(([id]) => !before.has(id));
       if (displaced) {
@@ -104,17 +175,17 @@ export class LimitsService {
   }
 
   /**
-   * Sets the directions `caps` mentions (the others keep their stored value), checks the result can
-   * be shaped, then stores and applies it. Returns the first problem instead when it cannot.
+   * Sets the caps, guarantee and burst `caps` mentions (the others keep their stored value), checks
+   * the result can be shaped, then stores and applies it. Returns the first problem instead when it cannot.
    */
   async change(
     subject: SubjectLimit,
-    caps: { upKbps?: number; downKbps?: number },
+    caps: SubjectChange,
     actor: string,
   ): Promise<{ limit: LimitRow; issue?: never } | { issue: ValidationIssue; limit?: never }> {
     return this.bySubject(subject.subjectType, subject.subjectId, async () => {
       const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
-      const wanted = { ...subject, upKbps: caps.upKbps ?? stored?.upKbps ?? 0, downKbps: caps.downKbps ?? stored?.downKbps ?? 0 };
+      const wanted = merged(subject, caps, stored);
       const issue = (await this.validate(wanted))[0];
       if (issue) return { issue };
       return { limit: (await this.store(wanted, actor)).limit };
@@ -122,13 +193,13 @@ export class LimitsService {
   }
 
   /**
-   * Like {@link change} without the check (the host's validate hook has run): the directions `caps`
+   * Like {@link change} without the check (the host's validate hook has run): the fields `caps`
    * mentions are set, the others keep their stored value; for the host's update hooks.
    */
-  async merge(subject: SubjectLimit, caps: { upKbps?: number | undefined; downKbps?: number | undefined }, actor: string): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
+  async merge(subject: SubjectLimit, caps: SubjectChange, actor: string): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
     return this.bySubject(subject.subjectType, subject.subjectId, async () => {
       const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
-      return this.store({ ...subject, upKbps: caps.upKbps ?? stored?.upKbps ?? 0, downKbps: caps.downKbps ?? stored?.downKbps ?? 0 }, actor);
+      return this.store(merged(subject, caps, stored), actor);
     });
   }
 
@@ -149,25 +220,20 @@ export class LimitsService {
     if (moved && isLimited(previous)) await this.applyStored(previous.interface, previous.netns, undefined, previous.node);
     const needsKernel = isLimited(current) || (previous !== undefined && isLimited(previous)) || current.status !== 'applied';
     const onlyRate =
-      previous !== undefined && !moved && previous.status === 'applied' && isLimited(previous) && isLimited(current) &&
+      previous !== undefined && !moved && (previous.status === 'applied' || previous.status === 'throttled') && isLimited(previous) && isLimited(current) &&
       previous.classMinor === current.classMinor && previous.addresses.join() === current.addresses.join();
     const outcome = needsKernel
-      ? await this.applyStored(
-        current.interface,
-        current.netns,
-        onlyRate ? { subjectId: current.subjectId, previous: { upKbps: previous.upKbps, downKbps: previous.downKbps } } : undefined,
-        current.node,
-      )
+      ? await this.applyStored(current.interface, current.netns, onlyRate ? [{ subjectId: current.subjectId, previous: applied(previous) }] : undefined, current.node)
       : null;
-    const changed = !previous || previous.upKbps !== current.upKbps || previous.downKbps !== current.downKbps;
+    const changed = !previous || JSON.stringify(caps(previous, current)) !== JSON.stringify(caps(current, previous));
     if (changed && (isLimited(current) || (previous && isLimited(previous)))) {
       await recordEvent(this.db, {
         actor,
         subjectType: current.subjectType,
         subjectId: current.subjectId,
         action: isLimited(current) ? action : 'limit.cleared',
-        oldValue: previous ? caps(previous) : null,
-        newValue: caps(current),
+        oldValue: previous ? caps(previous, current) : null,
+        newValue: caps(current, previous),
         result: outcome?.status ?? 'applied',
         message: outcome?.error ?? null,
         reason: outcome?.reason ?? null,
@@ -210,6 +276,7 @@ export class LimitsService {
 
   /** A network's interface appeared (or was renamed): move its peers there and apply. */
   async interfaceAppeared(networkId: string, iface: string, netns: string | null, actor: string, node = 'local'): Promise<InterfaceOutcome> {
+    await moveNetworkCaps(this.db, networkId, { node, interface: iface, netns });
     const rows = ((await this.db('bw_limits').where({ subject_type: 'peer', network_id: networkId })) as Record<string, unknown>[]).map(toLimitRow);
     for (const row of rows) {
       if (row.interface !== iface || row.netns !== netns || row.node !== node) {
@@ -221,6 +288,66 @@ export class LimitsService {
       await recordEvent(this.db, { actor, action: 'interface.applied', newValue: { interface: iface, netns }, result: outcome.status, message: outcome.error, reason: outcome.reason });
     }
     return outcome;
+  }
+
+  /** Checks a network's caps as they would be after a change (fields left out keep their stored values). */
+  async validateNetworkCaps(networkId: string, caps: NetworkCapsInput): Promise<ValidationIssue[]> {
+    const stored = (await getNetworkCaps(this.db, networkId)) ?? NO_NETWORK_CAPS;
+    return networkShapeIssues({
+      totalUpKbps: caps.totalUpKbps ?? stored.totalUpKbps,
+      totalDownKbps: caps.totalDownKbps ?? stored.totalDownKbps,
+      defaultUpKbps: caps.defaultUpKbps ?? stored.defaultUpKbps,
+      defaultDownKbps: caps.defaultDownKbps ?? stored.defaultDownKbps,
+    });
+  }
+
+  /**
+   * Changes a network's caps (fields left out keep their stored values): checks them, stores them
+   * with the defaults copied onto its peers and a class for each peer under a network cap (one
+   * transaction), applies the interface and audits `network.caps`. A change of the defaults alone
+   * goes through the engine's fast path for the subjects it moves (class changes only); a change of
+   * a network cap is a normal reconcile, whose diff is class changes only.
+   * Like {@link change}, nothing after the store throws: an apply that fails leaves the rows `pending`.
+   * @returns the stored caps and the kernel's answer (null when nothing changed), or the first problem.
+   */
+  async changeNetworkCaps(
+    network: NetworkRef,
+    caps: NetworkCapsInput,
+    actor: string,
+  ): Promise<{ caps: NetworkCaps; outcome: InterfaceOutcome | null; issue?: never } | { issue: ValidationIssue; caps?: never; outcome?: never }> {
+    const issue = (await this.validateNetworkCaps(network.networkId, caps))[0];
+    if (issue) return { issue };
+    const { previous, current, changes } = await setNetworkCaps(this.db, network, caps);
+    const before = previous ?? { ...NO_NETWORK_CAPS, node: current.node, interface: current.interface, netns: current.netns };
+    const same = JSON.stringify(networkJson(before)) === JSON.stringify(networkJson(current));
+    const moved = before.node !== current.node || before.interface !== current.interface || before.netns !== current.netns;
+    if (same && changes.length === 0 && !moved) return { caps: current, outcome: null };
+    const totalsSame = before.totalUpKbps === current.totalUpKbps && before.totalDownKbps === current.totalDownKbps;
+    // The defaults alone moved subjects that the kernel holds with a class: their numbers change, nothing else.
+    const fast = totalsSame && !moved && changes.length > 0 &&
+      changes.every(({ before: row }) => row.classMinor !== null && (row.status === 'applied' || row.status === 'throttled') && row.interface === current.interface);
+    const outcome = await this.applyStored(
+      current.interface,
+      current.netns,
+      fast ? changes.map(({ before: row }) => ({ subjectId: row.subjectId, previous: applied(row) })) : undefined,
+      current.node,
+    );
+    // Peers left on another interface (the host moved the network; a resync has not followed yet).
+    const elsewhere = new Map(changes.filter(({ after }) => after.interface !== current.interface || after.node !== current.node || after.netns !== current.netns)
+      .map(({ after }) => [JSON.stringify([after.node, after.interface, after.netns]), after]));
+    for (const row of elsewhere.values()) await this.applyStored(row.interface, row.netns, undefined, row.node);
+    if (!same) {
+      await recordEvent(this.db, {
+        actor,
+        action: 'network.caps',
+        oldValue: { network_id: network.networkId, ...networkJson(before) },
+        newValue: { network_id: network.networkId, ...networkJson(current) },
+        result: outcome.status,
+        message: outcome.error,
+        reason: outcome.reason,
+      }).catch((error: unknown) => this.logger.error('the audit event of stored network caps was not written', { network: network.networkId, error: (error as Error).message }));
+    }
+    return { caps: (await getNetworkCaps(this.db, network.networkId).catch(() => undefined)) ?? current, outcome };
   }
 
   /** An interface went away: remove the plugin's qdiscs and IFB from it. */

@@ -7,6 +7,8 @@
  */
 import { z } from 'zod';
 
+import { MAX_BURST_BYTES } from '../shaping/model.js';
+
 import type { OutcomeReason } from '../limits/outcome-reason.js';
 import type { KernelStatus } from '../db/limits.js';
 
@@ -19,15 +21,26 @@ export interface NodeSubject {
   /** The panel's id (opaque string). */
   id: string;
   name: string;
-  /** HTB class minor the panel allocated; null for an unlimited subject (counted, not shaped). */
+  /**
+   * HTB class minor the panel allocated; null for a subject the node does not shape (an unlimited
+   * one on an interface without a network cap: counted, not shaped).
+   */
   classMinor: number | null;
   /** A peer's allowed IPs (CIDRs); a VM owns its interface: []. */
   addresses: string[];
   /** A peer's WireGuard public key (accounting matches `wg show dump` lines by it). */
   publicKey: string | null;
-  /** kbit/s, 0 = unlimited; directions from the subject's point of view. */
+  /**
+   * EFFECTIVE caps in kbit/s, 0 = unlimited; directions from the subject's point of view. The panel
+   * resolves its network's default and a quota's throttle: the node shapes what it is told.
+   */
   upKbps: number;
   downKbps: number;
+  /** Guaranteed rate (kbit/s, each direction) under a network cap; absent or 0: an equal share. Since issue 14. */
+  minKbps?: number;
+  /** Burst rate (kbit/s) and size (bytes), both or neither; absent: no burst (the panel sends one only while it is in force). */
+  burstKbps?: number;
+  burstBytes?: number;
 }
 
 /** Body of `PUT /v1/interfaces/:name`: the full desired state of one interface. */
@@ -40,6 +53,9 @@ export interface InterfaceState {
   kind: 'wireguard' | 'vm';
   netns: string | null;
   subjects: NodeSubject[];
+  /** Network caps of the interface (kbit/s); absent or 0: none. With one, every subject has a class minor. */
+  totalUpKbps?: number;
+  totalDownKbps?: number;
 }
 
 /** What the kernel answered for one subject. */
@@ -141,6 +157,9 @@ export const nodeSubjectSchema = z.strictObject({
   publicKey: z.string().max(64).nullable(),
   upKbps: kbps,
   downKbps: kbps,
+  minKbps: kbps.optional(),
+  burstKbps: kbps.optional(),
+  burstBytes: z.number().int('must be a whole number of bytes').min(0, 'must be ≥ 0').max(MAX_BURST_BYTES, `must be ≤ ${MAX_BURST_BYTES}`).optional(),
 });
 
 export const interfaceStateSchema = z.strictObject({
@@ -148,6 +167,8 @@ export const interfaceStateSchema = z.strictObject({
   kind: z.enum(['wireguard', 'vm']),
   netns: netnsSchema,
   subjects: z.array(nodeSubjectSchema).max(100_000),
+  totalUpKbps: kbps.optional(),
+  totalDownKbps: kbps.optional(),
 });
 
 /** Thrown for a malformed message; `field` names the offending value (`subjects.3.upKbps`). */
@@ -178,6 +199,7 @@ export function parseInterfaceState(input: unknown): InterfaceState {
   const state = parseWith(interfaceStateSchema, input);
   const minors = new Set<number>();
   const ids = new Set<string>();
+  const networkCapped = (state.totalUpKbps ?? 0) > 0 || (state.totalDownKbps ?? 0) > 0;
   state.subjects.forEach((subject, index) => {
     const key = `${subject.type}:${subject.id}`;
     if (ids.has(key)) throw new ProtocolError(`subjects.${index}.id: ${key} appears twice`, `subjects.${index}.id`);
@@ -188,6 +210,13 @@ export function parseInterfaceState(input: unknown): InterfaceState {
     }
     const limited = subject.upKbps > 0 || subject.downKbps > 0;
     if (limited && subject.classMinor === null) throw new ProtocolError(`subjects.${index}.classMinor: a capped subject needs a class minor`, `subjects.${index}.classMinor`);
+    if (networkCapped && subject.classMinor === null) {
+      throw new ProtocolError(`subjects.${index}.classMinor: under a network cap every subject needs a class minor`, `subjects.${index}.classMinor`);
+    }
+    if ((subject.burstKbps ?? 0) > 0 !== (subject.burstBytes ?? 0) > 0) {
+      const field = (subject.burstKbps ?? 0) > 0 ? 'burstBytes' : 'burstKbps';
+      throw new ProtocolError(`subjects.${index}.${field}: a burst needs both burstKbps and burstBytes`, `subjects.${index}.${field}`);
+    }
     if (state.kind === 'vm' && subject.type !== 'vm') throw new ProtocolError(`subjects.${index}.type: a vm interface holds only its VM`, `subjects.${index}.type`);
     if (state.kind === 'wireguard' && subject.type !== 'peer') throw new ProtocolError(`subjects.${index}.type: a wireguard interface holds peers`, `subjects.${index}.type`);
   });

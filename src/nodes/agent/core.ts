@@ -18,8 +18,10 @@ import knexFactory from 'knex';
 
 import { knexConfigFromUrl } from '../../db/connect.js';
 import { migrateLatest } from '../../db/migrate.js';
-import { isLimited, limitsOnInterface, type LimitRow } from '../../db/limits.js';
+import { limitsOnInterface, type LimitRow } from '../../db/limits.js';
 import { LimitApplier } from '../../limits/applier.js';
+import { desiredSubject } from '../../limits/desired.js';
+import type { RateChange } from '../../shaping/rate-change.js';
 import { toOutcomeReason } from '../../limits/outcome-reason.js';
 import { Collector, readInterfaceCounters } from '../../accounting/collector.js';
 import type { InterfaceCounters } from '../../accounting/sysfs.js';
@@ -83,6 +85,10 @@ function subjectRow(name: string, state: InterfaceState, subject: NodeSubject, n
     public_key: subject.publicKey,
     up_kbps: subject.upKbps,
     down_kbps: subject.downKbps,
+    // What the panel sent is what the kernel holds: effective values, a burst only while in force.
+    min_kbps: subject.minKbps ?? 0,
+    burst_kbps: subject.burstKbps ?? 0,
+    burst_bytes: subject.burstBytes ?? 0,
     class_minor: subject.classMinor,
     status: 'pending',
     last_error: null,
@@ -92,10 +98,18 @@ function subjectRow(name: string, state: InterfaceState, subject: NodeSubject, n
   };
 }
 
-/** True when the kernel needs nothing new for this subject: same caps, class and addresses as applied. */
+/** True when the pushed numbers (caps, guarantee, burst) are the ones stored for the subject. */
+const sameNumbers = (before: LimitRow, after: NodeSubject): boolean =>
+  before.upKbps === after.upKbps && before.downKbps === after.downKbps && before.minKbps === (after.minKbps ?? 0) &&
+  before.burstKbps === (after.burstKbps ?? 0) && before.burstBytes === (after.burstBytes ?? 0);
+
+/** True when the kernel needs nothing new for this subject: same numbers, class and addresses as applied. */
 const unchanged = (before: LimitRow, after: NodeSubject): boolean =>
-  before.upKbps === after.upKbps && before.downKbps === after.downKbps && before.classMinor === after.classMinor &&
+  sameNumbers(before, after) && before.classMinor === after.classMinor &&
   before.addresses.join() === after.addresses.join() && before.publicKey === after.publicKey && before.name === after.name;
+
+/** The network caps the agent holds for an interface (pushed by the panel beside its subjects). */
+const totalsOf = (row: Row | undefined) => ({ totalUpKbps: Number(row?.total_up_kbps ?? 0), totalDownKbps: Number(row?.total_down_kbps ?? 0) });
 
 export class AgentCore extends EventEmitter<AgentEvents> {
   readonly node: string;
@@ -123,6 +137,7 @@ export class AgentCore extends EventEmitter<AgentEvents> {
       reason: options.modeReason ?? options.mode,
       capabilities: async () => (options.mode === 'recording' ? (options.dryRunCapabilities ?? { leaf: 'fq_codel' }) : { leaf: (await this.capabilities()).leaf }),
       logger: options.logger,
+      networkCaps: async (ref) => totalsOf((await db('bw_agent_interfaces').where({ interface: ref.interface, netns: ref.netns ?? '' }).first()) as Row | undefined),
     });
     this.collector = options.mode === 'local'
       ? new Collector({
@@ -160,6 +175,12 @@ export class AgentCore extends EventEmitter<AgentEvents> {
           table.bigInteger('updated_at').notNullable();
           table.primary(['interface', 'netns']);
         });
+      }
+      // The interface's network caps (issue 14), kept so a restart without the panel rebuilds the same tree.
+      for (const column of ['total_up_kbps', 'total_down_kbps']) {
+        if (!(await db.schema.hasColumn('bw_agent_interfaces', column))) {
+          await db.schema.alterTable('bw_agent_interfaces', (table) => table.integer(column).notNullable().defaultTo(0));
+        }
       }
       await db('bw_agent_meta').insert({ key: 'ledger_id', value: randomUUID() }).onConflict('key').ignore();
       const ledgerId = String((await db('bw_agent_meta').where({ key: 'ledger_id' }).first()).value);
@@ -217,8 +238,11 @@ export class AgentCore extends EventEmitter<AgentEvents> {
    */
   async putInterface(name: string, state: InterfaceState): Promise<InterfaceReport> {
     return this.putLocks.run(interfaceLockKey(name, state.netns ?? undefined), async () => {
-      const held = await this.heldVersion(name, state.netns);
+      const heldRow = (await this.db('bw_agent_interfaces').where({ interface: name, netns: state.netns ?? '' }).first()) as Row | undefined;
+      const held = heldRow ? Number(heldRow.version) : null;
       if (held !== null && state.version < held) return { ...(await this.report(name, state.netns, held, [])), stale: true };
+      const totalsBefore = totalsOf(heldRow);
+      const totals = { totalUpKbps: state.totalUpKbps ?? 0, totalDownKbps: state.totalDownKbps ?? 0 };
       const before = await limitsOnInterface(this.db, 'local', name, state.netns);
       const beforeById = new Map(before.map((row) => [subjectKey(row.subjectType, row.subjectId), row]));
       const now = this.now();
@@ -255,11 +279,16 @@ export class AgentCore extends EventEmitter<AgentEvents> {
         const added = state.subjects.filter((subject) => !beforeById.has(subjectKey(subject.type, subject.id))).map((subject) => subjectRow(name, state, subject, now));
         for (let i = 0; i < added.length; i += 200) await trx('bw_limits').insert(added.slice(i, i + 200));
         await trx('bw_agent_interfaces')
-          .insert({ interface: name, netns: state.netns ?? '', kind: state.kind, version: state.version, updated_at: now })
+          .insert({
+            interface: name, netns: state.netns ?? '', kind: state.kind, version: state.version, updated_at: now,
+            total_up_kbps: totals.totalUpKbps, total_down_kbps: totals.totalDownKbps,
+          })
           .onConflict(['interface', 'netns'])
           .merge();
       });
-      const outcome = await this.applier.applyInterface(name, state.netns, this.rateChangeOf(before, state));
+      // New network caps change every class's share: a normal reconcile (its diff is class changes only).
+      const sameTotals = totalsBefore.totalUpKbps === totals.totalUpKbps && totalsBefore.totalDownKbps === totals.totalDownKbps;
+      const outcome = await this.applier.applyInterface(name, state.netns, sameTotals ? this.rateChangesOf(before, state) : undefined);
       for (const ref of movedFrom.values()) await this.applier.applyInterface(ref.interface, ref.netns);
       const report = await this.report(name, state.netns, state.version, outcome.operations, outcome);
       this.emit('interface', report);
@@ -267,20 +296,25 @@ export class AgentCore extends EventEmitter<AgentEvents> {
     });
   }
 
-  /** The one capped subject whose rate alone changed (everything else as applied), for the fast path. */
-  private rateChangeOf(before: LimitRow[], state: InterfaceState): { subjectId: string; previous: { upKbps: number; downKbps: number } } | undefined {
+  /**
+   * The subjects whose numbers alone changed (one subject's caps, or a network default's on every
+   * subject it applies to; classes, addresses and everything else as applied), for the engine's
+   * fast path; undefined when anything else changed.
+   */
+  private rateChangesOf(before: LimitRow[], state: InterfaceState): RateChange[] | undefined {
     if (before.length !== state.subjects.length) return undefined;
     const byId = new Map(before.map((row) => [subjectKey(row.subjectType, row.subjectId), row]));
-    let changed: { subjectId: string; previous: { upKbps: number; downKbps: number } } | undefined;
+    const changes: RateChange[] = [];
     for (const subject of state.subjects) {
       const previous = byId.get(subjectKey(subject.type, subject.id));
       if (!previous || previous.status !== 'applied' || previous.interfaceKind !== state.kind) return undefined;
       if (unchanged(previous, subject)) continue;
-      const onlyRate = previous.classMinor === subject.classMinor && previous.addresses.join() === subject.addresses.join() && previous.publicKey === subject.publicKey;
-      if (!onlyRate || changed || !isLimited(previous) || !isLimited(subject)) return undefined;
-      changed = { subjectId: subject.id, previous: { upKbps: previous.upKbps, downKbps: previous.downKbps } };
+      const onlyNumbers = previous.classMinor !== null && previous.classMinor === subject.classMinor && previous.addresses.join() === subject.addresses.join() && previous.publicKey === subject.publicKey;
+      if (!onlyNumbers || sameNumbers(previous, subject)) return undefined;
+      const was = desiredSubject(previous);
+      changes.push({ subjectId: subject.id, previous: { upKbps: was.upKbps, downKbps: was.downKbps, minKbps: was.minKbps ?? 0, ...(was.burst ? { burst: was.burst } : {}) } });
     }
-    return changed;
+    return changes.length > 0 ? changes : undefined;
   }
 
   private async heldVersion(name: string, netns: string | null): Promise<number | null> {
@@ -325,6 +359,7 @@ export class AgentCore extends EventEmitter<AgentEvents> {
     const held = (await this.db('bw_agent_interfaces').where({ interface: name, netns: netns ?? '' }).first()) as Row | undefined;
     if (!held) return null;
     const rows = await limitsOnInterface(this.db, 'local', name, netns);
+    const totals = totalsOf(held);
     return {
       version: Number(held.version),
       kind: held.kind === 'vm' ? 'vm' : 'wireguard',
@@ -332,7 +367,11 @@ export class AgentCore extends EventEmitter<AgentEvents> {
       subjects: rows.map((row) => ({
         type: row.subjectType, id: row.subjectId, name: row.name, classMinor: row.classMinor, addresses: row.addresses,
         publicKey: row.publicKey, upKbps: row.upKbps, downKbps: row.downKbps,
+        ...(row.minKbps > 0 ? { minKbps: row.minKbps } : {}),
+        ...(row.burstKbps > 0 ? { burstKbps: row.burstKbps, burstBytes: row.burstBytes } : {}),
       })),
+      ...(totals.totalUpKbps > 0 ? { totalUpKbps: totals.totalUpKbps } : {}),
+      ...(totals.totalDownKbps > 0 ? { totalDownKbps: totals.totalDownKbps } : {}),
     };
   }
 

@@ -9,7 +9,9 @@ import type { Knex } from 'knex';
 
 import { isLimited, limitsOnInterface, setStatus, interfacesWithLimits, type LimitRow, type LimitStatus } from '../../db/limits.js';
 import type { InterfaceOutcome } from '../../limits/applier.js';
-import { effectiveCaps, isThrottled } from '../../limits/effective.js';
+import { hasNetworkCap, networkCapsOfInterface } from '../../db/network-caps.js';
+import { desiredSubject, type InterfaceTotals } from '../../limits/desired.js';
+import { isThrottled } from '../../limits/effective.js';
 import type { OutcomeReason } from '../../limits/outcome-reason.js';
 import type { Logger } from '../../plugin-api.js';
 import { KeyedMutex } from '../../shaping/lock.js';
@@ -35,29 +37,36 @@ export interface NodeApplierOptions {
 const keyOf = (node: string, iface: string, netns: string | null) => JSON.stringify([node, iface, netns]);
 
 /**
- * A desired state from an interface's rows (unlimited subjects too: the agent counts them). The
- * node is sent each subject's effective caps (a quota's throttle included): it shapes what it is
- * told and never learns why.
+ * A desired state from an interface's rows (unlimited subjects too: the agent counts them) and its
+ * network's caps. The node is sent each subject's effective values (its network's default and a
+ * quota's throttle resolved, its burst only while in force): it shapes what it is told and never
+ * learns why. Under a network cap every subject is sent with its class.
  */
-export function interfaceStateOf(rows: LimitRow[], version: number, netns: string | null): InterfaceState {
-  return {
+export function interfaceStateOf(rows: LimitRow[], version: number, netns: string | null, totals?: InterfaceTotals | null): InterfaceState {
+  const capped = hasNetworkCap(totals);
+  const state: InterfaceState = {
     version,
     kind: rows[0]?.interfaceKind ?? 'wireguard',
     netns,
     subjects: rows.map((row) => {
-      const caps = effectiveCaps(row);
+      const shaped = desiredSubject(row);
       return {
         type: row.subjectType,
         id: row.subjectId,
         name: row.name,
-        classMinor: isLimited(row) ? row.classMinor : null,
-        addresses: row.interfaceKind === 'vm' ? [] : row.addresses,
+        classMinor: isLimited(row) || capped ? row.classMinor : null,
+        addresses: shaped.addresses,
         publicKey: row.publicKey,
-        upKbps: caps.upKbps,
-        downKbps: caps.downKbps,
+        upKbps: shaped.upKbps,
+        downKbps: shaped.downKbps,
+        ...(shaped.minKbps ? { minKbps: shaped.minKbps } : {}),
+        ...(shaped.burst ? { burstKbps: shaped.burst.kbps, burstBytes: shaped.burst.bytes } : {}),
       };
     }),
   };
+  if (totals && totals.totalUpKbps > 0) state.totalUpKbps = totals.totalUpKbps;
+  if (totals && totals.totalDownKbps > 0) state.totalDownKbps = totals.totalDownKbps;
+  return state;
 }
 
 export class NodeApplier {
@@ -96,13 +105,14 @@ export class NodeApplier {
         if (rows.length === 0) {
           report = await link.deleteInterface(iface, netns);
         } else {
-          report = await link.putInterface(iface, interfaceStateOf(rows, this.nextVersion(), netns));
+          const ref = { node, interface: iface, netns };
+          report = await link.putInterface(iface, interfaceStateOf(rows, this.nextVersion(), netns, await networkCapsOfInterface(db, ref, rows)));
           if (report.stale) {
             // The agent holds a later version (another panel's clock ran ahead): what was just read
             // is the database's current state, so it goes with the version after the agent's.
             this.lastVersion = Math.max(this.lastVersion, report.version);
             const fresh = await limitsOnInterface(db, node, iface, netns);
-            report = await link.putInterface(iface, interfaceStateOf(fresh, this.nextVersion(), netns));
+            report = await link.putInterface(iface, interfaceStateOf(fresh, this.nextVersion(), netns, await networkCapsOfInterface(db, ref, fresh)));
           }
         }
         outcome.operations = report.operations;

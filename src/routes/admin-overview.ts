@@ -8,7 +8,7 @@ import { countSubjects, listSubjects, QUOTA_FILTERS, SORT_KEYS, type QuotaFilter
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import type { Settings } from '../settings.js';
-import { bandwidthInput } from '../hooks/bandwidth-fields.js';
+import { bandwidthInput, shareInput, type ShareInput } from '../hooks/bandwidth-fields.js';
 import { formatBytes, formatCaps, formatKbps, formatRate } from '../views/format.js';
 import { outcomeVerdict, reasonText } from '../views/reason.js';
 import { eventChange, eventSubject } from '../views/event-change.js';
@@ -24,6 +24,8 @@ import { utilisation } from '../accounting/utilisation.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { grandTotals, totalsBySubject, type Totals } from '../accounting/queries.js';
 import { LOCAL_NODE, NODE_NAME } from '../nodes/node-name.js';
+import { effectiveCaps } from '../limits/effective.js';
+import { networkSummaries } from './network-summary.js';
 
 export const PLUGIN_VIEWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'views');
 
@@ -62,7 +64,8 @@ export function readOverviewQuery(query: Record<string, unknown>): SubjectQuery 
 
 /**
  * `/admin/bandwidth`: cards (24 h totals, current aggregate rate, limited, failed/pending,
- * collector), then every subject with caps, live rate, utilisation, 24 h and 30 d totals and
+ * collector), each network's caps and how full it is (its peers' live rate against its network
+ * cap, per direction), then every subject with caps, live rate, utilisation, 24 h and 30 d totals and
  * status and quota use — sortable by any column, searchable, filterable (by quota state too) and
  * paginated on the server, with an inline set/clear form that works without JavaScript; then the
  * audit log and the quota webhook's delivery log.
@@ -116,7 +119,7 @@ export function mountOverview(
         for (const row of rows) {
           const key = `${row.subjectType}:${row.subjectId}`;
           const rate = rates.get(key);
-          ranks.set(key, query.sort === 'rate' ? (rate?.upKbps ?? 0) + (rate?.downKbps ?? 0) : (utilisation(row, rate)?.percent ?? -1));
+          ranks.set(key, query.sort === 'rate' ? (rate?.upKbps ?? 0) + (rate?.downKbps ?? 0) : (utilisation(effectiveCaps(row), rate)?.percent ?? -1));
         }
       }
       return ranks;
@@ -140,6 +143,7 @@ export function mountOverview(
       aggregateDown += rate.downKbps;
     }
     const networks = (await db('bw_limits').whereNotNull('network_id').distinct('network_id', 'interface').orderBy('interface')) as { network_id: string; interface: string }[];
+    const networkRows = await networkSummaries(db, collector, countOptionsOf(settings), await host.records.networks());
     // The node column and filter appear once there is more than the panel's own machine.
     const nodeNames = new Set<string>([
       LOCAL_NODE,
@@ -175,6 +179,7 @@ export function mountOverview(
       quotaStatuses,
       deliveries,
       networks,
+      networkRows,
       nodes,
       showNodes: nodes.length > 1 || (query.node !== undefined && query.node !== LOCAL_NODE),
       page: current,
@@ -186,6 +191,7 @@ export function mountOverview(
       lastTick: collector?.lastTick ?? null,
       accounting: collector !== null,
       utilisation,
+      effectiveCaps,
       formatCaps,
       formatKbps,
       formatBytes,
@@ -203,7 +209,11 @@ export function mountOverview(
 
   router.post(`${page.path}/limits/:type/:id`, auth.admin('admin'), auth.verifyCsrf, async (req, res) => {
     const clear = req.body?.action === 'clear';
-    const parsed = clear ? { upKbps: 0, downKbps: 0, issues: [] } : bandwidthInput((req.body ?? {}) as Record<string, unknown>);
+    const input = (req.body ?? {}) as Record<string, unknown>;
+    // Clear takes the burst with the caps (a burst needs a cap to burst above); the guarantee stays.
+    const caps = clear ? { upKbps: 0, downKbps: 0, issues: [] } : bandwidthInput(input);
+    const share: ShareInput = clear ? { burstKbps: 0, burstBytes: 0, issues: [] } : shareInput(input);
+    const parsed = { ...caps, ...share, issues: [...caps.issues, ...share.issues] };
     const key = `${String(req.params.type)}:${String(req.params.id)}`;
     const back = typeof req.body?.return_to === 'string' && req.body.return_to.startsWith(page.path) && !req.body.return_to.startsWith('//')
       ? (req.body.return_to as string)
@@ -231,7 +241,9 @@ export function mountOverview(
       }
       throw error;
     }
-    const changed = await service.change(subject, parsed, auth.actor(req).name);
+    const changed = await service.change(subject, {
+      upKbps: parsed.upKbps, downKbps: parsed.downKbps, minKbps: parsed.minKbps, burstKbps: parsed.burstKbps, burstBytes: parsed.burstBytes,
+    }, auth.actor(req).name);
     if (changed.issue) return refuse(changed.issue.message);
     const { limit } = changed;
     views.flash(req, `${limit.name}: ${formatCaps(limit.upKbps, limit.downKbps)}${outcomeVerdict(limit)}`);

@@ -23,6 +23,8 @@ import { httpAnswer, inputError } from './errors.js';
 import { lookupSubject } from './subject-lookup.js';
 import { parseTime } from './time-params.js';
 import { PLUGIN_VIEWS } from './admin-overview.js';
+import { effectiveBurst, effectiveCaps } from '../limits/effective.js';
+import { getNetworkCaps } from '../db/network-caps.js';
 
 const hourLabel = (start: number) => new Date(start).toISOString().slice(11, 16);
 const dayLabel = (start: number) => new Date(start).toISOString().slice(5, 10);
@@ -165,9 +167,12 @@ export function mountSubjectPage(
       currentRates(db, collector, [{ subjectType: subject.subjectType, subjectId: subject.subjectId }], counting),
     ]);
     const quota = await quotas.status(subject.subjectType, subject.subjectId);
-    const network = quota?.source === 'network' && limit?.networkId ? await host.records.network(Number(limit.networkId)) : undefined;
-    const capUp = limit?.upKbps ?? 0;
-    const capDown = limit?.downKbps ?? 0;
+    const network = limit?.networkId ? await host.records.network(Number(limit.networkId)) : undefined;
+    const networkCaps = limit?.networkId ? await getNetworkCaps(db, limit.networkId) : undefined;
+    // What the kernel holds per direction and where it comes from: its own cap, its network's default, a quota's throttle.
+    const effective = effectiveCaps(limit ?? { upKbps: 0, downKbps: 0 });
+    const capUp = effective.upKbps;
+    const capDown = effective.downKbps;
     const name = limit?.name || subject.name;
     await views.render(req, res, join(PLUGIN_VIEWS, 'bandwidth', 'subject.ejs'), {
       title: `${subject.subjectType === 'vm' ? 'VM' : 'Peer'} ${name}`,
@@ -186,7 +191,11 @@ export function mountSubjectPage(
       dayChart: renderChart({ title: `${name}: last 30 days, daily average`, points: days, bucketMs: DAY_MS, capUpKbps: capUp, capDownKbps: capDown, label: dayLabel }),
       events: events.events,
       quota,
-      quotaNetwork: network ? { id: network.id, name: network.name } : null,
+      quotaNetwork: quota?.source === 'network' && network ? { id: network.id, name: network.name } : null,
+      effective,
+      burst: limit ? effectiveBurst(limit) : undefined,
+      network: network ? { id: network.id, name: network.name } : null,
+      networkCaps: networkCaps ?? null,
       quotaError,
       quotaPercent: quota ? usedPercent(quota.usedBytes, quota.limitBytes) : 0,
       projectedPercent: quota && quota.projectedBytes !== null ? usedPercent(quota.projectedBytes, quota.limitBytes) : null,

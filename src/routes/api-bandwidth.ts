@@ -5,7 +5,10 @@ import { countLimits, getLimit, getLimits, listLimits, type LimitRow, type Limit
 import { listEvents } from '../db/events.js';
 import type { LimitsService } from '../limits/service.js';
 import { bandwidthFields } from '../hooks/register-hooks.js';
-import { bandwidthInput, DOWN_FIELD, UP_FIELD } from '../hooks/bandwidth-fields.js';
+import {
+  bandwidthInput, BURST_BYTES_FIELD, BURST_KBPS_FIELD, DEFAULT_DOWN_FIELD, DEFAULT_UP_FIELD, DOWN_FIELD, MIN_FIELD, networkInput, shareInput,
+  TOTAL_DOWN_FIELD, TOTAL_UP_FIELD, UP_FIELD,
+} from '../hooks/bandwidth-fields.js';
 import { inputError, notFound, pageParams, parseId } from './errors.js';
 import { NotFoundError } from '../errors.js';
 import type { CollectorView as Collector } from '../accounting/collector.js';
@@ -15,16 +18,33 @@ import { utilisation } from '../accounting/utilisation.js';
 import { DAY_MS } from '../accounting/buckets.js';
 import { totalsBySubject } from '../accounting/queries.js';
 import { sendJson } from './json.js';
-import { effectiveCaps } from '../limits/effective.js';
+import { effectiveBurst, effectiveCaps } from '../limits/effective.js';
 import { lookupSubject } from './subject-lookup.js';
+import { LOCAL_NODE } from '../nodes/node-name.js';
+import type { NetworkRecord } from '../plugin-api.js';
+import { networkCapsJson, networkSummaries } from './network-summary.js';
 
-/** The caps the kernel holds for the subject and where each comes from (its own cap, a quota's throttle). */
+/** The fields `PUT /api/bandwidth/limits/:type/:id` takes. */
+const SUBJECT_FIELDS = [UP_FIELD, DOWN_FIELD, MIN_FIELD, BURST_KBPS_FIELD, BURST_BYTES_FIELD];
+/** The fields `PUT /api/bandwidth/networks/:id` takes, named as in the host's network bodies. */
+const NETWORK_FIELDS = [TOTAL_UP_FIELD, TOTAL_DOWN_FIELD, DEFAULT_UP_FIELD, DEFAULT_DOWN_FIELD];
+
+/**
+ * The caps the kernel holds for the subject and where each comes from (its own cap, its network's
+ * default, a quota's throttle), with its guarantee and burst and whether the burst is in force.
+ */
 function effectiveFields(row: LimitRow) {
   const caps = effectiveCaps(row);
   return {
+    bandwidth_min_kbps: row.minKbps,
+    bandwidth_burst_kbps: row.burstKbps,
+    bandwidth_burst_bytes: row.burstBytes,
+    default_up_kbps: row.defaultUpKbps,
+    default_down_kbps: row.defaultDownKbps,
     effective_up_kbps: caps.upKbps,
     effective_down_kbps: caps.downKbps,
     effective_source: caps.source,
+    burst_active: effectiveBurst(row) !== undefined,
     throttle_up_kbps: row.throttleUpKbps,
     throttle_down_kbps: row.throttleDownKbps,
   };
@@ -67,13 +87,21 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
     const totals = await totalsBySubject(db, now - DAY_MS, now, { subjectType, subjectIds: ids });
     const rates = await currentRates(db, collector, ids.map((subjectId) => ({ subjectType, subjectId })), counting);
     return (id: string) => {
-      const fields = bandwidthFields(rows.get(id));
+      const row = rows.get(id);
+      const fields = bandwidthFields(row);
       const rate = rates.get(`${subjectType}:${id}`);
       const total = totals.get(`${subjectType}:${id}`);
-      const use = utilisation({ upKbps: Number(fields.bandwidth_up_kbps), downKbps: Number(fields.bandwidth_down_kbps) }, rate);
+      const effective = effectiveCaps(row ?? { upKbps: 0, downKbps: 0 });
+      const use = utilisation(effective, rate);
       return {
         bandwidth_up_kbps: fields.bandwidth_up_kbps,
         bandwidth_down_kbps: fields.bandwidth_down_kbps,
+        bandwidth_min_kbps: row?.minKbps ?? 0,
+        bandwidth_burst_kbps: row?.burstKbps ?? 0,
+        bandwidth_burst_bytes: row?.burstBytes ?? 0,
+        effective_up_kbps: effective.upKbps,
+        effective_down_kbps: effective.downKbps,
+        effective_source: effective.source,
         current_up_kbps: rate?.upKbps ?? 0,
         current_down_kbps: rate?.downKbps ?? 0,
         class_up_kbps: rate?.classUpKbps ?? null,
@@ -128,16 +156,51 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
 
   router.put('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {
     const input = body(req);
-    const unknown = Object.keys(input).find((key) => key !== UP_FIELD && key !== DOWN_FIELD);
-    if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send ${UP_FIELD} and/or ${DOWN_FIELD}`);
-    if (Object.keys(input).length === 0) throw inputError('body', `Send ${UP_FIELD} and/or ${DOWN_FIELD}`);
-    const parsed = bandwidthInput(input);
-    const issue = parsed.issues[0];
+    const unknown = Object.keys(input).find((key) => !SUBJECT_FIELDS.includes(key));
+    if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send any of ${SUBJECT_FIELDS.join(', ')}`);
+    if (Object.keys(input).length === 0) throw inputError('body', `Send any of ${SUBJECT_FIELDS.join(', ')}`);
+    const caps = bandwidthInput(input);
+    const share = shareInput(input);
+    const issue = [...caps.issues, ...share.issues][0];
     if (issue) throw inputError(issue.field, issue.message);
     const subject = await lookupSubject(host, req.params.type, req.params.id);
-    const changed = await service.change(subject, parsed, actor(req));
+    const changed = await service.change(subject, {
+      upKbps: caps.upKbps, downKbps: caps.downKbps, minKbps: share.minKbps, burstKbps: share.burstKbps, burstBytes: share.burstBytes,
+    }, actor(req));
     if (changed.issue) throw inputError(changed.issue.field, changed.issue.message);
     res.json({ limit: limitJson(changed.limit) });
+  });
+
+  const networkOf = async (req: Request): Promise<NetworkRecord> => {
+    const id = parseId(req.params.id);
+    const network = id === undefined ? undefined : await host.records.network(id);
+    if (!network) throw notFound('network', String(req.params.id));
+    return network;
+  };
+  const answerNetwork = async (res: Parameters<typeof sendJson>[0], network: NetworkRecord) => {
+    const [summary] = await networkSummaries(db, collector, counting, [network]);
+    sendJson(res, { network: networkCapsJson(summary!) });
+  };
+
+  // A network's caps (totals and defaults per peer), for panels without the server-rendered network form.
+  router.get('/api/bandwidth/networks/:id', auth.api, async (req, res) => answerNetwork(res, await networkOf(req)));
+
+  router.put('/api/bandwidth/networks/:id', auth.api, async (req, res) => {
+    const input = body(req);
+    const unknown = Object.keys(input).find((key) => !NETWORK_FIELDS.includes(key));
+    if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send any of ${NETWORK_FIELDS.join(', ')}`);
+    if (Object.keys(input).length === 0) throw inputError('body', `Send any of ${NETWORK_FIELDS.join(', ')}`);
+    const parsed = networkInput(input);
+    const issue = parsed.issues[0];
+    if (issue) throw inputError(issue.field, issue.message);
+    const network = await networkOf(req);
+    const changed = await service.changeNetworkCaps(
+      { networkId: String(network.id), node: network.node ?? LOCAL_NODE, interface: network.interface, netns: network.netns },
+      { totalUpKbps: parsed.totalUpKbps, totalDownKbps: parsed.totalDownKbps, defaultUpKbps: parsed.defaultUpKbps, defaultDownKbps: parsed.defaultDownKbps },
+      actor(req),
+    );
+    if (changed.issue) throw inputError(changed.issue.field, changed.issue.message);
+    await answerNetwork(res, network);
   });
 
   router.delete('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {

@@ -215,6 +215,34 @@ export interface IperfResult {
 
 let nextPort = 5300;
 
+/** One interval report of an iperf3 transfer, at the receiver, in seconds from the start of the test. */
+export interface IperfInterval {
+  start: number;
+  end: number;
+  bytes: number;
+  bitsPerSecond: number;
+}
+
+/** An iperf3 transfer with the receiver's interval reports (see {@link iperfReport}). */
+export interface IperfReport extends IperfResult {
+  /** Receiver-side reports, one per `intervalSeconds`, in order. */
+  intervals: IperfInterval[];
+  /** `Date.now()` just before the client started: lines up the intervals of transfers run side by side. */
+  startedAt: number;
+}
+
+/** Options of {@link iperf} and {@link iperfReport}. */
+export interface IperfOptions {
+  serverNs: string;
+  clientNs: string;
+  target: string;
+  seconds?: number;
+  omitSeconds?: number;
+  reverse?: boolean;
+  mss?: number;
+  udp?: { mbps: number; length: number };
+}
+
 /**
  * One transfer with iperf3 (TCP unless `udp`): a one-off server in `serverNs` (listening on every address),
  * a client in `clientNs` connecting to `target`. `reverse` makes the server send (iperf3 -R).
@@ -222,22 +250,47 @@ let nextPort = 5300;
  * segment size (iperf3 -M), for flows of smaller packets; `udp` sends UDP datagrams of `length`
  * bytes at `mbps` instead of TCP (iperf3 -u -b -l), a load that does not back off.
  */
-export async function iperf(
-  lab: Lab,
-  options: { serverNs: string; clientNs: string; target: string; seconds?: number; omitSeconds?: number; reverse?: boolean; mss?: number; udp?: { mbps: number; length: number } },
-): Promise<IperfResult> {
+export async function iperf(lab: Lab, options: IperfOptions): Promise<IperfResult> {
+  const { bitsPerSecond, bytes } = await iperfReport(lab, options);
+  return { bitsPerSecond, bytes };
+}
+
+interface IperfJsonInterval {
+  sum?: { start?: number; end?: number; bytes?: number; bits_per_second?: number; omitted?: boolean };
+}
+
+/**
+ * Like {@link iperf}, with the receiver's reports every `intervalSeconds` (iperf3 -i): the client's
+ * own when it receives (`reverse`), else the server's (--get-server-output). A rate that changes
+ * during the transfer (a burst, a flow joining or leaving) is read from these, not from the summary.
+ */
+export async function iperfReport(lab: Lab, options: IperfOptions & { intervalSeconds?: number }): Promise<IperfReport> {
   const port = String((nextPort += 1));
-  const server = lab.spawn(options.serverNs, ['iperf3', '-s', '-1', '-p', port]);
+  const interval = options.intervalSeconds === undefined ? [] : ['-i', String(options.intervalSeconds)];
+  // The client gets the server's reports as JSON only from a server started with -J.
+  const server = lab.spawn(options.serverNs, ['iperf3', '-s', '-1', '-p', port, ...(interval.length > 0 ? [...interval, '-J'] : [])]);
   await waitFor(`iperf3 server on ${options.serverNs}:${port}`, async () => (await lab.executor.run(['ss', '-Hltn', `sport = :${port}`], { netns: options.serverNs })).stdout.trim() !== '');
   const seconds = options.seconds ?? 3;
   const omit = options.omitSeconds ?? 1;
   const args = ['iperf3', '-c', options.target, '-p', port, '-t', String(seconds), '-O', String(omit), '-J', ...(options.reverse ? ['-R'] : []), ...(options.mss ? ['-M', String(options.mss)] : []),
-    ...(options.udp ? ['-u', '-b', `${options.udp.mbps}M`, '-l', String(options.udp.length)] : [])];
+    ...(options.udp ? ['-u', '-b', `${options.udp.mbps}M`, '-l', String(options.udp.length)] : []),
+    ...(interval.length > 0 ? [...interval, ...(options.reverse ? [] : ['--get-server-output'])] : [])];
+  const startedAt = Date.now();
   const { stdout } = await lab.executor.run(args, { netns: options.clientNs, timeoutMs: (seconds + omit + 15) * 1000 });
   await server;
-  const report = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number; bytes?: number } }; error?: string };
+  const report = JSON.parse(stdout) as {
+    end?: { sum_received?: { bits_per_second?: number; bytes?: number } };
+    error?: string;
+    intervals?: IperfJsonInterval[];
+    server_output_json?: { intervals?: IperfJsonInterval[] };
+  };
   if (report.error) throw new Error(`iperf3: ${report.error}`);
   const received = report.end?.sum_received;
   if (received?.bits_per_second === undefined) throw new Error('iperf3 printed no receiver summary');
-  return { bitsPerSecond: received.bits_per_second, bytes: received.bytes ?? 0 };
+  const receiverIntervals = (options.reverse ? report.intervals : report.server_output_json?.intervals) ?? [];
+  const intervals = receiverIntervals.flatMap(({ sum }) =>
+    sum === undefined || sum.omitted === true ? [] : [{ start: sum.start ?? 0, end: sum.end ?? 0, bytes: sum.bytes ?? 0, bitsPerSecond: sum.bits_per_second ?? 0 }],
+  );
+  if (interval.length > 0 && intervals.length === 0) throw new Error('iperf3 printed no receiver intervals');
+  return { bitsPerSecond: received.bits_per_second, bytes: received.bytes ?? 0, intervals, startedAt };
 }

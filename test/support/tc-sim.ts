@@ -8,7 +8,11 @@
  * - network namespaces, devices (`ip link add … type ifb|dummy|veth|wireguard`, `set up|down`,
  *   `del`), their default root qdisc (none when down, `pfifo_fast` on an up IFB, `noqueue` else);
  * - qdiscs: root (`add|replace|change|del`, the kernel's create/graft/change rules and messages; HTB
- *   has no change operation), HTB leaves `parent 1:N handle N: pfifo|sfq|fq_codel`, `ingress`;
+ *   has no change operation; a `replace` by another kind under the same handle is refused), HTB leaves
+ *   `parent 1:N handle N: pfifo|sfq|fq_codel|tbf` (a deleted leaf leaves HTB's hidden default pfifo),
+ *   `ingress`; `tbf rate R burst B limit L` with its bucket kept the way sch_tbf keeps it (nanoseconds
+ *   through the rate's mult/shift) and printed the way iproute2 6.1 prints it (`lat`, or `limit` when
+ *   the queue is shorter than the bucket), and its one class `N:1` in `tc class show`;
  * - HTB classes: `add|change|replace|del`, children, `Error: HTB class in use.` while a u32 key bound
  *   to it lives (bound when the key was added while the class existed — also in orphaned tables);
  *   rates/bursts printed the way iproute2 6.1 rounds them;
@@ -37,7 +41,7 @@ export interface TcSimOptions {
   /**
    * Qdisc kinds the simulated kernel has modules for; others fail with
    * `Error: Specified qdisc kind is unknown.` (this machine's 6.18 lacks sfq and fq_codel).
-   * @default ['htb', 'pfifo', 'bfifo', 'sfq', 'fq_codel', 'ingress']
+   * @default ['htb', 'pfifo', 'bfifo', 'sfq', 'fq_codel', 'tbf', 'ingress']
    */
   qdiscKinds?: readonly string[];
 }
@@ -339,6 +343,11 @@ function sizeText(size: number): string {
   return `${size}b`;
 }
 
+/** dev->qdisc_hash as the kernel walks it: 16 buckets by hash_32(handle), newest first within a bucket. */
+function hashOrder(device: { hashed: readonly Qdisc[] }): Qdisc[] {
+  return [...device.hashed].sort((a, b) => qdiscHashBucket(handleOf(a.major)) - qdiscHashBucket(handleOf(b.major)) || b.seq - a.seq);
+}
+
 /** `hash_32(handle, 4)`: the bucket of the device's qdisc hash (16 buckets). */
 function qdiscHashBucket(handle: number): number {
   return Number((BigInt(handle >>> 0) * 0x61c88647n) & 0xffffffffn) >>> 28;
@@ -354,6 +363,74 @@ function jsonText(value: Json): string {
   if (value instanceof Pairs) return `{${value.entries.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`;
   if (Array.isArray(value)) return `[${value.map(jsonText).join(',')}]`;
   return JSON.stringify(value);
+}
+
+// ---- tbf ---------------------------------------------------------------------------------------
+
+const TBF_USAGE =
+  'Usage: ... tbf limit BYTES burst BYTES[/BYTES] rate KBPS [ mtu BYTES[/BYTES] ]\n\t[ peakrate KBPS ] [ latency TIME ] [ overhead BYTES ] [ linklayer TYPE ]';
+
+/**
+ * iproute2 6.1 `tbf_parse_opt` for `rate`, `burst` (`buffer`, `maxburst`) and `limit`: all three are
+ * required (iproute2 names every missing one, then prints its usage), so a `change` replaces them all.
+ */
+function tbfOptions(args: readonly string[]): Record<string, number> {
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < args.length; i += 1) {
+    const arg = args[i] ?? '';
+    const value = args[i + 1];
+    const name = arg === 'buffer' || arg === 'maxburst' || 'burst'.startsWith(arg) ? 'burst' : arg === 'rate' ? 'rate' : 'limit'.startsWith(arg) && arg !== '' ? 'limit' : null;
+    if (name === null) {
+      if (['latency', 'mtu', 'minburst', 'mpu', 'peakrate', 'overhead', 'linklayer'].includes(arg)) throw unsupported(`tbf ${arg}`);
+      throw usage(`tbf: unknown parameter "${arg}"\n${TBF_USAGE}`);
+    }
+    if (value === undefined) throw unsupported(`tbf ${arg} without a value`);
+    if (seen[name] !== undefined) throw usage(`tbf: duplicate "${name === 'burst' ? 'buffer/burst/maxburst' : name}" specification`);
+    // get_size refuses what does not fit an unsigned int; get_rate64 takes anything.
+    const parsed = name === 'rate' ? parseRate(value) : value.includes('/') ? null : parseSize(value);
+    if (parsed === null || (name !== 'rate' && parsed > 0xffffffff)) throw usage(`tbf: illegal value for "${name === 'burst' ? arg : name}": "${value}"`);
+    seen[name] = parsed;
+    i += 1;
+  }
+  const missing: string[] = [];
+  if (!seen.rate) missing.push('tbf: the "rate" parameter is mandatory.');
+  if (!seen.burst) missing.push('tbf: the "burst" parameter is mandatory.');
+  if (!seen.limit) missing.push('tbf: either "limit" or "latency" is required.');
+  if (missing.length > 0) throw usage(`${missing.join('\n')}\n${TBF_USAGE}`);
+  return { rate: seen.rate ?? 0, burst: seen.burst ?? 0, limit: seen.limit ?? 0 };
+}
+
+/**
+ * A tbf's options as `tc -j qdisc show` prints them. iproute2 6.1 sends the burst in bytes
+ * (TCA_TBF_BURST); sch_tbf keeps it as nanoseconds at the rate (`psched_l2t_ns`: len × mult >> shift)
+ * and dumps it in 64 ns ticks, cut to 32 bits; iproute2 turns the ticks back into whole µs, then bytes,
+ * truncating each time (`tc_calc_xmitsize`): 12345 B at 10 Mbit/s prints as 12343. It prints `lat` (µs
+ * a full queue waits beyond the bucket) when that is ≥ 0, else `limit`.
+ */
+function tbfJson(rateBytes: number, burst: number, limit: number): Pairs {
+  const { mult, shift } = ratecfg(rateBytes);
+  const ns = (BigInt(burst) * mult) >> shift;
+  const ticks = Number((ns >> 6n) & 0xffffffffn);
+  const usec = Math.floor(ticks / TICK_IN_USEC);
+  const printed = Math.floor((rateBytes * usec) / 1e6) >>> 0;
+  const latency = 1e6 * (limit / rateBytes) - usec;
+  return obj(['rate', rateBytes], ['burst', printed], latency >= 0 ? ['lat', Math.floor(latency)] : ['limit', limit]);
+}
+
+/** `psched_ratecfg_precompute__`: ns per byte as mult >> shift, mult kept at 31 significant bits. */
+function ratecfg(rateBytes: number): { mult: bigint; shift: bigint } {
+  const rate = BigInt(rateBytes);
+  let factor = 1_000_000_000n;
+  let shift = 0n;
+  let mult = 1n;
+  if (rate <= 0n) return { mult, shift };
+  for (;;) {
+    mult = factor / rate;
+    if ((mult & (1n << 31n)) !== 0n || (factor & (1n << 63n)) !== 0n) break;
+    factor <<= 1n;
+    shift += 1n;
+  }
+  return { mult, shift };
 }
 
 // ---- the simulator -------------------------------------------------------------------------
@@ -377,7 +454,7 @@ export class TcSim implements Executor {
   private autoHandle = 0x8000;
 
   constructor(options: TcSimOptions = {}) {
-    this.qdiscKinds = new Set(options.qdiscKinds ?? ['htb', 'pfifo', 'bfifo', 'sfq', 'fq_codel', 'ingress']);
+    this.qdiscKinds = new Set(options.qdiscKinds ?? ['htb', 'pfifo', 'bfifo', 'sfq', 'fq_codel', 'tbf', 'ingress']);
     this.namespaces.set('', this.newNetns());
   }
 
@@ -719,9 +796,7 @@ export class TcSim implements Executor {
           : obj(['kind', 'noqueue'], ['handle', '0:'], ['root', true], ['refcnt', 2], ['options', obj()]),
       );
     }
-    // dev->qdisc_hash: 16 buckets by hash_32(handle), newest first within a bucket.
-    const hashed = [...device.hashed].sort((a, b) => qdiscHashBucket(handleOf(a.major)) - qdiscHashBucket(handleOf(b.major)) || b.seq - a.seq);
-    for (const q of hashed) out.push(this.qdiscJson(device, q));
+    for (const q of hashOrder(device)) out.push(this.qdiscJson(device, q));
     if (device.ingress) out.push(this.qdiscJson(device, device.ingress));
     return `${jsonText(out)}\n`;
   }
@@ -742,6 +817,8 @@ export class TcSim implements Executor {
         ['direct_packets_stat', 0],
         ['direct_qlen', device.txqlen],
       );
+    } else if (q.kind === 'tbf') {
+      options = tbfJson(Number(q.options.rate), Number(q.options.burst), Number(q.options.limit));
     } else {
       options = new Pairs(Object.entries(q.options));
     }
@@ -811,6 +888,7 @@ export class TcSim implements Executor {
     } else {
       p = this.findQdisc(device, major(parent));
       if (!p) throw extackError('Failed to find specified qdisc');
+      if (p.kind === 'tbf') throw unsupported("a qdisc under a tbf's class");
       const cls = p.htb?.classes.get(minorOf(parent));
       if (!p.htb || !cls) throw extackError('Specified class not found');
       leafClass = cls;
@@ -993,6 +1071,8 @@ export class TcSim implements Executor {
           else throw usage(`What is "${args[i] ?? ''}"?`);
         }
         return out;
+      case 'tbf':
+        return tbfOptions(args);
       case 'ingress':
         if (args.length > 0) throw usage(`What is "${args[0] ?? ''}"?`);
         return out;
@@ -1120,10 +1200,19 @@ export class TcSim implements Executor {
   private classShow(ns: Netns, args: readonly string[], stats: boolean): string {
     const device = this.device(ns, args[0] === 'dev' ? args[1] : undefined);
     const root = device.root;
-    if (!root?.htb) return '';
+    if (!root) return '';
     const lines: string[] = [];
-    for (const classid of root.htb.hash.order()) {
-      const cls = root.htb.classes.get(minorOf(classid));
+    // tc_dump_tclass_root: the root's classes, then those of every qdisc in the device's hash. A tbf has
+    // one class, `N:1` (its inner bfifo, invisible, handle 0: no `leaf`), and no class statistics.
+    const tbfClass = (q: Qdisc): void => {
+      if (q.kind !== 'tbf') return;
+      lines.push(`class tbf ${hex(q.major)}:1 parent ${hex(q.major)}: `);
+      if (stats) lines.push('');
+    };
+    tbfClass(root);
+    const htb = root.htb;
+    for (const classid of htb?.hash.order() ?? []) {
+      const cls = htb?.classes.get(minorOf(classid));
       if (!cls) continue;
       const where = cls.parentMinor === null ? 'root' : `parent ${classidText((handleOf(root.major) | cls.parentMinor) >>> 0)}`;
       const leaf = cls.leaf ? `leaf ${hex(cls.leaf.major)}: ` : '';
@@ -1142,6 +1231,7 @@ export class TcSim implements Executor {
         );
       }
     }
+    for (const q of hashOrder(device)) tbfClass(q);
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
   }
 

@@ -334,6 +334,68 @@ test('qdiscs, classes and the ingress redirect answer and list like the kernel',
   assert.equal(report, '');
 });
 
+test('issue 14 trees: classes under 1:1 with rate below ceil, tbf leaves as printed (burst rounding, lat or limit, 64-bit rates), a leaf of another kind refused under the same handle, deleted and added again', async (t) => {
+  if (!requireKernel(t)) return;
+  const cls = (minor: string, parent: string, rate: string, ceil: string): string =>
+    `tc class add dev ${D} parent ${parent} classid 1:${minor} htb rate ${rate} ceil ${ceil} quantum 1500 burst 3028 cburst 12500`;
+  const tbf = (verb: string, minor: string, rest: string): string => `tc qdisc ${verb} dev ${D} parent 1:${minor} handle ${minor}: tbf ${rest}`;
+  const report = await divergences([
+    veth,
+    b(
+      `tc qdisc add dev ${D} root handle 1: htb default ffff`,
+      cls('1', '1:', '30000kbit', '30000kbit'),
+      cls('ffff', '1:1', '8kbit', '30000kbit'),
+      ...['2', '3', '4', '5', '6', '7', '8', '9', 'a', '1f'].map((m) => cls(m, '1:1', '9997kbit', '10000kbit')),
+    ),
+    classes(),
+    // The planner's bucket sizes and the kernel's rounding of them: ns at the rate through mult/shift,
+    // 64 ns ticks, whole µs, bytes. `lat` while the queue (limit) outlasts the bucket, else `limit`.
+    b(
+      tbf('add', '2', 'rate 10000kbit burst 12345 limit 300000'),
+      tbf('add', '3', 'rate 1000kbit burst 1000000 limit 300000'),
+      tbf('add', '4', 'rate 5000kbit burst 4500000 limit 300000'),
+      tbf('add', '5', 'rate 1000000kbit burst 1250000 limit 300000'),
+      tbf('add', '6', 'rate 50000000kbit burst 62500000 limit 300000'),
+      tbf('add', '7', 'rate 8kbit burst 3028 limit 300000'),
+      tbf('add', '8', 'rate 8kbit burst 4294967295 limit 300000'),
+      tbf('add', '9', 'rate 1234567kbit burst 1543209 limit 300000'),
+      tbf('add', 'a', 'rate 64kbit burst 3028 limit 300000'),
+    ),
+    qdiscs(),
+    classes(),
+    b(tbf('add', '1f', 'rate 8kbit burst 4294967296 limit 300000')),
+    b(tbf('add', '1f', 'rate 8kbit limit 300000')),
+    b(tbf('add', '1f', 'burst 3000')),
+    b(tbf('add', '1f', 'rate 8kbit burst 3000 foo 1')),
+    // A replace of the same kind and handle changes the options; of another kind it is refused; a
+    // change needs every option again.
+    b(tbf('replace', '2', 'rate 20000kbit burst 30000 limit 300000')),
+    b(tbf('change', '3', 'rate 2000kbit burst 40000 limit 300000')),
+    b(`tc qdisc replace dev ${D} parent 1:4 handle 4: pfifo limit 200`),
+    b(`tc qdisc replace dev ${D} parent 1:1f handle 1f: pfifo limit 200`, tbf('replace', '1f', 'rate 8kbit burst 3028 limit 300000')),
+    b(`tc qdisc add dev ${D} parent 1:1f handle 1f: pfifo limit 200`),
+    qdiscs(),
+    // A leaf deleted by its parent alone leaves the class HTB's hidden default pfifo (no `leaf` in
+    // the class line); a second delete finds handle 0; a new leaf takes the same handle.
+    b(`tc qdisc del dev ${D} parent 1:4`),
+    b(`tc qdisc del dev ${D} parent 1:4`),
+    qdiscs(),
+    classes(),
+    b(`tc qdisc add dev ${D} parent 1:4 handle 4: pfifo limit 200`, `tc qdisc del dev ${D} parent 1:5`, tbf('add', '5', 'rate 1000000kbit burst 1250000 limit 300000')),
+    b(`tc qdisc del dev ${D} parent 1:1f handle 1f: pfifo`),
+    b(`tc qdisc del dev ${D} parent 1:1f handle 1f: tbf`),
+    // Network cap and shares move by class change only; 1:1 stays the root.
+    b(`tc class change dev ${D} parent 1: classid 1:1 htb rate 50000kbit ceil 50000kbit quantum 6250 burst 62500 cburst 62500`, `tc class change dev ${D} parent 1:1 classid 1:2 htb rate 2000kbit ceil 20000kbit quantum 1500 burst 3028 cburst 25000`),
+    qdiscs(),
+    classes(),
+    b(`tc class del dev ${D} classid 1:1`),
+    b(`tc class del dev ${D} classid 1:2`),
+    qdiscs(),
+    classes(),
+  ]);
+  assert.equal(report, '');
+});
+
 test('classes list in the kernel class-hash order, also after it grows and shrinks', async (t) => {
   if (!requireKernel(t)) return;
   const minors = [0xffff, 2, 3, 0x1a, 0x100, 0x77, 5, 0x4000, 0xfffe, 9, 0x10, 0x11, 0x33, 0x81, 0xabc, 7, 8, 0x200];
@@ -362,6 +424,24 @@ test('the engine itself, reconciling the same desired states, gets the same answ
     [peer('c2', 3, ['10.77.1.113/32'], 0, 0)],
     [],
   ];
+  // Issue 14: network caps (every subject gets a class), guaranteed shares, and bursts (tbf leaves;
+  // leaves that change kind; buckets whose tbf prints `lat` and ones that print `limit`).
+  const totals: Pick<DesiredInterface, 'totalUpKbps' | 'totalDownKbps'>[] = states.map(() => ({}));
+  const bursting = (subject: DesiredInterface['subjects'][number], kbps: number, bytes: number) => ({ ...subject, burst: { kbps, bytes } });
+  const withMin = (subject: DesiredInterface['subjects'][number], minKbps: number) => ({ ...subject, minKbps });
+  const issue14: [Pick<DesiredInterface, 'totalUpKbps' | 'totalDownKbps'>, DesiredInterface['subjects']][] = [
+    [{ totalDownKbps: 30000 }, [peer('c1', 2, ['fd77::d0/128'], 0, 0), peer('c2', 3, ['10.77.1.113/32'], 0, 5000), peer('c3', 4, ['fd77::12f/128'], 0, 0)]],
+    [{ totalDownKbps: 30000, totalUpKbps: 20000 }, [withMin(peer('c1', 2, ['fd77::d0/128'], 0, 0), 12000), peer('c2', 3, ['10.77.1.113/32'], 0, 5000), peer('c3', 4, ['fd77::12f/128'], 1000, 0)]],
+    [{ totalDownKbps: 30000, totalUpKbps: 20000 }, [withMin(peer('c1', 2, ['fd77::d0/128'], 0, 0), 12000), bursting(peer('c2', 3, ['10.77.1.113/32'], 0, 5000), 20000, 2_000_000), bursting(peer('c3', 4, ['fd77::12f/128'], 1000, 0), 8000, 100_000)]],
+    [{ totalDownKbps: 40000 }, [peer('c1', 2, ['fd77::d0/128'], 0, 0), bursting(peer('c2', 3, ['10.77.1.113/32'], 0, 5000), 30000, 4_000_000), peer('c3', 4, ['fd77::12f/128'], 1000, 0)]],
+    [{}, [bursting(peer('c2', 3, ['10.77.1.113/32'], 2000, 5000), 30000, 4_000_000)]],
+    [{}, [peer('c2', 3, ['10.77.1.113/32'], 2000, 5000)]],
+    [{}, []],
+  ];
+  for (const [total, subjects] of issue14) {
+    states.push(subjects);
+    totals.push(total);
+  }
   const report = await withBoth(async (kernel, sim, netns) => {
     const lines: string[] = [];
     for (const executor of [kernel, sim]) {
@@ -370,7 +450,7 @@ test('the engine itself, reconciling the same desired states, gets the same answ
     const ifb = ifbNameFor('wgsim0', netns);
     const reads = (dev: string): Step[] => [qdiscs(dev), classes(dev), filters('1:', dev), filters('ffff:', dev)];
     for (const [index, subjects] of states.entries()) {
-      const desired: DesiredInterface = { name: 'wgsim0', netns, kind: 'wireguard', subjects };
+      const desired: DesiredInterface = { name: 'wgsim0', netns, kind: 'wireguard', subjects, ...totals[index] };
       for (let pass = 0; pass < 2; pass += 1) {
         const outcome = async (executor: Executor): Promise<string> => {
           try {

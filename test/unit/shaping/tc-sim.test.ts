@@ -123,3 +123,65 @@ test('reads come back in iproute2 6.1 form: the engine parses them, rates as pri
   assert.equal(actual.ifb.exists, false);
   await assert.rejects(sim.run(['tc', '-j', 'qdisc', 'show', 'dev', 'wg9'], { netns: NS }), (error: KernelError) => error.stderr === 'Cannot find device "wg9"\n');
 });
+
+test('a tbf leaf prints as iproute2 6.1 prints it: the burst rounded through the kernel ticks, `lat` or `limit`, and its class N:1', async () => {
+  const sim = simWith('wg0');
+  await sim.batch(
+    [
+      'qdisc add dev wg0 root handle 1: htb default ffff',
+      'class add dev wg0 parent 1: classid 1:1 htb rate 30mbit ceil 30mbit',
+      'class add dev wg0 parent 1:1 classid 1:2 htb rate 1mbit ceil 20mbit',
+      'class add dev wg0 parent 1:1 classid 1:3 htb rate 1mbit ceil 20mbit',
+      'qdisc add dev wg0 parent 1:2 handle 2: tbf rate 10000kbit burst 12345 limit 300000',
+      'qdisc add dev wg0 parent 1:3 handle 3: tbf rate 1000kbit burst 90000000 limit 300000',
+    ].map(tc),
+    NS,
+  );
+  const qdiscs = JSON.parse((await sim.run(['tc', '-j', 'qdisc', 'show', 'dev', 'wg0'], { netns: NS })).stdout) as { handle: string; options: unknown }[];
+  // The kernel's answers (tc-sim-kernel.test.ts): 12345 B come back as 12343; the queue outlasts that
+  // bucket, so `lat` and no `limit`; 720 s of bucket wraps the 32-bit ticks of the dump.
+  assert.deepEqual(
+    qdiscs.filter((q) => q.handle !== '1:').map((q) => [q.handle, q.options]),
+    [
+      ['2:', { rate: 1250000, burst: 12343, lat: 230125 }],
+      ['3:', { rate: 125000, burst: 21280523, limit: 300000 }],
+    ],
+  );
+  const text = (await sim.run(['tc', '-s', 'class', 'show', 'dev', 'wg0'], { netns: NS })).stdout;
+  assert.match(text, /class htb 1:2 parent 1:1 leaf 2: prio 0 rate 1Mbit ceil 20Mbit /);
+  assert.match(text, /\nclass tbf 2:1 parent 2: \n\nclass tbf 3:1 parent 3: \n\n$/);
+  assert.deepEqual(
+    parseClassText(text).map((c) => `${c.kind} ${c.classid} ${c.parent ?? 'root'}`),
+    ['htb 1:1 root', 'htb 1:2 1:1', 'htb 1:3 1:1', 'tbf 2:1 2:', 'tbf 3:1 3:'],
+  );
+});
+
+test('a leaf changes kind by delete and add: a replace of another kind under the same handle is refused, the deleted leaf leaves a hidden default', async () => {
+  const sim = simWith('wg0');
+  await sim.batch(
+    [
+      'qdisc add dev wg0 root handle 1: htb default ffff',
+      'class add dev wg0 parent 1: classid 1:1 htb rate 30mbit',
+      'class add dev wg0 parent 1:1 classid 1:2 htb rate 1mbit ceil 5mbit',
+      'qdisc add dev wg0 parent 1:2 handle 2: pfifo limit 200',
+    ].map(tc),
+    NS,
+  );
+  const refused = await refusal(sim, ['qdisc replace dev wg0 parent 1:2 handle 2: tbf rate 1000kbit burst 50000 limit 300000']);
+  assert.match(refused.stderr, /^Error: Invalid qdisc name: must match existing qdisc\.\nCommand failed -:1\n$/);
+  await sim.batch(['qdisc del dev wg0 parent 1:2', 'qdisc add dev wg0 parent 1:2 handle 2: tbf rate 1000kbit burst 50000 limit 300000'].map(tc), NS);
+  // Same kind, same handle: the options change in place.
+  await sim.batch([tc('qdisc replace dev wg0 parent 1:2 handle 2: tbf rate 2000kbit burst 60000 limit 300000')], NS);
+  const actual = await readActual(sim, 'wg0', NS);
+  assert.deepEqual(actual.egress?.qdiscs.map((q) => [q.kind, q.handle, q.parent, q.options]), [
+    ['htb', '1:', null, { r2q: 10, default: '0xffff', direct_packets_stat: 0, direct_qlen: 32 }],
+    ['tbf', '2:', '1:2', { rate: 250000, burst: 60000, lat: 960000 }],
+  ]);
+  // Deleted by its parent alone, the leaf leaves HTB's own pfifo (handle 0: unlisted, no `leaf`).
+  await sim.batch([tc('qdisc del dev wg0 parent 1:2')], NS);
+  const again = await refusal(sim, ['qdisc del dev wg0 parent 1:2']);
+  assert.match(again.stderr, /^Error: Cannot delete qdisc with handle of zero\./);
+  const text = (await sim.run(['tc', 'class', 'show', 'dev', 'wg0'], { netns: NS })).stdout;
+  assert.match(text, /^class htb 1:2 parent 1:1 prio 0 rate 1Mbit ceil 5Mbit /m);
+  await sim.batch([tc('qdisc add dev wg0 parent 1:2 handle 2: pfifo limit 200')], NS);
+});

@@ -28,7 +28,8 @@ export async function dropLimits(db: Knex, rows: LimitRow[]): Promise<LimitRow[]
 /**
  * Copies the host's name, network, interface, namespace, addresses and key into rows. A row that
  * moves to another interface gets a free class minor there (in that interface's allocation turn, as
- * `saveLimit` gets it); an unlimited one gives its minor up.
+ * `saveLimit` gets it) when it is limited or its new network has a network cap; an unlimited one
+ * gives its minor up. A row that moves to another network takes that network's default caps.
  * @returns the rows refreshed (a row written since it was read is left as it is).
  */
 export async function refreshLimits<T extends { row: LimitRow; subject: SubjectLimit }>(db: Knex, stale: T[], now = Date.now()): Promise<T[]> {
@@ -37,7 +38,7 @@ export async function refreshLimits<T extends { row: LimitRow; subject: SubjectL
   for (let i = 0; i < stale.length; i += CHUNK) {
     const chunk = stale.slice(i, i + CHUNK);
     // Rows that move take a minor on their new interface, so the chunk holds those interfaces' turns.
-    const turns = chunk.filter((entry) => moves(entry) && isLimited(entry.row)).map(({ subject }) => ({ node: subject.node ?? LOCAL_NODE, interface: subject.interface }));
+    const turns = chunk.filter((entry) => moves(entry)).map(({ subject }) => ({ node: subject.node ?? LOCAL_NODE, interface: subject.interface }));
     const done = await inAllocationTurn(db, turns, async (trx) => {
       const written: T[] = [];
       for (const entry of chunk) {
@@ -53,8 +54,16 @@ export async function refreshLimits<T extends { row: LimitRow; subject: SubjectL
           public_key: subject.publicKey ?? null,
           updated_at: now,
         };
+        let needsClass = isLimited(row);
+        if (subject.networkId !== row.networkId) {
+          const network = subject.networkId === null ? undefined : await trx('bw_network_caps').where({ network_id: subject.networkId }).first();
+          const defaults = { defaultUpKbps: Number(network?.default_up_kbps ?? 0), defaultDownKbps: Number(network?.default_down_kbps ?? 0) };
+          values.default_up_kbps = defaults.defaultUpKbps;
+          values.default_down_kbps = defaults.defaultDownKbps;
+          needsClass = isLimited({ ...row, ...defaults }) || Number(network?.total_up_kbps ?? 0) > 0 || Number(network?.total_down_kbps ?? 0) > 0;
+        }
         // An unlimited row gives its minor up when it moves: it could be taken on the new interface.
-        if (moves(entry)) values.class_minor = isLimited(row) ? await allocateClassMinor(trx, node, subject.interface) : null;
+        if (moves(entry)) values.class_minor = needsClass ? await allocateClassMinor(trx, node, subject.interface) : null;
         const updated = await trx('bw_limits').where({ id: row.id, updated_at: row.updatedAt.getTime() }).update(values);
         if (Number(updated) > 0) written.push(entry);
       }

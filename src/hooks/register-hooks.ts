@@ -1,20 +1,34 @@
 import { LOCAL_NODE } from '../nodes/node-name.js';
-import type { Host, ValidationIssue } from '../plugin-api.js';
+import type { Host, NetworkRecord, ValidationIssue } from '../plugin-api.js';
 import { getLimit, getLimits, isLimited, type LimitRow } from '../db/limits.js';
 import type { LimitsService } from '../limits/service.js';
-import { bandwidthInput } from './bandwidth-fields.js';
-import { peerSubject, vmSubject } from './subjects.js';
+import { getNetworkCapsMany, type NetworkCaps } from '../db/network-caps.js';
+import { effectiveCaps } from '../limits/effective.js';
+import { bandwidthInput, mentionsNetworkCaps, networkInput, shareInput } from './bandwidth-fields.js';
+import { networkRef, peerSubject, vmSubject } from './subjects.js';
 import { formatPrefix, parseCidr } from '../shaping/addresses.js';
 import type { QuotaService, QuotaStatus } from '../quotas/service.js';
 import { quotaChange } from '../quotas/input.js';
 import type { QuotaRow } from '../db/quotas.js';
 import type { SubjectType } from '../plugin-api.js';
 
-/** The fields a host's API responses and tables gain for a subject. */
+/**
+ * The fields a host's API responses and tables gain for a subject: its own caps, guarantee and
+ * burst as stored, and the caps the kernel holds with where each comes from (`own`, the network's
+ * `default`, a quota's `throttle`, or `none`).
+ */
 export function bandwidthFields(row: LimitRow | undefined): Record<string, unknown> {
+  const effective = row ? effectiveCaps(row) : { upKbps: 0, downKbps: 0, source: { up: 'none', down: 'none' } };
   return {
     bandwidth_up_kbps: row?.upKbps ?? 0,
     bandwidth_down_kbps: row?.downKbps ?? 0,
+    bandwidth_min_kbps: row?.minKbps ?? 0,
+    bandwidth_burst_kbps: row?.burstKbps ?? 0,
+    bandwidth_burst_bytes: row?.burstBytes ?? 0,
+    bandwidth_effective_up_kbps: effective.upKbps,
+    bandwidth_effective_down_kbps: effective.downKbps,
+    bandwidth_cap_source_up: effective.source.up,
+    bandwidth_cap_source_down: effective.source.down,
     // A throttled subject shows `throttled` even when it has no caps of its own.
     bandwidth_status: !row || !isLimited(row) ? 'unlimited' : row.status,
     bandwidth_error: row && isLimited(row) ? row.lastError : null,
@@ -44,6 +58,16 @@ export function quotaFields(own: QuotaRow | undefined, status: QuotaStatus | und
   };
 }
 
+/** The fields a host's API responses, tables and forms gain for a network: its caps (0 = none). */
+export function networkFields(caps: NetworkCaps | undefined): Record<string, unknown> {
+  return {
+    bandwidth_total_up_kbps: caps?.totalUpKbps ?? 0,
+    bandwidth_total_down_kbps: caps?.totalDownKbps ?? 0,
+    bandwidth_default_up_kbps: caps?.defaultUpKbps ?? 0,
+    bandwidth_default_down_kbps: caps?.defaultDownKbps ?? 0,
+  };
+}
+
 /** Trimmed, canonical and de-duplicated CIDRs (a bare address is a host route); unparsable ones stay for the check to name. */
 function canonicalAddresses(raw: string[]): string[] {
   const result: string[] = [];
@@ -60,13 +84,27 @@ function canonicalAddresses(raw: string[]): string[] {
   return result;
 }
 
-/** Caps from the input, falling back to what is stored for directions the input does not mention. */
+/** Caps, guarantee and burst from the input, falling back to what is stored for fields the input does not mention. */
 function wantedCaps(input: Record<string, unknown>, stored: LimitRow | undefined) {
   const parsed = bandwidthInput(input);
+  const share = shareInput(input);
   return {
-    issues: parsed.issues,
-    caps: { upKbps: parsed.upKbps ?? stored?.upKbps ?? 0, downKbps: parsed.downKbps ?? stored?.downKbps ?? 0 },
+    issues: [...parsed.issues, ...share.issues],
+    caps: {
+      upKbps: parsed.upKbps ?? stored?.upKbps ?? 0,
+      downKbps: parsed.downKbps ?? stored?.downKbps ?? 0,
+      minKbps: share.minKbps ?? stored?.minKbps ?? 0,
+      burstKbps: share.burstKbps ?? stored?.burstKbps ?? 0,
+      burstBytes: share.burstBytes ?? stored?.burstBytes ?? 0,
+    },
   };
+}
+
+/** The fields of an update body: only those it mentions (the others keep their stored values). */
+function mentioned(input: Record<string, unknown>) {
+  const { upKbps, downKbps } = bandwidthInput(input);
+  const { minKbps, burstKbps, burstBytes } = shareInput(input);
+  return { upKbps, downKbps, minKbps, burstKbps, burstBytes };
 }
 
 /**
@@ -90,6 +128,12 @@ export function registerHooks(host: Host, service: LimitsService, quotas: QuotaS
     const { change } = quotaChange(input, await quotas.own(target));
     if (change.kind === 'set') await quotas.put(target, change.settings, actor);
     else if (change.kind === 'remove') await quotas.remove(target, actor);
+  };
+  /** Stores what a network body asks of its caps (validate has run); throws, writing nothing, when they no longer fit. */
+  const followNetworkCaps = async (network: NetworkRecord, input: Record<string, unknown>, actor: string) => {
+    const { issues, ...caps } = networkInput(input);
+    const result = issues.length > 0 ? { issue: issues[0]! } : await service.changeNetworkCaps(networkRef(network), caps, actor);
+    if (result.issue) throw new Error(`the network's caps were not stored: ${result.issue.message}`);
   };
   const serialized = async (type: SubjectType, ids: string[]) => {
     const rows = await getLimits(db, type, ids);
@@ -122,9 +166,8 @@ export function registerHooks(host: Host, service: LimitsService, quotas: QuotaS
       await quotas.followSubject('peer', String(peer.id), actorName(actor));
     }),
     hooks.on('peer.updated', async ({ peer, network, input, actor }) => {
-      const { upKbps, downKbps } = bandwidthInput(input);
       await followQuota('peer', peer.id, input, actorName(actor));
-      await service.merge(peerSubject(peer, network, { upKbps: 0, downKbps: 0 }), { upKbps, downKbps }, actorName(actor));
+      await service.merge(peerSubject(peer, network, { upKbps: 0, downKbps: 0 }), mentioned(input), actorName(actor));
       // A peer moved to another network may inherit another quota.
       await quotas.followSubject('peer', String(peer.id), actorName(actor));
     }),
@@ -157,9 +200,8 @@ export function registerHooks(host: Host, service: LimitsService, quotas: QuotaS
       await quotas.followSubject('vm', String(vm.id), actorName(actor));
     }),
     hooks.on('vm.updated', async ({ vm, input, actor }) => {
-      const { upKbps, downKbps } = bandwidthInput(input);
       await followQuota('vm', vm.id, input, actorName(actor));
-      await service.merge(vmSubject(vm, { upKbps: 0, downKbps: 0 }), { upKbps, downKbps }, actorName(actor));
+      await service.merge(vmSubject(vm, { upKbps: 0, downKbps: 0 }), mentioned(input), actorName(actor));
     }),
     hooks.on('vm.deleted', async ({ vm, actor }) => {
       await service.remove('vm', String(vm.id), actorName(actor));
@@ -170,11 +212,28 @@ export function registerHooks(host: Host, service: LimitsService, quotas: QuotaS
       return Object.fromEntries(vms.map((v) => [v.id, fields(String(v.id))]));
     }),
 
-    hooks.on('network.created', async ({ network, actor }) => {
+    hooks.on('network.validate', async ({ input, existing }): Promise<ValidationIssue[]> => {
+      const parsed = networkInput(input);
+      if (parsed.issues.length > 0) return parsed.issues;
+      const { issues: _none, ...caps } = parsed;
+      return service.validateNetworkCaps(existing ? String(existing.id) : null, caps);
+    }),
+    hooks.on('network.created', async ({ network, input, actor }) => {
       await service.interfaceAppeared(String(network.id), network.interface, network.netns, actorName(actor), network.node ?? LOCAL_NODE);
+      if (input && mentionsNetworkCaps(input)) await followNetworkCaps(network, input, actorName(actor));
+    }),
+    hooks.on('network.updated', async ({ network, input, actor }) => {
+      // A moved interface was announced as network.deleted + network.created before this hook.
+      if (mentionsNetworkCaps(input)) await followNetworkCaps(network, input, actorName(actor));
+    }),
+    hooks.on('network.serialize', async ({ networks }) => {
+      const caps = await getNetworkCapsMany(db, networks.map((n) => String(n.id)));
+      return Object.fromEntries(networks.map((n) => [n.id, networkFields(caps.get(String(n.id)))]));
     }),
     hooks.on('network.deleted', async ({ network, actor }) => {
       await service.interfaceGone(network.interface, network.netns, actorName(actor), network.node ?? LOCAL_NODE);
+      // A moved interface is announced as deleted + created: the network's caps go only with the network.
+      if (!(await host.records.network(network.id))) await service.forgetNetworkCaps(String(network.id), actorName(actor));
     }),
   ];
 }

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { HostRecords, Logger, SubjectType, ValidationIssue } from '../plugin-api.js';
 import { deleteLimit, getLimit, isLimited, limitsOnInterface, saveLimit, toLimitRow, type LimitRow, type SubjectLimit } from '../db/limits.js';
 import { recordEvent } from '../db/events.js';
-import { getNetworkCaps, hasNetworkCap, moveNetworkCaps, NO_NETWORK_CAPS, setNetworkCaps, type NetworkCaps, type NetworkCapsInput } from '../db/network-caps.js';
+import { deleteNetworkCaps, getNetworkCaps, hasNetworkCap, moveNetworkCaps, NO_NETWORK_CAPS, setNetworkCaps, type NetworkCaps, type NetworkCapsInput } from '../db/network-caps.js';
 import { LOCAL_NODE } from '../nodes/node-name.js';
 import { nextClassMinor } from '../shaping/class-ids.js';
 import { KeyedMutex } from '../shaping/lock.js';
@@ -290,9 +290,9 @@ export class LimitsService {
     return outcome;
   }
 
-  /** Checks a network's caps as they would be after a change (fields left out keep their stored values). */
-  async validateNetworkCaps(networkId: string, caps: NetworkCapsInput): Promise<ValidationIssue[]> {
-    const stored = (await getNetworkCaps(this.db, networkId)) ?? NO_NETWORK_CAPS;
+  /** Checks a network's caps as they would be after a change (fields left out keep their stored values; `null`: a new network). */
+  async validateNetworkCaps(networkId: string | null, caps: NetworkCapsInput): Promise<ValidationIssue[]> {
+    const stored = (networkId === null ? undefined : await getNetworkCaps(this.db, networkId)) ?? NO_NETWORK_CAPS;
     return networkShapeIssues({
       totalUpKbps: caps.totalUpKbps ?? stored.totalUpKbps,
       totalDownKbps: caps.totalDownKbps ?? stored.totalDownKbps,
@@ -348,6 +348,14 @@ export class LimitsService {
       }).catch((error: unknown) => this.logger.error('the audit event of stored network caps was not written', { network: network.networkId, error: (error as Error).message }));
     }
     return { caps: (await getNetworkCaps(this.db, network.networkId).catch(() => undefined)) ?? current, outcome };
+  }
+
+  /** The host deleted a network: its caps are forgotten (its peers' rows went with their own hooks). */
+  async forgetNetworkCaps(networkId: string, actor: string): Promise<void> {
+    const previous = await deleteNetworkCaps(this.db, networkId);
+    if (!previous) return;
+    await recordEvent(this.db, { actor, action: 'network.caps', oldValue: { network_id: networkId, ...networkJson(previous) }, newValue: null, result: 'ok' })
+      .catch((error: unknown) => this.logger.error('the audit event of dropped network caps was not written', { network: networkId, error: (error as Error).message }));
   }
 
   /** An interface went away: remove the plugin's qdiscs and IFB from it. */

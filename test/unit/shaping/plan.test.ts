@@ -8,7 +8,7 @@ import { commandLine, type Operation } from '../../../src/shaping/operations.js'
 import { parseQdiscJson } from '../../../src/shaping/parse-qdisc-json.js';
 import { planInterface, PlanError, rejectedSubjects } from '../../../src/shaping/plan.js';
 import { parseFilterJson } from '../../../src/shaping/parse-filter-json.js';
-import { fixture, FIXTURE_IFB, fixtureActual, fixtureDesired } from './fixtures.js';
+import { fixture, FIXTURE_IFB, fixtureActual, fixtureDesired, netcapDesired, preRootClassActual } from './fixtures.js';
 
 const pfifo = { leaf: 'pfifo' } as const;
 const lines = (ops: Operation[]): string[] => ops.map((o) => commandLine(o).join(' '));
@@ -19,7 +19,7 @@ function wgDesired(subjects: DesiredInterface['subjects']): DesiredInterface {
   return { name: 'wg0', kind: 'wireguard', subjects };
 }
 
-test('a fresh WireGuard interface with one capped peer: the full tree, exact argv', () => {
+test('a fresh WireGuard interface with one capped peer: the full tree under 1:1 (unlimited), exact argv', () => {
   const ifb = ifbNameFor('wg0');
   const desired = wgDesired([{ type: 'peer', id: 'p1', classMinor: 2, addresses: ['10.0.0.2/32'], upKbps: 4000, downKbps: 8000 }]);
   const ops = planInterface(desired, emptyActual('wg0', ifb), pfifo);
@@ -29,8 +29,9 @@ test('a fresh WireGuard interface with one capped peer: the full tree, exact arg
       ['ip', 'link', 'add', 'name', ifb, 'type', 'ifb'],
       ['ip', 'link', 'set', 'dev', ifb, 'up'],
       ['tc', 'qdisc', 'add', 'dev', 'wg0', 'root', 'handle', '1:', 'htb', 'default', 'ffff'],
-      ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:', 'classid', '1:ffff', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
-      ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:', 'classid', '1:2', 'htb', 'rate', '8000kbit', 'ceil', '8000kbit', 'quantum', '60000', 'burst', '10000', 'cburst', '10000'],
+      ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
+      ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:1', 'classid', '1:ffff', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
+      ['tc', 'class', 'add', 'dev', 'wg0', 'parent', '1:1', 'classid', '1:2', 'htb', 'rate', '8000kbit', 'ceil', '8000kbit', 'quantum', '60000', 'burst', '10000', 'cburst', '10000'],
       ['tc', 'qdisc', 'add', 'dev', 'wg0', 'parent', '1:2', 'handle', '2:', 'pfifo', 'limit', '200'],
       ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'u32'],
       ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '3ff:', 'u32', 'divisor', '1'],
@@ -41,8 +42,9 @@ test('a fresh WireGuard interface with one capped peer: the full tree, exact arg
       ['tc', 'qdisc', 'add', 'dev', 'wg0', 'handle', 'ffff:', 'ingress'],
       ['tc', 'filter', 'add', 'dev', 'wg0', 'parent', 'ffff:', 'prio', '1', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', ifb],
       ['tc', 'qdisc', 'add', 'dev', ifb, 'root', 'handle', '1:', 'htb', 'default', 'ffff'],
-      ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:', 'classid', '1:ffff', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
-      ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:', 'classid', '1:2', 'htb', 'rate', '4000kbit', 'ceil', '4000kbit', 'quantum', '50000', 'burst', '5000', 'cburst', '5000'],
+      ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
+      ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:1', 'classid', '1:ffff', 'htb', 'rate', '100000000kbit', 'ceil', '100000000kbit', 'quantum', '60000', 'burst', '125000000', 'cburst', '125000000'],
+      ['tc', 'class', 'add', 'dev', ifb, 'parent', '1:1', 'classid', '1:2', 'htb', 'rate', '4000kbit', 'ceil', '4000kbit', 'quantum', '50000', 'burst', '5000', 'cburst', '5000'],
       ['tc', 'qdisc', 'add', 'dev', ifb, 'parent', '1:2', 'handle', '2:', 'pfifo', 'limit', '200'],
       ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'u32'],
       ['tc', 'filter', 'add', 'dev', ifb, 'parent', '1:', 'prio', '5', 'protocol', 'all', 'handle', '3ff:', 'u32', 'divisor', '1'],
@@ -86,8 +88,8 @@ test('a VM owns its interface: match-all filters, down on the tap egress, up on 
   const ifb = ifbNameFor('tap101');
   const desired: DesiredInterface = { name: 'tap101', kind: 'vm', subjects: [{ type: 'vm', id: '101', classMinor: 2, addresses: [], upKbps: 3000, downKbps: 5000 }] };
   const out = lines(planInterface(desired, emptyActual('tap101', ifb), pfifo));
-  assert.ok(out.includes('tc class add dev tap101 parent 1: classid 1:2 htb rate 5000kbit ceil 5000kbit quantum 60000 burst 6250 cburst 6250'), 'VM down = host egress');
-  assert.ok(out.includes(`tc class add dev ${ifb} parent 1: classid 1:2 htb rate 3000kbit ceil 3000kbit quantum 37500 burst 3750 cburst 3750`), 'VM up = IFB');
+  assert.ok(out.includes('tc class add dev tap101 parent 1:1 classid 1:2 htb rate 5000kbit ceil 5000kbit quantum 60000 burst 6250 cburst 6250'), 'VM down = host egress');
+  assert.ok(out.includes(`tc class add dev ${ifb} parent 1:1 classid 1:2 htb rate 3000kbit ceil 3000kbit quantum 37500 burst 3750 cburst 3750`), 'VM up = IFB');
   assert.ok(out.includes('tc filter add dev tap101 parent 1: prio 1 protocol all u32 match u32 0 0 flowid 1:2'));
   assert.ok(out.includes(`tc filter add dev ${ifb} parent 1: prio 1 protocol all u32 match u32 0 0 flowid 1:2`));
   assert.ok(!out.some((l) => /hashkey|divisor/.test(l)), 'no hash tables for a VM');
@@ -140,12 +142,12 @@ test('a rate change is exactly one `class change`, nothing else', () => {
   const desired = fixtureDesired();
   desired.subjects[0]!.downKbps = 16000;
   assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
-    tcx('class change dev fx0 parent 1: classid 1:2 htb rate 16000kbit ceil 16000kbit quantum 60000 burst 20000 cburst 20000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:2 htb rate 16000kbit ceil 16000kbit quantum 60000 burst 20000 cburst 20000'),
   ]);
   const up = fixtureDesired();
   up.subjects[0]!.upKbps = 2000;
   assert.deepEqual(lines(planInterface(up, fixtureActual(), pfifo)), [
-    tcx(`class change dev ${FIXTURE_IFB} parent 1: classid 1:2 htb rate 2000kbit ceil 2000kbit quantum 25000 burst 3028 cburst 3028`),
+    tcx(`class change dev ${FIXTURE_IFB} parent 1:1 classid 1:2 htb rate 2000kbit ceil 2000kbit quantum 25000 burst 3028 cburst 3028`),
   ]);
 });
 
@@ -159,7 +161,7 @@ test('adding one subject touches only its class, leaf and filters', () => {
   const desired = fixtureDesired();
   desired.subjects.push({ type: 'peer', id: 'd', classMinor: 4, addresses: ['10.0.0.4/32'], upKbps: 0, downKbps: 2000 });
   assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
-    tcx('class add dev fx0 parent 1: classid 1:4 htb rate 2000kbit ceil 2000kbit quantum 25000 burst 3028 cburst 3028'),
+    tcx('class add dev fx0 parent 1:1 classid 1:4 htb rate 2000kbit ceil 2000kbit quantum 25000 burst 3028 cburst 3028'),
     tcx('qdisc add dev fx0 parent 1:4 handle 4: pfifo limit 200'),
     tcx('filter add dev fx0 parent 1: prio 5 protocol all handle 320:4:1 u32 ht 320:4: match ip dst 10.0.0.4/32 flowid 1:4'),
   ]);
@@ -207,7 +209,8 @@ function flushed(actual: ActualInterface): ActualInterface {
 test('a flushed interface is rebuilt in full: tree, ingress and redirect; the intact IFB is left alone', () => {
   const out = lines(planInterface(fixtureDesired(), flushed(fixtureActual()), pfifo));
   assert.equal(out[0], tcx('qdisc add dev fx0 root handle 1: htb default ffff'));
-  assert.equal(out.filter((l) => l.includes(' class add dev fx0 ')).length, 4, '1:ffff + three peers');
+  assert.equal(out.filter((l) => l.includes(' class add dev fx0 ')).length, 5, '1:1, 1:ffff + three peers');
+  assert.equal(out.filter((l) => l.includes(' class add dev fx0 parent 1:1 ')).length, 4, 'all under 1:1');
   assert.equal(out.filter((l) => / filter add dev fx0 .* flowid /.test(l)).length, 2 + 3 + 1, 'a: v4+v6, b: /30 + /16 + /64 (one entry each), c: 1');
   assert.ok(out.includes(tcx('qdisc add dev fx0 handle ffff: ingress')));
   assert.ok(out.includes(tcx(`filter add dev fx0 parent ffff: prio 1 protocol all u32 match u32 0 0 action mirred egress redirect dev ${FIXTURE_IFB}`)));
@@ -244,16 +247,25 @@ test('drift: a wrong rate, a missing class, a lost leaf, stray classes and filte
     tcx('filter del dev fx0 parent 1: prio 50'),
     tcx('filter del dev fx0 parent 1: prio 5 protocol all handle 320:63:1 u32'),
     tcx('class del dev fx0 classid 1:99'),
-    tcx('class change dev fx0 parent 1: classid 1:2 htb rate 8000kbit ceil 8000kbit quantum 60000 burst 10000 cburst 10000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:2 htb rate 8000kbit ceil 8000kbit quantum 60000 burst 10000 cburst 10000'),
     tcx('qdisc add dev fx0 parent 1:3 handle 3: pfifo limit 200'),
-    tcx('class add dev fx0 parent 1: classid 1:1a htb rate 1kbit ceil 1kbit quantum 1500 burst 3028 cburst 3028'),
+    tcx('class add dev fx0 parent 1:1 classid 1:1a htb rate 1kbit ceil 1kbit quantum 1500 burst 3028 cburst 3028'),
     tcx('qdisc add dev fx0 parent 1:1a handle 1a: pfifo limit 200'),
   ]);
 });
 
-test('a leaf of the wrong kind is replaced in place', () => {
+test('a leaf of the wrong kind is deleted and added (the kernel refuses to replace a qdisc by another kind under its handle)', () => {
   const actual = fixtureActual();
   actual.egress!.qdiscs = actual.egress!.qdiscs.map((q) => (q.parent === '1:2' ? { ...q, kind: 'sfq' } : q));
+  assert.deepEqual(lines(planInterface(fixtureDesired(), actual, pfifo)), [
+    tcx('qdisc del dev fx0 parent 1:2'),
+    tcx('qdisc add dev fx0 parent 1:2 handle 2: pfifo limit 200'),
+  ]);
+});
+
+test('a leaf of the right kind under another handle is replaced in place', () => {
+  const actual = fixtureActual();
+  actual.egress!.qdiscs = actual.egress!.qdiscs.map((q) => (q.parent === '1:2' ? { ...q, handle: '8001:', major: 0x8001 } : q));
   assert.deepEqual(lines(planInterface(fixtureDesired(), actual, pfifo)), [tcx('qdisc replace dev fx0 parent 1:2 handle 2: pfifo limit 200')]);
 });
 
@@ -352,4 +364,302 @@ test('an uncapped peer inside a capped peer\'s prefix gets an entry into 1:ffff,
   assert.ok(out.includes('tc filter add dev wg0 parent 1: prio 5 protocol all handle 320:5:1 u32 ht 320:5: match ip dst 10.77.0.5/32 flowid 1:ffff'));
   assert.ok(!out.some((l) => l.includes('10.99.0.5')), 'an address no capped prefix covers costs nothing');
   assert.ok(!out.some((l) => l.includes('class add dev wg0 parent 1: classid 1:3')), 'and the laptop has no class');
+});
+
+// ---- issue 14: 1:1, network caps, guaranteed shares, bursts ------------------------------------
+
+const peer = (id: string, minor: number, upKbps: number, downKbps: number, extra: Partial<DesiredInterface['subjects'][number]> = {}): DesiredInterface['subjects'][number] => ({
+  type: 'peer',
+  id,
+  classMinor: minor,
+  addresses: [`10.0.0.${minor}/32`],
+  upKbps,
+  downKbps,
+  ...extra,
+});
+/** The filters of one side of a fresh peer tree: skeleton, the /32 table, one entry per minor. */
+const hostFilters = (dev: string, key: 'dst' | 'src', minors: number[]): string[] => [
+  `tc filter add dev ${dev} parent 1: prio 5 protocol all u32`,
+  `tc filter add dev ${dev} parent 1: prio 5 protocol all handle 3ff: u32 divisor 1`,
+  `tc filter add dev ${dev} parent 1: prio 5 protocol all u32 match u32 0 0 link 3ff:`,
+  `tc filter add dev ${dev} parent 1: prio 5 protocol all handle 320: u32 divisor 256`,
+  `tc filter add dev ${dev} parent 1: prio 5 protocol all handle 3ff:0:1 u32 ht 3ff:0: match u8 0x40 0xf0 at 0 hashkey mask 0x000000ff at ${key === 'dst' ? 16 : 12} link 320:`,
+  ...minors.map((m) => `tc filter add dev ${dev} parent 1: prio 5 protocol all handle 320:${m.toString(16)}:1 u32 ht 320:${m.toString(16)}: match ip ${key} 10.0.0.${m}/32 flowid 1:${m.toString(16)}`),
+];
+
+test('a network cap on down only: three unlimited peers each get a class, an equal share of the cap, and the cap as ceil; no IFB', () => {
+  const desired: DesiredInterface = { ...wgDesired([peer('p2', 2, 0, 0), peer('p3', 3, 0, 0), peer('p4', 4, 0, 0)]), totalDownKbps: 30_000 };
+  // 30000 less 8 for 1:ffff, split in three: 9997 each.
+  assert.deepEqual(lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo)), [
+    'tc qdisc add dev wg0 root handle 1: htb default ffff',
+    'tc class add dev wg0 parent 1: classid 1:1 htb rate 30000kbit ceil 30000kbit quantum 60000 burst 37500 cburst 37500',
+    'tc class add dev wg0 parent 1:1 classid 1:ffff htb rate 8kbit ceil 30000kbit quantum 1500 burst 3028 cburst 37500',
+    'tc class add dev wg0 parent 1:1 classid 1:2 htb rate 9997kbit ceil 30000kbit quantum 60000 burst 12497 cburst 37500',
+    'tc qdisc add dev wg0 parent 1:2 handle 2: pfifo limit 200',
+    'tc class add dev wg0 parent 1:1 classid 1:3 htb rate 9997kbit ceil 30000kbit quantum 60000 burst 12497 cburst 37500',
+    'tc qdisc add dev wg0 parent 1:3 handle 3: pfifo limit 200',
+    'tc class add dev wg0 parent 1:1 classid 1:4 htb rate 9997kbit ceil 30000kbit quantum 60000 burst 12497 cburst 37500',
+    'tc qdisc add dev wg0 parent 1:4 handle 4: pfifo limit 200',
+    ...hostFilters('wg0', 'dst', [2, 3, 4]),
+  ]);
+});
+
+test('network caps on both sides: a peer capped at 5000 under 30000 keeps rate = ceil = 5000, the two others share with the cap as ceil', () => {
+  const ifb = ifbNameFor('wg0');
+  const desired: DesiredInterface = { ...wgDesired([peer('p2', 2, 5000, 5000), peer('p3', 3, 0, 0), peer('p4', 4, 0, 0)]), totalDownKbps: 30_000, totalUpKbps: 30_000 };
+  const tree = (dev: string, key: 'dst' | 'src'): string[] => [
+    `tc qdisc add dev ${dev} root handle 1: htb default ffff`,
+    `tc class add dev ${dev} parent 1: classid 1:1 htb rate 30000kbit ceil 30000kbit quantum 60000 burst 37500 cburst 37500`,
+    `tc class add dev ${dev} parent 1:1 classid 1:ffff htb rate 8kbit ceil 30000kbit quantum 1500 burst 3028 cburst 37500`,
+    `tc class add dev ${dev} parent 1:1 classid 1:2 htb rate 5000kbit ceil 5000kbit quantum 60000 burst 6250 cburst 6250`,
+    `tc qdisc add dev ${dev} parent 1:2 handle 2: pfifo limit 200`,
+    `tc class add dev ${dev} parent 1:1 classid 1:3 htb rate 9997kbit ceil 30000kbit quantum 60000 burst 12497 cburst 37500`,
+    `tc qdisc add dev ${dev} parent 1:3 handle 3: pfifo limit 200`,
+    `tc class add dev ${dev} parent 1:1 classid 1:4 htb rate 9997kbit ceil 30000kbit quantum 60000 burst 12497 cburst 37500`,
+    `tc qdisc add dev ${dev} parent 1:4 handle 4: pfifo limit 200`,
+    ...hostFilters(dev, key, [2, 3, 4]),
+  ];
+  assert.deepEqual(lines(planInterface(desired, emptyActual('wg0', ifb), pfifo)), [
+    `ip link add name ${ifb} type ifb`,
+    `ip link set dev ${ifb} up`,
+    ...tree('wg0', 'dst'),
+    'tc qdisc add dev wg0 handle ffff: ingress',
+    `tc filter add dev wg0 parent ffff: prio 1 protocol all u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
+    ...tree(ifb, 'src'),
+  ]);
+});
+
+/** The subject classes (`classid rate ceil`) a plan adds on `dev`. */
+const classesOf = (out: string[], dev: string): string[] =>
+  out.flatMap((l) => {
+    const m = new RegExp(`^tc class (?:add|change) dev ${dev} parent 1:1 classid (1:[0-9a-f]+) htb rate (\\d+)kbit ceil (\\d+)kbit `).exec(l);
+    return m && m[1] !== '1:ffff' ? [`${m[1]} ${m[2]} ${m[3]}`] : [];
+  });
+
+test('minKbps: an explicit guarantee first, the others split what is left', () => {
+  const desired: DesiredInterface = { ...wgDesired([peer('p2', 2, 0, 0, { minKbps: 10_000 }), peer('p3', 3, 0, 0), peer('p4', 4, 0, 0)]), totalDownKbps: 30_000 };
+  const out = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo));
+  // 29992 - 10000 = 19992, halved: 9996.
+  assert.deepEqual(classesOf(out, 'wg0'), ['1:2 10000 30000', '1:3 9996 30000', '1:4 9996 30000']);
+  assert.ok(out.includes('tc class add dev wg0 parent 1:1 classid 1:2 htb rate 10000kbit ceil 30000kbit quantum 60000 burst 12500 cburst 37500'));
+  // Without a network cap a minimum means nothing: rate = ceil = the cap.
+  const uncapped = wgDesired([peer('p2', 2, 0, 4000, { minKbps: 10_000 })]);
+  assert.deepEqual(classesOf(lines(planInterface(uncapped, emptyActual('wg0', ifbNameFor('wg0')), pfifo)), 'wg0'), ['1:2 4000 4000']);
+});
+
+test('minimums above the network cap are scaled down to fit; a minimum above the subject\'s own cap counts as its cap', () => {
+  const desired: DesiredInterface = {
+    ...wgDesired([peer('p2', 2, 0, 0, { minKbps: 8000 }), peer('p3', 3, 0, 0, { minKbps: 12_000 }), peer('p4', 4, 0, 0)]),
+    totalDownKbps: 10_000,
+  };
+  // Wanted 8000 + min(12000, ceil 10000) = 18000 in a budget of 9992: × 0.5551; p4 is left the 8 kbit/s floor.
+  assert.deepEqual(classesOf(lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo)), 'wg0'), ['1:2 4440 10000', '1:3 5551 10000', '1:4 8 10000']);
+  const own: DesiredInterface = { ...wgDesired([peer('p2', 2, 0, 2000, { minKbps: 6000 }), peer('p3', 3, 0, 0)]), totalDownKbps: 10_000 };
+  assert.deepEqual(classesOf(lines(planInterface(own, emptyActual('wg0', ifbNameFor('wg0')), pfifo)), 'wg0'), ['1:2 2000 2000', '1:3 7992 10000']);
+});
+
+test('a VM interface with a network cap: its VM gets a class on both sides (a share of the cap, or its own cap), match-all filters', () => {
+  const ifb = ifbNameFor('tap101');
+  const desired: DesiredInterface = {
+    name: 'tap101',
+    kind: 'vm',
+    totalDownKbps: 50_000,
+    totalUpKbps: 20_000,
+    subjects: [{ type: 'vm', id: '101', classMinor: 2, addresses: [], upKbps: 3000, downKbps: 0 }],
+  };
+  assert.deepEqual(lines(planInterface(desired, emptyActual('tap101', ifb), pfifo)), [
+    `ip link add name ${ifb} type ifb`,
+    `ip link set dev ${ifb} up`,
+    'tc qdisc add dev tap101 root handle 1: htb default ffff',
+    'tc class add dev tap101 parent 1: classid 1:1 htb rate 50000kbit ceil 50000kbit quantum 60000 burst 62500 cburst 62500',
+    'tc class add dev tap101 parent 1:1 classid 1:ffff htb rate 8kbit ceil 50000kbit quantum 1500 burst 3028 cburst 62500',
+    'tc class add dev tap101 parent 1:1 classid 1:2 htb rate 49992kbit ceil 50000kbit quantum 60000 burst 62490 cburst 62500',
+    'tc qdisc add dev tap101 parent 1:2 handle 2: pfifo limit 200',
+    'tc filter add dev tap101 parent 1: prio 1 protocol all u32 match u32 0 0 flowid 1:2',
+    'tc qdisc add dev tap101 handle ffff: ingress',
+    `tc filter add dev tap101 parent ffff: prio 1 protocol all u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
+    `tc qdisc add dev ${ifb} root handle 1: htb default ffff`,
+    `tc class add dev ${ifb} parent 1: classid 1:1 htb rate 20000kbit ceil 20000kbit quantum 60000 burst 25000 cburst 25000`,
+    `tc class add dev ${ifb} parent 1:1 classid 1:ffff htb rate 8kbit ceil 20000kbit quantum 1500 burst 3028 cburst 25000`,
+    `tc class add dev ${ifb} parent 1:1 classid 1:2 htb rate 3000kbit ceil 3000kbit quantum 37500 burst 3750 cburst 3750`,
+    `tc qdisc add dev ${ifb} parent 1:2 handle 2: pfifo limit 200`,
+    `tc filter add dev ${ifb} parent 1: prio 1 protocol all u32 match u32 0 0 flowid 1:2`,
+  ]);
+});
+
+test('a burst without a network cap: the class runs at the burst rate (rate = ceil), a tbf leaf holds the cap once bytes × (1 − cap/burst) are spent', () => {
+  const desired = wgDesired([peer('p2', 2, 0, 8000, { burst: { kbps: 20_000, bytes: 2_000_000 } })]);
+  assert.deepEqual(lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).slice(0, 6), [
+    'tc qdisc add dev wg0 root handle 1: htb default ffff',
+    'tc class add dev wg0 parent 1: classid 1:1 htb rate 100000000kbit ceil 100000000kbit quantum 60000 burst 125000000 cburst 125000000',
+    'tc class add dev wg0 parent 1:1 classid 1:ffff htb rate 100000000kbit ceil 100000000kbit quantum 60000 burst 125000000 cburst 125000000',
+    'tc class add dev wg0 parent 1:1 classid 1:2 htb rate 20000kbit ceil 20000kbit quantum 60000 burst 25000 cburst 25000',
+    // 2000000 × (1 − 8000/20000) = 1200000
+    'tc qdisc add dev wg0 parent 1:2 handle 2: tbf rate 8000kbit burst 1200000 limit 300000',
+    'tc filter add dev wg0 parent 1: prio 5 protocol all u32',
+  ]);
+  // A burst no faster than the cap, or on a side without a cap, is no burst.
+  const slow = wgDesired([peer('p2', 2, 0, 8000, { burst: { kbps: 8000, bytes: 2_000_000 } })]);
+  assert.ok(lines(planInterface(slow, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).includes('tc qdisc add dev wg0 parent 1:2 handle 2: pfifo limit 200'));
+  assert.doesNotMatch(lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).join('\n'), /ifb|ingress/, 'up has no cap: no burst, no IFB');
+});
+
+test('a burst under a network cap: ceil = min(burst, network cap), rate = its share, the tbf leaf holds its cap', () => {
+  const desired: DesiredInterface = { ...wgDesired([peer('p2', 2, 0, 8000, { burst: { kbps: 20_000, bytes: 2_000_000 } }), peer('p3', 3, 0, 0)]), totalDownKbps: 15_000 };
+  const out = lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo));
+  // Shares of 14992: 7496 each; p2's share is at most its cap.
+  assert.deepEqual(classesOf(out, 'wg0'), ['1:2 7496 15000', '1:3 7496 15000']);
+  assert.ok(out.includes('tc class add dev wg0 parent 1:1 classid 1:2 htb rate 7496kbit ceil 15000kbit quantum 60000 burst 9370 cburst 18750'));
+  assert.ok(out.some((l) => l.startsWith('tc qdisc add dev wg0 parent 1:2 handle 2: tbf rate 8000kbit burst ')));
+  // Under a network cap no higher than its own cap a subject cannot burst: no tbf.
+  const low: DesiredInterface = { ...desired, totalDownKbps: 8000 };
+  assert.ok(lines(planInterface(low, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).includes('tc qdisc add dev wg0 parent 1:2 handle 2: pfifo limit 200'));
+});
+
+test('a burst capped by the network cap spends the same bytes: the tbf depth follows the ceil it really gets', { todo: 'planner bug, see /tmp/i14/planner-bugs.md (depth uses burst.kbps, not min(burst, network cap))' }, () => {
+  const desired: DesiredInterface = { ...wgDesired([peer('p2', 2, 0, 8000, { burst: { kbps: 20_000, bytes: 2_000_000 } })]), totalDownKbps: 15_000 };
+  // At 15000 the bucket drains at 15000 − 8000: depth 2000000 × (1 − 8000/15000) = 933333 lets 2000000 bytes through.
+  assert.ok(lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).includes('tc qdisc add dev wg0 parent 1:2 handle 2: tbf rate 8000kbit burst 933333 limit 300000'));
+});
+
+test('the network-capped tree captured from the kernel (tbf leaves, classes under 1:1) reads back as a no-op', () => {
+  const actual = fixtureActual('netcap-');
+  assert.deepEqual(
+    actual.egress!.qdiscs.filter((q) => q.kind === 'tbf').map((q) => [q.handle, q.parent, q.options]),
+    [['2:', '1:2', { rate: 1_000_000, burst: 1_200_000, limit: 300_000 }]],
+  );
+  assert.deepEqual(
+    actual.egress!.classes.map((c) => `${c.kind} ${c.classid} ${c.parent ?? 'root'} ${c.rateBits ?? '-'} ${c.ceilBits ?? '-'}`),
+    [
+      'htb 1:ffff 1:1 8000 30000000',
+      'htb 1:1 root 30000000 30000000',
+      'htb 1:2 1:1 8000000 20000000',
+      'htb 1:1a 1:1 1000 1000',
+      'htb 1:3 1:1 5000000 30000000',
+      'htb 1:4 1:1 8330000 30000000',
+      'tbf 2:1 2: - -',
+    ],
+  );
+  assert.deepEqual(planInterface(netcapDesired(), actual, pfifo), []);
+});
+
+test('a tbf whose printed burst is off by tc\'s rounding is not drift; a real difference is a `qdisc replace`', () => {
+  const actual = fixtureActual('netcap-');
+  const withBurst = (burst: number, rate = 1_000_000): void => {
+    actual.egress!.qdiscs = actual.egress!.qdiscs.map((q) => (q.kind === 'tbf' ? { ...q, options: { ...q.options, rate, burst } } : q));
+  };
+  // tc keeps the bucket as time at the rate and prints it back as bytes: measured on this kernel,
+  // `burst 1234567` at 8000kbit prints 1234566, at 123457kbit 1234554.
+  withBurst(1_199_999);
+  assert.deepEqual(planInterface(netcapDesired(), actual, pfifo), []);
+  withBurst(1_190_000);
+  assert.deepEqual(lines(planInterface(netcapDesired(), actual, pfifo)), [tcx('qdisc replace dev fx0 parent 1:2 handle 2: tbf rate 8000kbit burst 1200000 limit 300000')]);
+  withBurst(1_200_000, 1_000_125);
+  assert.deepEqual(lines(planInterface(netcapDesired(), actual, pfifo)), [tcx('qdisc replace dev fx0 parent 1:2 handle 2: tbf rate 8000kbit burst 1200000 limit 300000')]);
+});
+
+test('hitless: a network cap from 30000 to 24000 on a built tree is class changes only, no qdisc or filter', () => {
+  const desired: DesiredInterface = { ...netcapDesired(), totalDownKbps: 24_000 };
+  // Shares of 23992: b its 5000, a, c, d (23992 − 5000) / 3 = 6330 each, at most their ceils (c: 1).
+  assert.deepEqual(lines(planInterface(desired, fixtureActual('netcap-'), pfifo)), [
+    tcx('class change dev fx0 parent 1: classid 1:1 htb rate 24000kbit ceil 24000kbit quantum 60000 burst 30000 cburst 30000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:ffff htb rate 8kbit ceil 24000kbit quantum 1500 burst 3028 cburst 30000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:2 htb rate 6330kbit ceil 20000kbit quantum 60000 burst 7913 cburst 25000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:3 htb rate 5000kbit ceil 24000kbit quantum 60000 burst 6250 cburst 30000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:4 htb rate 6330kbit ceil 24000kbit quantum 60000 burst 7913 cburst 30000'),
+  ]);
+});
+
+test('hitless: a network cap on a tree that has 1:1 adds and changes classes and adds the new subjects\' entries, never a rebuild', () => {
+  const desired = fixtureDesired();
+  desired.totalDownKbps = 30_000;
+  desired.subjects.push(peer('d', 4, 0, 0));
+  // Shares of 29992 among four: 7498, at most each one's cap (c: 1, unchanged).
+  assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
+    tcx('class change dev fx0 parent 1: classid 1:1 htb rate 30000kbit ceil 30000kbit quantum 60000 burst 37500 cburst 37500'),
+    tcx('class change dev fx0 parent 1:1 classid 1:ffff htb rate 8kbit ceil 30000kbit quantum 1500 burst 3028 cburst 37500'),
+    tcx('class change dev fx0 parent 1:1 classid 1:2 htb rate 7498kbit ceil 8000kbit quantum 60000 burst 9373 cburst 10000'),
+    tcx('class change dev fx0 parent 1:1 classid 1:3 htb rate 7498kbit ceil 30000kbit quantum 60000 burst 9373 cburst 37500'),
+    tcx('class add dev fx0 parent 1:1 classid 1:4 htb rate 7498kbit ceil 30000kbit quantum 60000 burst 9373 cburst 37500'),
+    tcx('qdisc add dev fx0 parent 1:4 handle 4: pfifo limit 200'),
+    tcx('filter add dev fx0 parent 1: prio 5 protocol all handle 320:4:1 u32 ht 320:4: match ip dst 10.0.0.4/32 flowid 1:4'),
+  ]);
+  // The same step to the captured network-capped tree (both sides, a burst starting) touches no root either.
+  const out = lines(planInterface(netcapDesired(), fixtureActual(), pfifo));
+  assert.ok(!out.some((l) => / root|link (add|del) |ingress/.test(l)), out.join('\n'));
+  assert.ok(out.includes(tcx(`filter add dev ${FIXTURE_IFB} parent 1: prio 5 protocol all handle 320:4:1 u32 ht 320:4: match ip src 10.0.0.4/32 flowid 1:4`)));
+  // …and taking the caps away again is class changes and removals only.
+  const back = lines(planInterface(fixtureDesired(), fixtureActual('netcap-'), pfifo));
+  assert.ok(!back.some((l) => / root|link (add|del) |ingress/.test(l)), back.join('\n'));
+  assert.ok(back.includes(tcx('class del dev fx0 classid 1:4')));
+});
+
+test('a burst that starts: the class takes the burst rate, the leaf changes kind (`qdisc del` then `qdisc add … tbf`)', () => {
+  const desired = fixtureDesired();
+  desired.subjects[0]!.burst = { kbps: 20_000, bytes: 2_000_000 };
+  assert.deepEqual(lines(planInterface(desired, fixtureActual(), pfifo)), [
+    tcx('class change dev fx0 parent 1:1 classid 1:2 htb rate 20000kbit ceil 20000kbit quantum 60000 burst 25000 cburst 25000'),
+    tcx('qdisc del dev fx0 parent 1:2'),
+    tcx('qdisc add dev fx0 parent 1:2 handle 2: tbf rate 8000kbit burst 1200000 limit 300000'),
+    tcx(`class change dev ${FIXTURE_IFB} parent 1:1 classid 1:2 htb rate 20000kbit ceil 20000kbit quantum 60000 burst 25000 cburst 25000`),
+    tcx(`qdisc del dev ${FIXTURE_IFB} parent 1:2`),
+    // 2000000 × (1 − 4000/20000)
+    tcx(`qdisc add dev ${FIXTURE_IFB} parent 1:2 handle 2: tbf rate 4000kbit burst 1600000 limit 300000`),
+  ]);
+});
+
+test('a burst that ends: back to the plain leaf (`qdisc del` then `qdisc add … pfifo`) and the class to its share and cap', () => {
+  const desired = netcapDesired();
+  delete desired.subjects[0]!.burst;
+  assert.deepEqual(lines(planInterface(desired, fixtureActual('netcap-'), pfifo)), [
+    tcx('class change dev fx0 parent 1:1 classid 1:2 htb rate 8000kbit ceil 8000kbit quantum 60000 burst 10000 cburst 10000'),
+    tcx('qdisc del dev fx0 parent 1:2'),
+    tcx('qdisc add dev fx0 parent 1:2 handle 2: pfifo limit 200'),
+    tcx(`class change dev ${FIXTURE_IFB} parent 1:1 classid 1:2 htb rate 4000kbit ceil 4000kbit quantum 50000 burst 5000 cburst 5000`),
+    tcx(`qdisc del dev ${FIXTURE_IFB} parent 1:2`),
+    tcx(`qdisc add dev ${FIXTURE_IFB} parent 1:2 handle 2: pfifo limit 200`),
+  ]);
+});
+
+test('a tree from before 1:1 (classes under 1:) is rebuilt once, then is a no-op', () => {
+  const out = lines(planInterface(fixtureDesired(), preRootClassActual(), pfifo));
+  const build = (dev: string): string[] => [
+    tcx(`qdisc del dev ${dev} root`),
+    tcx(`qdisc add dev ${dev} root handle 1: htb default ffff`),
+    tcx(`class add dev ${dev} parent 1: classid 1:1 htb rate 100000000kbit ceil 100000000kbit quantum 60000 burst 125000000 cburst 125000000`),
+    tcx(`class add dev ${dev} parent 1:1 classid 1:ffff htb rate 100000000kbit ceil 100000000kbit quantum 60000 burst 125000000 cburst 125000000`),
+  ];
+  const egress = out.filter((l) => l.includes(' dev fx0 '));
+  const onIfb = out.filter((l) => l.includes(` dev ${FIXTURE_IFB} `));
+  assert.equal(egress.length + onIfb.length, out.length, 'nothing else: the ingress redirect and the IFB device stay');
+  assert.deepEqual(egress.slice(0, 4), build('fx0'));
+  assert.deepEqual(onIfb.slice(0, 4), build(FIXTURE_IFB));
+  assert.equal(out.filter((l) => / class add dev \S+ parent 1:1 classid 1:(2|3|1a) /.test(l)).length, 3 + 2, 'the peers\' classes, under 1:1');
+  assert.equal(out.filter((l) => / filter add .* flowid /.test(l)).length, 6 + 3);
+  // What the kernel printed after that rebuild (the capture) needs nothing more.
+  assert.deepEqual(planInterface(fixtureDesired(), fixtureActual(), pfifo), []);
+  // A class of ours under 1: next to a 1:1 (moved by hand) cannot be re-parented either: rebuild.
+  const moved = fixtureActual();
+  moved.egress!.classes = moved.egress!.classes.map((c) => (c.minor === 3 ? { ...c, parent: null } : c));
+  assert.deepEqual(lines(planInterface(fixtureDesired(), moved, pfifo)).slice(0, 2), [tcx('qdisc del dev fx0 root'), tcx('qdisc add dev fx0 root handle 1: htb default ffff')]);
+});
+
+test('unlimited costs nothing: no cap, no network cap, no qdisc; a minimum or a burst without a cap changes nothing', () => {
+  const fresh = emptyActual('wg0', ifbNameFor('wg0'));
+  assert.deepEqual(planInterface(wgDesired([peer('p2', 2, 0, 0), peer('p3', 3, 0, 0)]), fresh, pfifo), []);
+  assert.deepEqual(planInterface({ ...wgDesired([peer('p2', 2, 0, 0)]), totalDownKbps: 0, totalUpKbps: 0 }, fresh, pfifo), []);
+  assert.deepEqual(planInterface(wgDesired([peer('p2', 2, 0, 0, { minKbps: 5000, burst: { kbps: 20_000, bytes: 1_000_000 } })]), fresh, pfifo), []);
+  const vm: DesiredInterface = { name: 'tap101', kind: 'vm', subjects: [{ type: 'vm', id: '101', classMinor: 2, addresses: [], upKbps: 0, downKbps: 0 }] };
+  assert.deepEqual(planInterface(vm, emptyActual('tap101', ifbNameFor('tap101')), pfifo), []);
+  // A network cap alone (no subject yet) is a tree: all traffic stays under it.
+  const capOnly = lines(planInterface({ ...wgDesired([]), totalDownKbps: 1000 }, fresh, pfifo));
+  assert.deepEqual(capOnly, [
+    'tc qdisc add dev wg0 root handle 1: htb default ffff',
+    'tc class add dev wg0 parent 1: classid 1:1 htb rate 1000kbit ceil 1000kbit quantum 12500 burst 3028 cburst 3028',
+    'tc class add dev wg0 parent 1:1 classid 1:ffff htb rate 8kbit ceil 1000kbit quantum 1500 burst 3028 cburst 3028',
+    // The classifier's skeleton, ready for the first peer.
+    'tc filter add dev wg0 parent 1: prio 5 protocol all u32',
+    'tc filter add dev wg0 parent 1: prio 5 protocol all handle 3ff: u32 divisor 1',
+    'tc filter add dev wg0 parent 1: prio 5 protocol all u32 match u32 0 0 link 3ff:',
+  ]);
 });

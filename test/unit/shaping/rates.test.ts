@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { burstBytes, htbClassArgs, printedRateBits, quantumBytes } from '../../../src/shaping/rates.js';
+import { burstBytes, bytesPerSecond, htbClassArgs, printedRateBits, quantumBytes } from '../../../src/shaping/rates.js';
 
 test('at 1 kbit/s quantum is clamped up to one MTU and burst to two frames', () => {
   assert.equal(quantumBytes(1), 1500);
@@ -26,10 +26,24 @@ test('class arguments set rate = ceil and explicit quantum, burst and cburst', (
   assert.deepEqual(htbClassArgs(8000), ['rate', '8000kbit', 'ceil', '8000kbit', 'quantum', '60000', 'burst', '10000', 'cburst', '10000']);
 });
 
+test('a class that borrows: quantum and burst follow the rate, cburst the ceil (as the kernel printed them under a network cap)', () => {
+  // test/fixtures/tc/netcap-class-egress: `rate 5Mbit ceil 30Mbit burst 6250b cburst 37500b`, 1:ffff `rate 8Kbit ceil 30Mbit burst 3028b cburst 37500b`.
+  assert.deepEqual(htbClassArgs(5000, 30_000), ['rate', '5000kbit', 'ceil', '30000kbit', 'quantum', '60000', 'burst', '6250', 'cburst', '37500']);
+  assert.deepEqual(htbClassArgs(8, 30_000), ['rate', '8kbit', 'ceil', '30000kbit', 'quantum', '1500', 'burst', '3028', 'cburst', '37500']);
+  assert.deepEqual(htbClassArgs(3330, 20_000), ['rate', '3330kbit', 'ceil', '20000kbit', 'quantum', '41625', 'burst', '4163', 'cburst', '25000']);
+});
+
+test('bytes per second: 1 kbit/s is 125 bytes/s (what tbf prints as its rate)', () => {
+  assert.equal(bytesPerSecond(8000), 1_000_000);
+  assert.equal(bytesPerSecond(1), 125);
+});
+
 test('printed rates follow iproute2 6.1, which truncates big odd rates', () => {
   assert.equal(printedRateBits(8000), 8_000_000); // 8Mbit
   assert.equal(printedRateBits(8500), 8_500_000); // 8500Kbit
   assert.equal(printedRateBits(1), 1000); // 1Kbit
   assert.equal(printedRateBits(1_234_567), 1_234_000_000); // 1234Mbit
   assert.equal(printedRateBits(100_000_000), 100_000_000_000); // 100Gbit
+  assert.equal(printedRateBits(8330), 8_330_000); // 8330Kbit (a share under a network cap)
+  assert.equal(printedRateBits(4997), 4_997_000); // 4997Kbit
 });

@@ -1,9 +1,9 @@
 /**
- * The audit table's "Subject" and "Change" cells: cap changes as `old → new` caps, quota events as
- * a sentence. Values come from bw_events' JSON columns (byte counts as decimal strings or numbers).
+ * The audit table's "Subject" and "Change" cells: cap changes as `old → new` caps (with a guarantee
+ * and burst where set), a network's caps as what changed of them, quota events as a sentence. Values come from bw_events' JSON columns (byte counts as decimal strings or numbers).
  */
 import type { BandwidthEvent } from '../db/events.js';
-import { formatCaps } from './format.js';
+import { formatCaps, formatKbps } from './format.js';
 import { formatDecimalBytes, formatUtc, usageText } from './quota.js';
 
 type Values = Record<string, unknown>;
@@ -17,7 +17,27 @@ function bytesOf(value: unknown): bigint | null {
   return null;
 }
 
-const caps = (value: Values | null) => (value && typeof value.up_kbps === 'number' ? formatCaps(value.up_kbps, Number(value.down_kbps ?? 0)) : '—');
+/** A subject's stored values: its caps, with its guarantee and burst where the event carries them. */
+function caps(value: Values | null): string {
+  if (!value || typeof value.up_kbps !== 'number') return '—';
+  const parts = [formatCaps(value.up_kbps, Number(value.down_kbps ?? 0))];
+  if (typeof value.min_kbps === 'number' && value.min_kbps > 0) parts.push(`guaranteed ${formatKbps(value.min_kbps)}`);
+  const burstBytes = bytesOf(value.burst_bytes);
+  if (typeof value.burst_kbps === 'number' && value.burst_kbps > 0) parts.push(`burst ${formatKbps(value.burst_kbps)}${burstBytes === null ? '' : ` for ${formatDecimalBytes(burstBytes)}`}`);
+  return parts.join(', ');
+}
+
+/** What changed of a network's caps: `cap Unlimited → 30 / 60 Mbps; default per peer Unlimited → 5 Mbps / Unlimited`. */
+function networkCapsChange(before: Values | null, after: Values | null): string {
+  const pair = (value: Values | null, up: string, down: string) => formatCaps(Number(value?.[up] ?? 0), Number(value?.[down] ?? 0));
+  const parts: string[] = [];
+  for (const [label, up, down] of [['cap', 'total_up_kbps', 'total_down_kbps'], ['default per peer', 'default_up_kbps', 'default_down_kbps']] as const) {
+    const old = pair(before, up, down);
+    const now = pair(after, up, down);
+    if (old !== now) parts.push(`${label} ${old} → ${now}`);
+  }
+  return parts.join('; ');
+}
 
 /** A quota's settings in one line: `12 GB total a month from day 1 (UTC), warn at 80, 90, 100 %, then throttle to 1 Mbps`. */
 function settingsText(value: Values | null): string {
@@ -79,6 +99,8 @@ export function eventChange(event: Pick<BandwidthEvent, 'action' | 'oldValue' | 
       return `throttled to ${caps(after)} (quota exceeded)`;
     case 'quota.restored':
       return 'quota throttle lifted: its own caps apply again';
+    case 'network.caps':
+      return networkCapsChange(before, after);
     default:
       return '';
   }
@@ -92,6 +114,10 @@ export function eventSubject(event: Pick<BandwidthEvent, 'action' | 'subjectType
   if (event.action.startsWith('node.')) {
     const node = after?.node ?? before?.node;
     if (node) return `node ${String(node)}`;
+  }
+  if (event.action === 'network.caps') {
+    const network = after?.network_id ?? before?.network_id;
+    if (network !== undefined && network !== null) return `network ${String(network)}`;
   }
   if (event.action.startsWith('quota.')) {
     const target = targetText(after) ?? targetText(before);

@@ -356,11 +356,16 @@ function leafDiff(ctx: TreeContext, s: TreeSubject, leaf: TcQdisc | undefined): 
   return [];
 }
 
-/** tc prints a tbf's burst as the size its bucket time holds at the rate: allow its rounding. */
+/**
+ * tc prints a tbf's burst as the size its bucket time holds at the rate (a few bytes below what was
+ * asked), and its queue either as `limit` or as `lat` (see `tbfOptions`): allow for both.
+ */
 function tbfMatches(leaf: TcQdisc, tbf: NonNullable<SubjectShape['tbf']>): boolean {
   const want = tbfOptions(tbf);
-  const burst = Number(leaf.options.burst);
-  return Number(leaf.options.rate) === want.rate && Number(leaf.options.limit) === want.limit && Math.abs(burst - want.burst) <= 2 + want.burst / 1000;
+  const { rate, burst, limit, lat } = leaf.options;
+  const near = (value: unknown, wanted: number, slack: number) => typeof value === 'number' && Math.abs(value - wanted) <= slack;
+  const queue = limit !== undefined ? limit === want.limit : near(lat, want.latUs, 1000 + want.latUs / 100);
+  return rate === want.rate && queue && near(burst, want.burst, 2 + want.burst / 1000);
 }
 
 function rateMatches(current: { rateBits?: number; ceilBits?: number }, wanted: { rateKbps: number; ceilKbps: number }): boolean {

@@ -35,8 +35,9 @@ export function burstBytes(kbps: number): number {
 
 /**
  * The HTB arguments of a class guaranteed `rateKbps` that may borrow up to `ceilKbps` (default: the
- * rate, a hard cap). The quantum follows the rate, so classes that borrow share what is idle in
- * proportion to their guarantees; burst and cburst hold {@link BURST_MS} at the rate and at the ceil.
+ * rate, a hard cap). The quantum follows the rate (clamped, see {@link quantumBytes}): classes that
+ * borrow share what is idle in proportion to their guarantees below ~4.8 Mbit/s and equally above;
+ * burst and cburst hold {@link BURST_MS} at the rate and at the ceil.
  */
 export function htbClassArgs(rateKbps: number, ceilKbps = rateKbps): string[] {
   return [

@@ -70,7 +70,23 @@ export function hasClassOn(subject: DesiredSubject, side: TreeSide, totalKbps: n
  */
 export function tbfDepthBytes(capKbps: number, burst: { kbps: number; bytes: number }): number {
   const depth = Math.floor(burst.bytes * (1 - capKbps / burst.kbps));
-  return Math.max(burstBytes(capKbps), depth);
+  return Math.min(maxTbfDepthBytes(capKbps), Math.max(burstBytes(capKbps), depth));
+}
+
+/**
+ * sch_tbf keeps its bucket as time at the rate, in 32-bit units of 64 ns: at most 2^32 × 64 ns ≈ 274.9 s
+ * of the cap (a deeper bucket wraps around to a small one). One second is left as margin.
+ */
+export const MAX_TBF_BUCKET_SECONDS = 273;
+
+/** The deepest tbf bucket the kernel holds at `capKbps`. */
+export function maxTbfDepthBytes(capKbps: number): number {
+  return Math.floor(bytesPerSecond(capKbps) * MAX_TBF_BUCKET_SECONDS);
+}
+
+/** The most `burst_bytes` a subject capped at `capKbps` may burst at `burstKbps` (see {@link tbfDepthBytes}). */
+export function maxBurstBytes(capKbps: number, burstKbps: number): number {
+  return burstKbps <= capKbps ? 0 : Math.floor(maxTbfDepthBytes(capKbps) / (1 - capKbps / burstKbps));
 }
 
 /**
@@ -108,7 +124,10 @@ export function treeShape(desired: Pick<DesiredInterface, 'totalUpKbps' | 'total
     const capped = cap > 0 ? (totalKbps > 0 ? Math.min(cap, totalKbps) : cap) : totalKbps;
     const bursting = subject.burst !== undefined && cap > 0 && subject.burst.kbps > cap;
     const ceilKbps = bursting && subject.burst ? (totalKbps > 0 ? Math.min(subject.burst.kbps, totalKbps) : subject.burst.kbps) : capped;
-    return { subject, cap, capped, ceilKbps, tbf: bursting && subject.burst && ceilKbps > cap ? { kbps: cap, depthBytes: tbfDepthBytes(cap, subject.burst) } : undefined };
+    // The bucket empties at (ceil − cap): a burst clamped by the network cap gets a shallower one, so
+    // it still lets `bytes` through, not more.
+    const tbf = bursting && subject.burst && ceilKbps > cap ? { kbps: cap, depthBytes: tbfDepthBytes(cap, { kbps: ceilKbps, bytes: subject.burst.bytes }) } : undefined;
+    return { subject, cap, capped, ceilKbps, tbf };
   });
   const shares =
     totalKbps > 0
@@ -131,9 +150,14 @@ export function treeShape(desired: Pick<DesiredInterface, 'totalUpKbps' | 'total
   };
 }
 
-/** The tbf leaf's options as `tc -j qdisc show` prints them (rate in bytes/s, burst and limit in bytes). */
-export function tbfOptions(tbf: TbfSpec): { rate: number; burst: number; limit: number } {
-  return { rate: bytesPerSecond(tbf.kbps), burst: tbf.depthBytes, limit: TBF_LIMIT_BYTES };
+/**
+ * The tbf leaf's options as `tc -j qdisc show` prints them: rate in bytes/s, burst in bytes, and
+ * either `limit` in bytes (iproute2 6.1 prints it only when the queue is shorter than the bucket) or
+ * `lat`, the queue's length in µs at the rate beyond the bucket.
+ */
+export function tbfOptions(tbf: TbfSpec): { rate: number; burst: number; limit: number; latUs: number } {
+  const rate = bytesPerSecond(tbf.kbps);
+  return { rate, burst: tbf.depthBytes, limit: TBF_LIMIT_BYTES, latUs: Math.floor((1e6 * (TBF_LIMIT_BYTES - tbf.depthBytes)) / rate) };
 }
 
 /** The qdisc spec of a tbf leaf (after `handle <minor>:`). */

@@ -8,24 +8,25 @@ test('HTB classes of a real `tc -s class show` are parsed with rates, bursts and
   const classes = parseClassText(fixture('class-egress'));
   assert.deepEqual(
     classes.map((c) => c.classid),
-    ['1:ffff', '1:2', '1:3', '1:1a'],
+    ['1:ffff', '1:1', '1:2', '1:1a', '1:3'],
   );
-  const peerA = classes[1];
+  const peerA = classes[2];
   assert.deepEqual(peerA, {
     kind: 'htb',
     classid: '1:2',
     major: 1,
     minor: 2,
-    parent: null,
+    parent: '1:1',
     leaf: '2:',
     rateBits: 8_000_000,
     ceilBits: 8_000_000,
     burstBytes: 10_000,
     cburstBytes: 10_000,
-    counters: { bytes: 372_298n, packets: 303n, dropped: 0n, overlimits: 36n, requeues: 0n, backlogBytes: 0n, backlogPackets: 0n },
+    counters: { bytes: 372_394n, packets: 304n, dropped: 0n, overlimits: 34n, requeues: 0n, backlogBytes: 0n, backlogPackets: 0n },
   });
   assert.equal(classes[0]?.rateBits, 100_000_000_000, '100Gbit');
-  assert.equal(classes[2]?.rateBits, 1_234_000_000, '1234Mbit (iproute2 truncates)');
+  assert.deepEqual([classes[1]?.parent, classes[1]?.leaf, classes[0]?.parent], [null, null, '1:1'], '1:1 at the root, without a leaf; 1:ffff under it');
+  assert.equal(classes[4]?.rateBits, 1_234_000_000, '1234Mbit (iproute2 truncates)');
   assert.equal(classes[3]?.minor, 0x1a);
   assert.equal(classes[3]?.rateBits, 1000);
 });
@@ -42,7 +43,8 @@ test('the upload tree on the IFB has its own counters', () => {
     classes.map((c) => [c.classid, c.rateBits, c.counters?.bytes]),
     [
       ['1:ffff', 100_000_000_000, 348n],
-      ['1:2', 4_000_000, 136_583n],
+      ['1:1', 100_000_000_000, 136_994n],
+      ['1:2', 4_000_000, 136_646n],
       ['1:1a', 1000, 0n],
     ],
   );

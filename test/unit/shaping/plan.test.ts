@@ -516,7 +516,7 @@ test('a burst under a network cap: ceil = min(burst, network cap), rate = its sh
   assert.ok(lines(planInterface(low, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).includes('tc qdisc add dev wg0 parent 1:2 handle 2: pfifo limit 200'));
 });
 
-test('a burst capped by the network cap spends the same bytes: the tbf depth follows the ceil it really gets', { todo: 'planner bug, see /tmp/i14/planner-bugs.md (depth uses burst.kbps, not min(burst, network cap))' }, () => {
+test('a burst capped by the network cap spends the same bytes: the tbf depth follows the ceil it really gets', () => {
   const desired: DesiredInterface = { ...wgDesired([peer('p2', 2, 0, 8000, { burst: { kbps: 20_000, bytes: 2_000_000 } })]), totalDownKbps: 15_000 };
   // At 15000 the bucket drains at 15000 − 8000: depth 2000000 × (1 − 8000/15000) = 933333 lets 2000000 bytes through.
   assert.ok(lines(planInterface(desired, emptyActual('wg0', ifbNameFor('wg0')), pfifo)).includes('tc qdisc add dev wg0 parent 1:2 handle 2: tbf rate 8000kbit burst 933333 limit 300000'));

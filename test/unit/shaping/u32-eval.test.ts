@@ -146,8 +146,12 @@ async function withLab(body: (lab: { netns: string; kernel: LocalExecutor; send(
 
 /** The class whose packet counter moved while `send` ran (0: none moved, i.e. HTB's direct queue). */
 async function landedIn(kernel: LocalExecutor, netns: string, device: string, send: () => Promise<void>): Promise<number> {
-  const counts = async (): Promise<Map<number, bigint>> =>
-    new Map(parseClassText((await kernel.run(['tc', '-s', 'class', 'show', 'dev', device], { netns })).stdout).map((c) => [c.minor, c.counters?.packets ?? 0n]));
+  // Leaf classes only: an inner class (the engine's 1:1) counts every packet its children pass.
+  const counts = async (): Promise<Map<number, bigint>> => {
+    const classes = parseClassText((await kernel.run(['tc', '-s', 'class', 'show', 'dev', device], { netns })).stdout);
+    const parents = new Set(classes.map((c) => c.parent));
+    return new Map(classes.filter((c) => c.major === 1 && !parents.has(c.classid)).map((c) => [c.minor, c.counters?.packets ?? 0n]));
+  };
   const before = await counts();
   await send();
   for (let attempt = 0; attempt < 50; attempt += 1) {

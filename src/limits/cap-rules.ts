@@ -59,7 +59,7 @@ export function subjectShapeIssues(subject: SubjectShape, network: NetworkShape)
     } else {
       const below = capped.find((cap) => burstKbps <= cap.kbps);
       if (below) {
-        const whose = below.fromDefault ? 'the network\u2019s default' : 'its';
+        const whose = below.fromDefault ? "the network's default" : 'its';
         issues.push({ field: BURST_KBPS_FIELD, message: `\`${BURST_KBPS_FIELD}\` (${burstKbps} kbit/s) must be above ${whose} ${below.direction.name} cap of ${below.kbps} kbit/s` });
       }
     }

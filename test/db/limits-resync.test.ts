@@ -99,6 +99,26 @@ for (const engine of ENGINES) {
       assert.deepEqual(kept.map((row) => [row.upKbps, row.addresses]), [[5000, [first!.address]], [5000, [second!.address]]]);
     });
 
+    test('network caps follow the host: a deleted network loses them and its peers their defaults, a moved one has them where it is now', async (t) => {
+      const knex = await openHost(t, engine);
+      if (!knex) return;
+      const seeded = await seedSubjects(knex, { count: 4, vmEvery: 0, caps: () => ({ upKbps: 0, downKbps: 0 }), status: () => 'applied' });
+      const [kept, gone] = [seeded.networkIds[0]!, '9999'];
+      const where = (await knex('networks').where({ id: Number(kept) }).first()) as { interface: string };
+      await knex('bw_network_caps').insert([
+        { network_id: kept, node: 'local', interface: 'wg-old', netns: null, total_up_kbps: 0, total_down_kbps: 30_000, default_up_kbps: 0, default_down_kbps: 0, updated_at: 1 },
+        { network_id: gone, node: 'local', interface: 'wg-gone', netns: null, total_up_kbps: 0, total_down_kbps: 0, default_up_kbps: 500, default_down_kbps: 0, updated_at: 1 },
+      ]);
+      await knex('bw_limits').insert({
+        subject_type: 'peer', subject_id: '777', name: 'orphan', node: 'local', network_id: gone, interface: 'wg-gone', netns: null, interface_kind: 'wireguard',
+        addresses: '[]', up_kbps: 0, down_kbps: 0, default_up_kbps: 500, class_minor: 2, status: 'applied', created_at: 1, updated_at: 1,
+      });
+      const result = await resyncWithHost(knex, createRecords(knex), 'test', quiet);
+      assert.deepEqual(((await knex('bw_network_caps').select('network_id', 'interface')) as Record<string, unknown>[]).map((row) => [String(row.network_id), row.interface]), [[kept, where.interface]]);
+      assert.ok(result.interfaces.some((ref) => ref.interface === 'wg-gone'), 'the interface that lost its network cap is reconciled');
+      assert.equal(((await knex('bw_events').where({ action: 'network.caps' }).first()) as { message: string }).message, `The host no longer has network ${gone}: its caps were dropped`);
+    });
+
     test('with 10,000 subjects in step, a resync reads each table once and writes nothing', { timeout: 120_000 }, async (t) => {
       const knex = await openHost(t, engine);
       if (!knex) return;
@@ -116,7 +136,7 @@ for (const engine of ENGINES) {
       const elapsed = performance.now() - started;
 
       assert.deepEqual([result.dropped.length, result.refreshed.length, result.interfaces.length], [0, 0, 0]);
-      assert.equal(queries.length, 4, `bw_limits, networks, peers (9,000: one page), vms (1,000):\n${queries.join('\n')}`);
+      assert.equal(queries.length, 5, `bw_limits, networks, peers (9,000: one page), vms (1,000), bw_network_caps:\n${queries.join('\n')}`);
       assert.ok(queries.every((sql) => /^select /i.test(sql)), 'reads only');
       t.diagnostic(`resync of 10,000 subjects in step on ${engine.id}: ${elapsed.toFixed(0)} ms`);
     });

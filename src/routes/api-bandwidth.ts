@@ -31,14 +31,11 @@ const NETWORK_FIELDS = [TOTAL_UP_FIELD, TOTAL_DOWN_FIELD, DEFAULT_UP_FIELD, DEFA
 
 /**
  * The caps the kernel holds for the subject and where each comes from (its own cap, its network's
- * default, a quota's throttle), with its guarantee and burst and whether the burst is in force.
+ * default, a quota's throttle), and whether its burst is in force.
  */
 function effectiveFields(row: LimitRow) {
   const caps = effectiveCaps(row);
   return {
-    bandwidth_min_kbps: row.minKbps,
-    bandwidth_burst_kbps: row.burstKbps,
-    bandwidth_burst_bytes: row.burstBytes,
     default_up_kbps: row.defaultUpKbps,
     default_down_kbps: row.defaultDownKbps,
     effective_up_kbps: caps.upKbps,
@@ -47,6 +44,24 @@ function effectiveFields(row: LimitRow) {
     burst_active: effectiveBurst(row) !== undefined,
     throttle_up_kbps: row.throttleUpKbps,
     throttle_down_kbps: row.throttleDownKbps,
+  };
+}
+
+/**
+ * A subject's stored fields under the names of the host's bodies (the caps in force are answered as
+ * `effective_*` here, not as serialize's `bandwidth_effective_*`).
+ */
+function subjectFields(row: LimitRow) {
+  const fields = bandwidthFields(row);
+  return {
+    bandwidth_up_kbps: fields.bandwidth_up_kbps,
+    bandwidth_down_kbps: fields.bandwidth_down_kbps,
+    bandwidth_min_kbps: row.minKbps,
+    bandwidth_burst_kbps: row.burstKbps,
+    bandwidth_burst_bytes: row.burstBytes,
+    bandwidth_status: fields.bandwidth_status,
+    bandwidth_error: fields.bandwidth_error,
+    bandwidth_reason: fields.bandwidth_reason,
   };
 }
 
@@ -60,7 +75,7 @@ function limitJson(row: LimitRow) {
     interface: row.interface,
     netns: row.netns,
     addresses: row.addresses,
-    ...bandwidthFields(row),
+    ...subjectFields(row),
     ...effectiveFields(row),
     class_id: row.classMinor === null ? null : `1:${row.classMinor.toString(16)}`,
     applied_at: row.appliedAt?.toISOString() ?? null,

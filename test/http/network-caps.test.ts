@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Knex } from 'knex';
 import { writeTick } from '../../src/accounting/store.js';
 import type { Sample } from '../../src/accounting/sample.js';
+import { connect } from '../../src/db/connect.js';
 import { ENGINES, type Engine } from '../support/databases.js';
 import { ownDatabase } from '../support/own-database.js';
 import { bandwidthRows, created, hostRows, rowCounts, startPanel, wgKey, type Agent, type TestPanel } from '../support/panel.js';
@@ -125,6 +126,46 @@ describe('network caps through the host and the plugin API', () => {
   }
 });
 
+describe('when the plugin cannot store a network\'s caps', () => {
+  test('the host does not create the network (503), undoes an update (503), and a retry stores them (postgres)', { timeout: 120_000 }, async (t) => {
+    const engine = ENGINES.find((e) => e.id === 'postgres')!;
+    const own = await ownDatabase(t, engine, 'netcapfail');
+    if (!own) return;
+    // The panel's sessions give up a lock wait after 1.5 s (as MariaDB's innodb_lock_wait_timeout would, later).
+    const host = await startPanel(t, { databaseUrl: `${own.url}?options=${encodeURIComponent('-c lock_timeout=1500')}` });
+    own.closeFirst(() => host.close());
+    const { api } = host;
+    const office = await created(api.post('/api/networks').send({ name: 'office', interface: 'wg0', [TOTAL_UP]: 10_000 }), 'network');
+
+    // Another session holds bw_network_caps against writes (reads go on: validate still passes).
+    const holder = connect(own.url);
+    const trx = await holder.transaction();
+    await trx.raw('LOCK TABLE bw_network_caps IN EXCLUSIVE MODE');
+    let released = false;
+    const release = async () => {
+      if (!released) await trx.commit();
+      released = true;
+    };
+    own.closeFirst(async () => {
+      await release();
+      await holder.destroy();
+    });
+
+    const refused = await api.post('/api/networks').send({ name: 'lab', interface: 'wg1', [TOTAL_DOWN]: 20_000 });
+    assert.equal(refused.status, 503, refused.text);
+    assert.match(refused.body.error.message, /^The network was not created: plugin `bandwidth` could not store its settings \(.+\)\. Nothing was saved; try again\.$/);
+    const undone = await api.put(`/api/networks/${office.id}`).send({ name: 'head office', [TOTAL_UP]: 20_000 });
+    assert.equal(undone.status, 503, undone.text);
+    assert.match(undone.body.error.message, /^The network was not changed: plugin `bandwidth`/);
+    await release();
+
+    const networks = (await api.get('/api/networks').expect(200)).body.networks as Record<string, unknown>[];
+    assert.deepEqual(networks.map((n) => [n.name, ...capsOf(n)]), [['office', 10_000, 0, 0, 0]], 'no network without its caps, and the old name and caps stay');
+    const retried = await created(api.post('/api/networks').send({ name: 'lab', interface: 'wg1', [TOTAL_DOWN]: 20_000 }), 'network');
+    assert.deepEqual(capsOf(retried), [0, 20_000, 0, 0]);
+  });
+});
+
 describe('the host\'s network forms (the network.form slot)', () => {
   test('the settings form shows the stored caps; a refused submit answers 400, names the field, keeps what was typed and writes nothing', async (t) => {
     const host = await startPanel(t);
@@ -195,11 +236,16 @@ describe('default caps', () => {
     assert.deepEqual(await effective(half.id), [2_000, 50_000, { up: 'default', down: 'own' }]);
     assert.deepEqual(await effective(own.id), [1_000, 1_000, { up: 'own', down: 'own' }]);
     assert.deepEqual([plain.bandwidth_up_kbps, plain.bandwidth_down_kbps], [0, 0], 'the peer\'s own caps stay 0: the default is not copied into them');
-    // The host's peer table: the Limit column says where a cap comes from.
-    const table = text((await (await host.login()).agent.get(`/admin/networks/${network.id}`).expect(200)).text);
+    // The host's peer table: the Limit column says where a cap comes from; so does the peer's form.
+    const admin = await host.login();
+    const table = text((await admin.agent.get(`/admin/networks/${network.id}`).expect(200)).text);
     assert.match(table, /plain .* 2 \/ 8 Mbps \(network default\)/);
     assert.match(table, /half .* 2 \/ 50 Mbps \(upload: network default\)/);
     assert.match(table, /own .* 1 \/ 1 Mbps(?! \()/);
+    const form = (await admin.agent.get(`/admin/networks/${network.id}/peers/${half.id}`).expect(200)).text;
+    assert.deepEqual([...form.matchAll(/<p class="muted small effective-cap" data-direction="(\w+)" data-source="(\w+)">([^<]*)<\/p>/g)].map((m) => [m[1], m[2], m[3]]), [
+      ['up', 'default', 'Upload in force: 2 Mbps, from the network default.'],
+    ], 'only the direction that is not its own cap is explained');
 
     const ownBefore = await api.get(`/api/bandwidth/events?subject_type=peer&subject_id=${own.id}`).expect(200);
     await api.put(`/api/bandwidth/networks/${network.id}`).send({ [DEFAULT_UP]: 3_000, [DEFAULT_DOWN]: 0 }).expect(200);

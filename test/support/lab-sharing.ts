@@ -14,7 +14,7 @@ import { assertHoldsCap } from './lab-shaping.js';
 /** Interval ends are printed as 0.500123 s: a window edge this close still takes the interval. */
 const EDGE_SECONDS = 0.05;
 /** The receiver's last report can cover a few milliseconds after the sender stopped: no rate to read. */
-const SHORTEST_INTERVAL_SECONDS = 0.1;
+const SHORTEST_INTERVAL_SECONDS = 0.05;
 
 /** `wallMs` (a `Date.now()`) on the timeline of `report`'s intervals, in seconds. */
 export function secondsInto(report: IperfReport, wallMs: number): number {
@@ -29,11 +29,10 @@ export function intervalsBetween(report: IperfReport, from: number, to: number):
 /** Receiver goodput (bit/s) over the intervals inside [from, to]; fails when the window holds none. */
 export function rateBetween(report: IperfReport, from: number, to: number): number {
   const inside = intervalsBetween(report, from, to);
-  const first = inside[0];
-  const last = inside.at(-1);
-  assert.ok(first && last, `no whole interval between ${from.toFixed(2)} s and ${to.toFixed(2)} s`);
+  assert.ok(inside.length > 0, `no whole interval between ${from.toFixed(2)} s and ${to.toFixed(2)} s`);
   const bytes = inside.reduce((sum, i) => sum + i.bytes, 0);
-  return (bytes * 8) / (last.end - first.start);
+  const seconds = inside.reduce((sum, i) => sum + (i.end - i.start), 0);
+  return (bytes * 8) / seconds;
 }
 
 /** The first interval that starts at or after `from` seconds; fails when the transfer ended before. */
@@ -73,9 +72,22 @@ export function leadingAbove(report: IperfReport, thresholdBits: number): { seco
   return { seconds: last.end, bytes, bitsPerSecond: (bytes * 8) / last.end };
 }
 
-/** The receiver's intervals as one line: `0.0-0.5 19.9, 0.5-1.0 19.2, …` (Mbit/s). */
-export function formatIntervals(report: IperfReport): string {
-  return report.intervals.map((i) => `${i.start.toFixed(1)}-${i.end.toFixed(1)} ${(i.bitsPerSecond / 1e6).toFixed(1)}`).join(', ');
+/**
+ * The receiver's goodput as one line, `0.0-0.5 19.9, 0.5-1.0 19.2, …` (Mbit/s), its reports merged
+ * into steps of `stepSeconds` (at least one report each) when given.
+ */
+export function formatIntervals(report: IperfReport, stepSeconds?: number): string {
+  const steps: IperfInterval[] = [];
+  for (const i of report.intervals) {
+    const last = steps.at(-1);
+    if (last && stepSeconds !== undefined && Math.floor(i.start / stepSeconds + 1e-6) === Math.floor(last.start / stepSeconds + 1e-6)) {
+      last.end = i.end;
+      last.bytes += i.bytes;
+    } else {
+      steps.push({ ...i });
+    }
+  }
+  return steps.map((i) => `${i.start.toFixed(1)}-${i.end.toFixed(1)} ${((i.bytes * 8) / (i.end - i.start) / 1e6).toFixed(1)}`).join(', ');
 }
 
 /** One measured figure and the rate it should have. */

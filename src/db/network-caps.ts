@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { nextClassMinor } from '../shaping/class-ids.js';
+import { MAX_CLASS_MINOR, nextClassMinor } from '../shaping/class-ids.js';
 import { inAllocationTurn, type AllocationKey } from './class-allocation.js';
 import { toLimitRow, type InterfaceRef, type LimitRow } from './limits.js';
 
@@ -117,36 +117,54 @@ export async function setNetworkCaps(db: Knex, ref: { networkId: string } & Inte
 
     const rows = ((await trx('bw_limits').where({ network_id: ref.networkId }).orderBy('id')) as Record<string, unknown>[]).map(toLimitRow);
     const capped = hasNetworkCap(current);
-    // Minors in use per interface, read once: a network of thousands of peers is one read per interface.
-    const used = new Map<string, number[]>();
-    const minorsOf = async (row: LimitRow) => {
+    // Minors in use per interface, read once, handed out from a cursor: a network of thousands of
+    // peers is one read per interface, not one scan of every minor per peer.
+    const pools = new Map<string, { taken: Set<number>; cursor: number }>();
+    const allocate = async (row: LimitRow): Promise<number> => {
       const key = JSON.stringify([row.node, row.interface]);
-      let list = used.get(key);
-      if (!list) {
-        list = ((await trx('bw_limits').where({ node: row.node, interface: row.interface }).whereNotNull('class_minor').pluck('class_minor')) as unknown[]).map(Number);
-        used.set(key, list);
+      let pool = pools.get(key);
+      if (!pool) {
+        const used = ((await trx('bw_limits').where({ node: row.node, interface: row.interface }).whereNotNull('class_minor').pluck('class_minor')) as unknown[]).map(Number);
+        pool = { taken: new Set(used), cursor: 2 };
+        pools.set(key, pool);
       }
-      return list;
+      while (pool.cursor <= MAX_CLASS_MINOR && pool.taken.has(pool.cursor)) pool.cursor += 1;
+      // Past the last minor: nextClassMinor throws the error that says so.
+      const minor = pool.cursor <= MAX_CLASS_MINOR ? pool.cursor : nextClassMinor(pool.taken);
+      pool.taken.add(minor);
+      return minor;
     };
+    // Set-wise, not a statement per peer: a network of 10,000 peers is a few statements per 500 rows.
     const changedRows = new Map<number, LimitRow>();
+    const minors = new Map<number, number>();
+    const pending: number[] = [];
+    let latest = now - 1;
     for (const row of rows) {
-      const update: Record<string, unknown> = {};
-      if (row.defaultUpKbps !== current.defaultUpKbps || row.defaultDownKbps !== current.defaultDownKbps) {
-        update.default_up_kbps = current.defaultUpKbps;
-        update.default_down_kbps = current.defaultDownKbps;
-      }
+      const defaultMoved = row.defaultUpKbps !== current.defaultUpKbps || row.defaultDownKbps !== current.defaultDownKbps;
       const wantsClass = capped || (row.upKbps === 0 && current.defaultUpKbps > 0) || (row.downKbps === 0 && current.defaultDownKbps > 0);
-      if (row.classMinor === null && wantsClass) {
-        const list = await minorsOf(row);
-        const minor = nextClassMinor(list);
-        list.push(minor);
-        update.class_minor = minor;
-      }
-      const shaping = update.class_minor !== undefined || effectiveDefaultMoved(row, current);
-      if (Object.keys(update).length === 0) continue;
-      if (shaping) Object.assign(update, { status: 'pending', last_error: null, reason: null, updated_at: Math.max(now, row.updatedAt.getTime() + 1) });
-      await trx('bw_limits').where({ id: row.id }).update(update);
+      if (row.classMinor === null && wantsClass) minors.set(row.id, await allocate(row));
+      if (!defaultMoved && !minors.has(row.id)) continue;
       changedRows.set(row.id, row);
+      if (minors.has(row.id) || effectiveDefaultMoved(row, current)) {
+        pending.push(row.id);
+        latest = Math.max(latest, row.updatedAt.getTime());
+      }
+    }
+    if (rows.some((row) => row.defaultUpKbps !== current.defaultUpKbps || row.defaultDownKbps !== current.defaultDownKbps)) {
+      await trx('bw_limits').where({ network_id: ref.networkId }).update({ default_up_kbps: current.defaultUpKbps, default_down_kbps: current.defaultDownKbps });
+    }
+    const withMinor = [...minors];
+    for (let i = 0; i < withMinor.length; i += 500) {
+      const chunk = withMinor.slice(i, i + 500);
+      // Integers this function computed (ids read back, minors from nextClassMinor), inlined: a bound
+      // parameter in a CASE has no type PostgreSQL can infer.
+      const cases = chunk.map(([id, minor]) => `when ${Math.trunc(id)} then ${Math.trunc(minor)}`).join(' ');
+      await trx('bw_limits').whereIn('id', chunk.map(([id]) => id)).update({ class_minor: trx.raw(`case id ${cases} end`) });
+    }
+    // One stamp newer than every row's last write: an applier that read a row before this one cannot record over it.
+    const stamp = Math.max(now, latest + 1);
+    for (let i = 0; i < pending.length; i += 500) {
+      await trx('bw_limits').whereIn('id', pending.slice(i, i + 500)).update({ status: 'pending', last_error: null, reason: null, updated_at: stamp });
     }
     const ids = [...changedRows.keys()];
     const changes: NetworkCapsChange['changes'] = [];

@@ -333,5 +333,11 @@ describe('the overview and the subject page', () => {
     ]);
     assert.equal(text(/<dd class="network-caps">([\s\S]*?)<\/dd>/.exec(html)?.[1] ?? ''), 'office: network cap 50 / 50 Mbps, default per peer 4 Mbps / Unlimited');
     assert.equal(text(/<dd class="min">([\s\S]*?)<\/dd>/.exec(html)?.[1] ?? ''), 'an equal share of the network cap');
+
+    // A peer capped by the default alone is shaped: its status is the kernel's, not `unlimited`.
+    const plain = await created(api.post(`/api/networks/${network.id}/peers`).send({ name: 'plain', public_key: wgKey(2), allowed_ips: ['10.8.0.3/32'] }), 'peer');
+    const plainPage = (await admin.agent.get(`${OVERVIEW}/peer/${plain.id}`).expect(200)).text;
+    assert.match(plainPage, /<dt>Status<\/dt><dd><span class="badge pending">pending<\/span>/);
+    assert.match(text(plainPage), /In force ↓ \(download\) Unlimited · no cap: none of its own and no network default/);
   });
 });

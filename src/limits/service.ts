@@ -324,12 +324,14 @@ export class LimitsService {
     if (same && changes.length === 0 && !moved) return { caps: current, outcome: null };
     const totalsSame = before.totalUpKbps === current.totalUpKbps && before.totalDownKbps === current.totalDownKbps;
     // The defaults alone moved subjects that the kernel holds with a class: their numbers change, nothing else.
-    const fast = totalsSame && !moved && changes.length > 0 &&
+    const fast = totalsSame && !moved && changes.some(({ after }) => after.status === 'pending') &&
       changes.every(({ before: row }) => row.classMinor !== null && (row.status === 'applied' || row.status === 'throttled') && row.interface === current.interface);
+    // Rows whose default moved in a direction they have their own cap in kept their kernel state (not pending).
+    const moving = changes.filter(({ after }) => after.status === 'pending');
     const outcome = await this.applyStored(
       current.interface,
       current.netns,
-      fast ? changes.map(({ before: row }) => ({ subjectId: row.subjectId, previous: applied(row) })) : undefined,
+      fast ? moving.map(({ before: row }) => ({ subjectId: row.subjectId, previous: applied(row) })) : undefined,
       current.node,
     );
     // Peers left on another interface (the host moved the network; a resync has not followed yet).

@@ -173,5 +173,26 @@ for (const engine of ENGINES) {
       assert.equal((await listEvents(db, { offset: 0, limit: 10 })).total, 1);
       assert.deepEqual((await service.validate({ ...peer(1), minKbps: 12_000 })).map((issue) => issue.field), ['bandwidth_min_kbps']);
     });
+
+    test('a change of the defaults alone reaches the kernel as class changes of the subjects it moves, without a read', async (t) => {
+      const [db] = (await openOwnMigrated(t, engine, 'netcaps')) ?? [];
+      if (!db) return;
+      const executor = new RecordingExecutor();
+      const applier = new LimitApplier({ db, executor, mode: 'local', reason: 'the test', capabilities: async () => ({ leaf: 'fq_codel' }), logger: quiet });
+      const service = new LimitsService(db, applier, quiet);
+      await saveLimit(db, peer(1, { up: 0, down: 5000 }));
+      await saveLimit(db, peer(2));
+      await setNetworkCaps(db, NET, { defaultDownKbps: 2000 }, NOW);
+      // As after an apply the kernel took.
+      await db('bw_limits').update({ status: 'applied' });
+
+      const { outcome } = await service.changeNetworkCaps(NET, { defaultDownKbps: 3000 }, 'admin');
+      assert.equal(outcome?.status, 'applied');
+      assert.deepEqual(executor.calls.filter((call) => call.kind === 'run').map((call) => call.argv.join(' ')), [], 'nothing read');
+      const commands = executor.operations.map((operation) => operation.argv.join(' '));
+      assert.ok(commands.length > 0 && commands.every((command) => /^class change /.test(command)), commands.join('\n'));
+      assert.ok(commands.every((command) => / classid 1:3 /.test(command)), 'only the class of the peer the default applies to');
+      assert.deepEqual([(await getLimit(db, 'peer', '1'))!.status, (await getLimit(db, 'peer', '2'))!.status], ['applied', 'applied']);
+    });
   });
 }

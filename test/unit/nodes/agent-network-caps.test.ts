@@ -53,3 +53,25 @@ test('network caps, guarantees and bursts survive an agent restart, and the tree
   await core.putInterface('wg0', { ...uncapped, version: 6 });
   assert.deepEqual(await core.interfaceState('wg0', null), { ...uncapped, version: 6 }, 'a push without network caps clears them');
 });
+
+test('a push that moves only numbers of several subjects (a network default) is class changes, with no read of the kernel', async (t) => {
+  const executor = new RecordingExecutor();
+  const core = await AgentCore.open({ node: 'hv1', statePath: ':memory:', executor, mode: 'local', logger: quiet });
+  t.after(() => core.close());
+  const subjects = (downKbps: number) => [1, 2, 3].map((id) => ({
+    type: 'peer' as const, id: String(id), name: `p${id}`, classMinor: id + 1, addresses: [`10.8.0.${id}/32`], publicKey: null, upKbps: 0, downKbps: id === 3 ? 7000 : downKbps,
+  }));
+  await core.putInterface('wg0', { version: 1, kind: 'wireguard', netns: null, subjects: subjects(2000) });
+  // As after an apply the kernel took (the recording executor's reads find nothing to compare with).
+  await core.db('bw_limits').update({ status: 'applied' });
+  const before = executor.calls.length;
+
+  const report = await core.putInterface('wg0', { version: 2, kind: 'wireguard', netns: null, subjects: subjects(3000) });
+  assert.equal(report.status, 'applied');
+  const calls = executor.calls.slice(before);
+  assert.deepEqual(calls.filter((call) => call.kind === 'run'), [], 'nothing read');
+  assert.deepEqual(calls.flatMap((call) => (call.kind === 'batch' ? call.operations.map((operation) => operation.argv.slice(0, 7).join(' ')) : [])), [
+    'class change dev wg0 parent 1:1 classid 1:2',
+    'class change dev wg0 parent 1:1 classid 1:3',
+  ]);
+});

@@ -70,7 +70,7 @@ test('a push that moves only numbers of several subjects (a network default) is 
   assert.equal(report.status, 'applied');
   const calls = executor.calls.slice(before);
   assert.deepEqual(calls.filter((call) => call.kind === 'run'), [], 'nothing read');
-  assert.deepEqual(calls.flatMap((call) => (call.kind === 'batch' ? call.operations.map((operation) => operation.argv.slice(0, 7).join(' ')) : [])), [
+  assert.deepEqual(calls.flatMap((call) => (call.kind === 'batch' ? call.operations.map((operation) => operation.argv.slice(0, 8).join(' ')) : [])), [
     'class change dev wg0 parent 1:1 classid 1:2',
     'class change dev wg0 parent 1:1 classid 1:3',
   ]);

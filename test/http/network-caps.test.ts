@@ -238,11 +238,16 @@ describe('default caps', () => {
     assert.deepEqual([plain.bandwidth_up_kbps, plain.bandwidth_down_kbps], [0, 0], 'the peer\'s own caps stay 0: the default is not copied into them');
     // The host's peer table: the Limit column says where a cap comes from; so does the peer's form.
     const admin = await host.login();
-    const table = text((await admin.agent.get(`/admin/networks/${network.id}`).expect(200)).text);
+    const networkPage = (await admin.agent.get(`/admin/networks/${network.id}`).expect(200)).text;
+    const table = text(networkPage);
     assert.match(table, /plain .* 2 \/ 8 Mbps \(network default\)/);
     assert.match(table, /half .* 2 \/ 50 Mbps \(upload: network default\)/);
     assert.match(table, /own .* 1 \/ 1 Mbps(?! \()/);
+    // Under a default, 0 in a peer's form means the default, and the form says so.
+    assert.match(text(networkPage), /0 = the network&#39;s default, or unlimited where it has none/);
+    assert.match(networkPage, /name="bandwidth_up_unlimited" value="1" > No upload cap of its own \(network default 2 Mbps\)<\/label>/);
     const form = (await admin.agent.get(`/admin/networks/${network.id}/peers/${half.id}`).expect(200)).text;
+    assert.match(form, /> No download cap of its own \(network default 8 Mbps\)<\/label>/);
     assert.deepEqual([...form.matchAll(/<p class="muted small effective-cap" data-direction="(\w+)" data-source="(\w+)">([^<]*)<\/p>/g)].map((m) => [m[1], m[2], m[3]]), [
       ['up', 'default', 'Upload in force: 2 Mbps, from the network default.'],
     ], 'only the direction that is not its own cap is explained');

@@ -111,8 +111,10 @@ export function createAdminRouter(ctx: ServiceContext, db: Knex, auth: HostAuth,
     }, (error) => networkPage(req, res, { peerError: error, peerValues: req.body }));
   });
   const peerPage = async (req: Request, res: Response, error: HttpError | null = null, values?: Record<string, unknown>) => {
-    const { network, peer } = await getPeer(ctx, param(req, 'id'), param(req, 'pid'));
+    const { network: stored, peer } = await getPeer(ctx, param(req, 'id'), param(req, 'pid'));
     const [serialized] = await serializePeers(ctx, [peer]);
+    // With its network.serialize fields: a plugin's peer fields may say what the network gives a peer by default.
+    const [network] = await serializeNetworks(ctx, [stored]);
     await render(req, res, 'peer', {
       title: `Peer ${peer.name}`,
       network,

@@ -401,20 +401,27 @@ function tbfOptions(args: readonly string[]): Record<string, number> {
 }
 
 /**
- * A tbf's options as `tc -j qdisc show` prints them. iproute2 6.1 sends the burst in bytes
+ * A tbf's options as `tc -j qdisc show` prints them, in order. iproute2 6.1 sends the burst in bytes
  * (TCA_TBF_BURST); sch_tbf keeps it as nanoseconds at the rate (`psched_l2t_ns`: len × mult >> shift)
- * and dumps it in 64 ns ticks, cut to 32 bits; iproute2 turns the ticks back into whole µs, then bytes,
- * truncating each time (`tc_calc_xmitsize`): 12345 B at 10 Mbit/s prints as 12343. It prints `lat` (µs
- * a full queue waits beyond the bucket) when that is ≥ 0, else `limit`.
+ * and dumps it in 64 ns ticks, cut to 32 bits (a bucket over 274.88 s at the rate wraps); iproute2
+ * turns the ticks back into whole µs, then bytes, truncating each time (`tc_calc_xmitsize`): 12345 B
+ * at 10 Mbit/s prints as 12343. It prints `lat` (µs a full queue waits beyond the bucket) when that is
+ * ≥ 0, else `limit`. Exported for tests that check a tbf leaf exactly.
+ *
+ * @param rateBytes - the rate in bytes/s; `burst` and `limit` in bytes, as given to `tc`.
  */
-function tbfJson(rateBytes: number, burst: number, limit: number): Pairs {
+export function tbfShown(rateBytes: number, burst: number, limit: number): { rate: number; burst: number; lat?: number; limit?: number } {
   const { mult, shift } = ratecfg(rateBytes);
   const ns = (BigInt(burst) * mult) >> shift;
   const ticks = Number((ns >> 6n) & 0xffffffffn);
   const usec = Math.floor(ticks / TICK_IN_USEC);
   const printed = Math.floor((rateBytes * usec) / 1e6) >>> 0;
   const latency = 1e6 * (limit / rateBytes) - usec;
-  return obj(['rate', rateBytes], ['burst', printed], latency >= 0 ? ['lat', Math.floor(latency)] : ['limit', limit]);
+  return latency >= 0 ? { rate: rateBytes, burst: printed, lat: Math.floor(latency) } : { rate: rateBytes, burst: printed, limit };
+}
+
+function tbfJson(rateBytes: number, burst: number, limit: number): Pairs {
+  return new Pairs(Object.entries(tbfShown(rateBytes, burst, limit)));
 }
 
 /** `psched_ratecfg_precompute__`: ns per byte as mult >> shift, mult kept at 31 significant bits. */
@@ -504,7 +511,9 @@ export class TcSim implements Executor {
     const dev = this.ns(netns ?? '').devices.get(device);
     const root = dev?.root;
     if (!root?.htb || !root.block) return () => null;
-    const classes = new Set(root.htb.classes.keys());
+    // htb_classify: a filter's class with children is inner: its own filter chain runs (class-level
+    // filters are not modelled: none), then the default class, as for a class that does not exist.
+    const classes = new Set([...root.htb.classes.values()].filter((c) => c.children === 0).map((c) => c.minor));
     const defcls = root.htb.defcls;
     const protos: EvalProto[] = root.block.tps.map((tp) => ({ prio: tp.prio, protocol: protocolName(tp.protocol), root: evalTable(tp.root) }));
     return (packet) => htbLanding(evaluateProtos(protos, packet), classes, defcls);

@@ -10,6 +10,7 @@ import { connect } from './db/connect.js';
 import { migrateDownAll, migrateLatest, pendingMigrations } from './db/migrate.js';
 import { interfacesWithLimits, limitsOnInterface } from './db/limits.js';
 import { desiredInterface } from './limits/desired.js';
+import { networkCapsOfInterface } from './db/network-caps.js';
 import { formatDoctor } from './shaping/doctor.js';
 import type { Executor } from './shaping/executor.js';
 import { LocalExecutor } from './shaping/local-executor.js';
@@ -100,7 +101,8 @@ const commands: Record<string, Command> = {
     const refs = await interfacesWithLimits(db);
     if (refs.length === 0) console.log('# no subjects in bw_limits: nothing to shape');
     for (const ref of refs) {
-      const desired = desiredInterface(ref, await limitsOnInterface(db, ref.node, ref.interface, ref.netns));
+      const rows = await limitsOnInterface(db, ref.node, ref.interface, ref.netns);
+      const desired = desiredInterface(ref, rows, await networkCapsOfInterface(db, ref, rows));
       const where = `${ref.interface}${ref.netns ? ` (netns ${ref.netns})` : ''}`;
       const text = offline ? printPlan(desired, caps) : formatOperations(await planFromKernel(desired, executor, caps));
       console.log(`# ${where}: ${desired.subjects.length} limited subject(s), leaf ${caps.leaf}`);

@@ -269,6 +269,8 @@ async function start(host: Host, options: Record<string, unknown>, stops: Stop[]
   for (const adminPage of manifest.adminPages) releases.push(host.views.addNavItem(adminPage));
   releases.push(host.views.addPartial('peer.form', join(PLUGIN_VIEWS, 'partials', 'peer-bandwidth-fields.ejs')));
   releases.push(host.views.addPartial('vm.form', join(PLUGIN_VIEWS, 'partials', 'vm-bandwidth-fields.ejs')));
+  // The network form slot is new in 1.4.0: an older host keeps network caps in the plugin's API and pages.
+  if (satisfies(host.apiVersion, '^1.4.0')) releases.push(host.views.addPartial('network.form', join(PLUGIN_VIEWS, 'partials', 'network-fields.ejs')));
   const limitColumn = { header: 'Limit', render: limitCell };
   releases.push(host.views.addColumn('peer.table', limitColumn));
   releases.push(host.views.addColumn('vm.table', limitColumn));

@@ -3,6 +3,7 @@
  * the hooks, the JSON API and the admin pages reach these through {@link LimitsService}, each issue
  * naming the host field to fix.
  */
+import { maxBurstBytes } from '../shaping/tree-shape.js';
 import type { ValidationIssue } from '../plugin-api.js';
 import {
   BURST_BYTES_FIELD, BURST_KBPS_FIELD, DEFAULT_DOWN_FIELD, DEFAULT_UP_FIELD, DOWN_FIELD, MIN_FIELD, UP_FIELD,
@@ -61,6 +62,12 @@ export function subjectShapeIssues(subject: SubjectShape, network: NetworkShape)
       if (below) {
         const whose = below.fromDefault ? "the network's default" : 'its';
         issues.push({ field: BURST_KBPS_FIELD, message: `\`${BURST_KBPS_FIELD}\` (${burstKbps} kbit/s) must be above ${whose} ${below.direction.name} cap of ${below.kbps} kbit/s` });
+      } else {
+        // The kernel's tbf bucket holds at most ~273 s of the cap (src/shaping/tree-shape.ts).
+        const most = Math.min(...capped.map((cap) => maxBurstBytes(cap.kbps, burstKbps)));
+        if (burstBytes > most) {
+          issues.push({ field: BURST_BYTES_FIELD, message: `\`${BURST_BYTES_FIELD}\` (${burstBytes}) is more than the kernel can hold at these caps: at most ${most} bytes at ${burstKbps} kbit/s` });
+        }
       }
     }
   }

@@ -225,7 +225,9 @@ export class LimitsService {
     const outcome = needsKernel
       ? await this.applyStored(current.interface, current.netns, onlyRate ? [{ subjectId: current.subjectId, previous: applied(previous) }] : undefined, current.node)
       : null;
-    const changed = !previous || JSON.stringify(caps(previous, current)) !== JSON.stringify(caps(current, previous));
+    // A new subject without caps of its own (a peer under its network's default) has nothing of its own to audit.
+    const ownCaps = caps(current, previous);
+    const changed = previous ? JSON.stringify(caps(previous, current)) !== JSON.stringify(ownCaps) : Object.values(ownCaps).some((value) => value > 0);
     if (changed && (isLimited(current) || (previous && isLimited(previous)))) {
       await recordEvent(this.db, {
         actor,
@@ -233,7 +235,7 @@ export class LimitsService {
         subjectId: current.subjectId,
         action: isLimited(current) ? action : 'limit.cleared',
         oldValue: previous ? caps(previous, current) : null,
-        newValue: caps(current, previous),
+        newValue: ownCaps,
         result: outcome?.status ?? 'applied',
         message: outcome?.error ?? null,
         reason: outcome?.reason ?? null,

@@ -217,6 +217,7 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
       peers: [
         {
           peer_id: peerId, name: 'laptop', bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000,
+          bandwidth_min_kbps: 0, bandwidth_burst_kbps: 0, bandwidth_burst_bytes: 0, effective_up_kbps: 10_000, effective_down_kbps: 50_000, effective_source: { up: 'own', down: 'own' },
           current_up_kbps: 100, current_down_kbps: 1_000, up_bytes_24h: 45_000_000, down_bytes_24h: 450_000_000,
           // Its cap is not in the kernel (dry run): no class counted, so utilisation is of its WireGuard bytes.
           class_up_kbps: null, class_down_kbps: null, utilisation_percent: 2, utilisation_basis: 'counted',
@@ -224,6 +225,7 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
         },
         {
           peer_id: phone.id, name: 'phone', bandwidth_up_kbps: 0, bandwidth_down_kbps: 0,
+          bandwidth_min_kbps: 0, bandwidth_burst_kbps: 0, bandwidth_burst_bytes: 0, effective_up_kbps: 0, effective_down_kbps: 0, effective_source: { up: 'none', down: 'none' },
           current_up_kbps: 0, current_down_kbps: 0, up_bytes_24h: 0, down_bytes_24h: 0, status: 'unlimited', error: null, reason: null,
           class_up_kbps: null, class_down_kbps: null, utilisation_percent: null, utilisation_basis: null,
         },
@@ -242,6 +244,7 @@ describe('GET /api/networks/:id/bandwidth and /api/vms/:id/bandwidth', () => {
     assert.equal(response.status, 200);
     assert.deepEqual(response.body, {
       vm_id: vmId, name: 'web-01', interface: 'tap-web01', bandwidth_up_kbps: 0, bandwidth_down_kbps: 20_000,
+      bandwidth_min_kbps: 0, bandwidth_burst_kbps: 0, bandwidth_burst_bytes: 0, effective_up_kbps: 0, effective_down_kbps: 20_000, effective_source: { up: 'none', down: 'own' },
       current_up_kbps: 2, current_down_kbps: 20, up_bytes_24h: 900_000, down_bytes_24h: 9_000_000,
       class_up_kbps: null, class_down_kbps: null, utilisation_percent: 0, utilisation_basis: 'counted',
       status: 'pending', error: response.body.error, reason: 'dry_run',
@@ -291,7 +294,7 @@ describe('GET /api/bandwidth/limits', () => {
     assert.deepEqual({ ...stable, subject_id: String(stable.subject_id), network_id: String(stable.network_id) }, {
       subject_type: 'peer', subject_id: String(laptop), name: 'laptop', network_id: String(office), node: 'local', interface: 'wg0', netns: null,
       addresses: ['10.8.0.2/32'], bandwidth_up_kbps: 10_000, bandwidth_down_kbps: 50_000, bandwidth_status: 'pending',
-      bandwidth_reason: 'dry_run',
+      bandwidth_reason: 'dry_run', bandwidth_min_kbps: 0, bandwidth_burst_kbps: 0, bandwidth_burst_bytes: 0, default_up_kbps: 0, default_down_kbps: 0, burst_active: false,
       // No quota throttles it: the kernel's caps are its own.
       effective_up_kbps: 10_000, effective_down_kbps: 50_000, effective_source: { up: 'own', down: 'own' }, throttle_up_kbps: null, throttle_down_kbps: null,
     });
@@ -393,11 +396,11 @@ describe('PUT and DELETE /api/bandwidth/limits/:type/:id', () => {
     const before = { host: await hostRows(db), plugin: await bandwidthRows(db) };
 
     const cases: [string, unknown, number, string | undefined, RegExp][] = [
-      [`peer/${peerId}`, { [UP]: 1_000, upload_kbps: 5 }, 400, 'upload_kbps', /^Unknown field `upload_kbps`: send bandwidth_up_kbps and\/or bandwidth_down_kbps$/],
+      [`peer/${peerId}`, { [UP]: 1_000, upload_kbps: 5 }, 400, 'upload_kbps', /^Unknown field `upload_kbps`: send any of bandwidth_up_kbps, bandwidth_down_kbps, bandwidth_min_kbps, bandwidth_burst_kbps, bandwidth_burst_bytes$/],
       [`peer/${peerId}`, { name: 'x' }, 400, 'name', /^Unknown field `name`/],
       [`peer/${peerId}`, { bandwidth_up_unlimited: true }, 400, 'bandwidth_up_unlimited', /^Unknown field `bandwidth_up_unlimited`/],
       [`peer/${peerId}`, { ['__proto__']: 1 }, 400, '__proto__', /^Unknown field `__proto__`/],
-      [`peer/${peerId}`, {}, 400, 'body', /^Send bandwidth_up_kbps and\/or bandwidth_down_kbps$/],
+      [`peer/${peerId}`, {}, 400, 'body', /^Send any of bandwidth_up_kbps, bandwidth_down_kbps, bandwidth_min_kbps, bandwidth_burst_kbps, bandwidth_burst_bytes$/],
       [`peer/${peerId}`, [{ [UP]: 1 }], 400, 'body', /^The request body must be a JSON object$/],
       [`network/${peerId}`, { [UP]: 1_000 }, 400, 'type', /^`type` must be `peer` or `vm`, got `network`$/],
       [`Peer/${peerId}`, { [UP]: 1_000 }, 400, 'type', /^`type` must be `peer` or `vm`/],
@@ -474,8 +477,8 @@ describe('POST /api/bandwidth/reconcile', () => {
     const wg0 = byName.wg0!;
     assert.deepEqual([wg0.netns, wg0.status, wg0.reason], [null, 'pending', 'dry_run']);
     assert.match(String(wg0.error), DRY_RUN);
-    assert.ok(wg0.operations.some((line) => /^tc class add dev wg0 parent 1: classid 1:[0-9a-f]+ htb rate 50000kbit ceil 50000kbit /.test(line)), wg0.operations.join('\n'));
-    assert.ok(wg0.operations.some((line) => /^tc class add dev ifb-\S+ parent 1: classid 1:[0-9a-f]+ htb rate 10000kbit ceil 10000kbit /.test(line)), 'upload is shaped on the IFB');
+    assert.ok(wg0.operations.some((line) => /^tc class add dev wg0 parent 1:1 classid 1:[0-9a-f]+ htb rate 50000kbit ceil 50000kbit /.test(line)), wg0.operations.join('\n'));
+    assert.ok(wg0.operations.some((line) => /^tc class add dev ifb-\S+ parent 1:1 classid 1:[0-9a-f]+ htb rate 10000kbit ceil 10000kbit /.test(line)), 'upload is shaped on the IFB');
     assert.ok(kernel.batches() > 0, 'the plan went to the (recording) executor');
     assert.deepEqual({ limits: await limits(), events: await db('bw_events').orderBy('id') }, before, 'status, error and audit log as they were');
 

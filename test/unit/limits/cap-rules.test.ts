@@ -79,3 +79,13 @@ describe('the fields of a body', () => {
     assert.deepEqual(fields(networkInput({ bandwidth_total_down_kbps: 'lots', bandwidth_default_up_kbps: 100_000_001 }).issues), ['bandwidth_total_down_kbps', 'bandwidth_default_up_kbps']);
   });
 });
+
+test('a burst the kernel cannot hold at the cap is refused on its bytes, naming the most it can be', () => {
+  // 1000 kbit/s holds 273 s of bucket (34,125,000 B): at 20,000 kbit/s that lets 35,921,052 B through at the burst rate.
+  assert.deepEqual(subjectShapeIssues(subject({ downKbps: 1000, burstKbps: 20_000, burstBytes: 35_921_052 }), NONE), []);
+  const issues = subjectShapeIssues(subject({ downKbps: 1000, burstKbps: 20_000, burstBytes: 35_921_053 }), NONE);
+  assert.deepEqual(fields(issues), ['bandwidth_burst_bytes']);
+  assert.match(issues[0]?.message ?? '', /at most 35921052 bytes at 20000 kbit\/s/);
+  // The lowest capped direction decides.
+  assert.deepEqual(fields(subjectShapeIssues(subject({ upKbps: 1000, downKbps: 100_000, burstKbps: 200_000, burstBytes: 100_000_000 }), NONE)), ['bandwidth_burst_bytes']);
+});

@@ -66,6 +66,13 @@ function merged(subject: SubjectLimit, change: SubjectChange, stored: LimitRow |
   };
 }
 
+/**
+ * Whether the kernel may hold a class for the row: it is limited, or it has a minor (a peer under a
+ * network cap has a class without a cap of its own; a minor kept after its caps were cleared costs
+ * one reconcile that changes nothing).
+ */
+const mayHoldClass = (row: LimitRow): boolean => isLimited(row) || row.classMinor !== null;
+
 /** The values the kernel holds for a row, as the fast path wants them. */
 const applied = (row: LimitRow): RateChange['previous'] => {
   const subject = desiredSubject(row);
@@ -217,7 +224,7 @@ export class LimitsService {
   private async store(subject: SubjectLimit, actor: string, action = 'limit.set'): Promise<{ limit: LimitRow; outcome: InterfaceOutcome | null }> {
     const { previous, current } = await saveLimit(this.db, subject);
     const moved = previous && (previous.node !== current.node || previous.interface !== current.interface || previous.netns !== current.netns);
-    if (moved && isLimited(previous)) await this.applyStored(previous.interface, previous.netns, undefined, previous.node);
+    if (moved && mayHoldClass(previous)) await this.applyStored(previous.interface, previous.netns, undefined, previous.node);
     const needsKernel = isLimited(current) || (previous !== undefined && isLimited(previous)) || current.status !== 'applied';
     const onlyRate =
       previous !== undefined && !moved && (previous.status === 'applied' || previous.status === 'throttled') && isLimited(previous) && isLimited(current) &&
@@ -264,7 +271,7 @@ export class LimitsService {
   private async forget(subjectType: SubjectType, subjectId: string, actor: string): Promise<InterfaceOutcome | null> {
     const previous = await deleteLimit(this.db, subjectType, subjectId);
     if (!previous) return null;
-    const outcome = isLimited(previous) ? await this.applier.applyInterface(previous.interface, previous.netns, undefined, previous.node) : null;
+    const outcome = mayHoldClass(previous) ? await this.applier.applyInterface(previous.interface, previous.netns, undefined, previous.node) : null;
     if (isLimited(previous)) {
       await recordEvent(this.db, {
         actor, subjectType, subjectId, action: 'subject.deleted', oldValue: caps(previous), newValue: null,

@@ -291,9 +291,14 @@ function refuseForeignRoot(ifname: string, tree: ActualTree | null): void {
   );
 }
 
-/** A tree is wanted on a side where a subject has a class, or where the network has a cap. */
+/**
+ * A tree is wanted on a side where a subject has a class (with a network cap, every subject has
+ * one). A network cap without a subject builds nothing: there is no traffic to hold, and the panel
+ * finds a network's caps through its subjects' rows, so the tree appears with the first subject and
+ * goes with the last.
+ */
 function wantsTree(ctx: TreeContext): boolean {
-  return ctx.subjects.length > 0 || ctx.shape.totalKbps > 0;
+  return ctx.subjects.length > 0;
 }
 
 function planTree(ctx: TreeContext, actual: ActualTree | null, rebuild: boolean): Operation[] {

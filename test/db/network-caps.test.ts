@@ -194,5 +194,25 @@ for (const engine of ENGINES) {
       assert.ok(commands.every((command) => / classid 1:3 /.test(command)), 'only the class of the peer the default applies to');
       assert.deepEqual([(await getLimit(db, 'peer', '1'))!.status, (await getLimit(db, 'peer', '2'))!.status], ['applied', 'applied']);
     });
+
+    test('regression (kernel model, issue 14): deleting a peer whose class comes only from the network cap applies its interface', async (t) => {
+      const [db] = (await openOwnMigrated(t, engine, 'netcaps')) ?? [];
+      if (!db) return;
+      const executor = new RecordingExecutor();
+      const applier = new LimitApplier({ db, executor, mode: 'local', reason: 'the test', capabilities: async () => ({ leaf: 'pfifo' }), logger: quiet });
+      const service = new LimitsService(db, applier, quiet);
+      await saveLimit(db, peer(1));
+      await saveLimit(db, peer(2));
+      await service.changeNetworkCaps(NET, { totalDownKbps: 1000 }, 'admin');
+      const gone = await getLimit(db, 'peer', '2');
+      assert.equal(isLimited(gone!), false, 'no cap of its own: only the network cap gives it a class');
+      const before = executor.calls.length;
+
+      await service.remove('peer', '2', 'admin');
+      // Before the fix the interface was applied only for a limited subject: its class, leaf and
+      // filter entry stayed in the kernel, holding the other peer's guarantee at half the network.
+      // (wg0 does not exist here: the reconcile reads the kernel and finds nothing to plan.)
+      assert.ok(executor.calls.length > before, 'the interface was reconciled again');
+    });
   });
 }

@@ -6,6 +6,8 @@ import type { CollectorView as Collector } from '../accounting/collector.js';
 import { bigintColumn, toBigInt } from '../db/bigint.js';
 import { directionUtilisation } from '../accounting/utilisation.js';
 import { OUTCOME_REASONS } from '../limits/outcome-reason.js';
+import { isLimited } from '../db/limits.js';
+import { listNetworkCaps, type NetworkCaps } from '../db/network-caps.js';
 import type { SubjectType } from '../plugin-api.js';
 import type { QuotaService, QuotaStatus } from '../quotas/service.js';
 import type { QuotaState } from '../quotas/rules.js';
@@ -15,10 +17,11 @@ const { Registry, Gauge } = client;
 /** One subject's row of bw_limits, as a scrape reads it. */
 interface SubjectRow {
   labels: { subject_type: string; subject_id: string };
+  networkId: string | null;
   upKbps: number;
   downKbps: number;
-  /** True while a quota throttle is in force (the kernel then caps it even without caps of its own). */
-  throttled: boolean;
+  /** True while the kernel caps it: caps of its own, its network's default, or a quota throttle in force. */
+  limited: boolean;
   status: string | null;
   reason: string | null;
 }
@@ -27,17 +30,24 @@ interface SubjectRow {
 export interface Snapshot {
   subjects: Map<string, SubjectRow>;
   totals: { labels: SubjectRow['labels']; up: bigint; down: bigint }[];
+  networks: NetworkCaps[];
 }
 
 /** The database reads of one scrape (exported for bench/metrics.ts). */
 export async function readSnapshot(db: Knex): Promise<Snapshot> {
-  const limits = (await db('bw_limits').select('subject_type', 'subject_id', 'up_kbps', 'down_kbps', 'throttle_up_kbps', 'throttle_down_kbps', 'status', 'reason')) as Record<string, unknown>[];
+  const limits = (await db('bw_limits').select(
+    'subject_type', 'subject_id', 'network_id', 'up_kbps', 'down_kbps', 'default_up_kbps', 'default_down_kbps', 'throttle_up_kbps', 'throttle_down_kbps', 'status', 'reason',
+  )) as Record<string, unknown>[];
   const subjects = new Map<string, SubjectRow>();
   for (const row of limits) {
     const labels = { subject_type: String(row.subject_type), subject_id: String(row.subject_id) };
+    const caps = {
+      upKbps: Number(row.up_kbps), downKbps: Number(row.down_kbps), defaultUpKbps: Number(row.default_up_kbps ?? 0), defaultDownKbps: Number(row.default_down_kbps ?? 0),
+      throttleUpKbps: row.throttle_up_kbps === null ? null : Number(row.throttle_up_kbps), throttleDownKbps: row.throttle_down_kbps === null ? null : Number(row.throttle_down_kbps),
+    };
     subjects.set(`${labels.subject_type}:${labels.subject_id}`, {
-      labels, upKbps: Number(row.up_kbps), downKbps: Number(row.down_kbps), throttled: Number(row.throttle_up_kbps ?? 0) > 0 || Number(row.throttle_down_kbps ?? 0) > 0,
-      status: row.status === null ? null : String(row.status), reason: row.reason === null ? null : String(row.reason),
+      labels, networkId: row.network_id === null || row.network_id === undefined ? null : String(row.network_id), upKbps: caps.upKbps, downKbps: caps.downKbps,
+      limited: isLimited(caps), status: row.status === null ? null : String(row.status), reason: row.reason === null ? null : String(row.reason),
     });
   }
   // Only subjects the panel still has: a deleted subject's totals stay in the table, not in /metrics.
@@ -46,6 +56,7 @@ export async function readSnapshot(db: Knex): Promise<Snapshot> {
     .select('t.subject_type', 't.subject_id', bigintColumn(db, 't.up_bytes', 'up'), bigintColumn(db, 't.down_bytes', 'down'))) as Record<string, unknown>[];
   return {
     subjects,
+    networks: await listNetworkCaps(db),
     totals: totals.map((row) => ({
       labels: { subject_type: String(row.subject_type), subject_id: String(row.subject_id) },
       up: toBigInt(row.up) ?? 0n,
@@ -121,7 +132,7 @@ export interface Metrics {
  */
 export function createMetrics(db: Knex, collector: Collector | null, quotas?: QuotaService): Metrics {
   const registry = new Registry();
-  let snapshot: Snapshot = { subjects: new Map(), totals: [] };
+  let snapshot: Snapshot = { subjects: new Map(), totals: [], networks: [] };
   let quotaStatuses = new Map<string, QuotaStatus>();
   /** The collector's rates of subjects the panel still has (a deleted one lingers until the next tick). */
   const currentRates = () => [...(collector?.rates() ?? [])].flatMap(([key, rate]) => {
@@ -153,6 +164,33 @@ export function createMetrics(db: Knex, collector: Collector | null, quotas?: Qu
       renderFamily('panel_bandwidth_subject_class_rate_kbps', 'gauge', 'Current rate through the subject’s HTB class (the bytes its cap governs) in kbit/s, over the last collector interval; only directions whose class was counted.', classRates),
       renderFamily('panel_bandwidth_subject_utilisation_ratio', 'gauge', 'Current rate / cap per capped direction (1 = at the cap): the class rate where the class was counted, else the billed rate.', utilisation),
       ...(quotas ? [quotaFamilies()] : []),
+      networkFamilies(),
+    ].join('');
+  };
+  /** Per network with caps: its cap and default per direction, and the current rate of its subjects together. */
+  const networkFamilies = (): string => {
+    const rates = new Map<string, { up: number; down: number }>();
+    for (const { subject, rate } of currentRates()) {
+      if (subject.networkId === null) continue;
+      const sum = rates.get(subject.networkId) ?? { up: 0, down: 0 };
+      sum.up += rate.upKbps;
+      sum.down += rate.downKbps;
+      rates.set(subject.networkId, sum);
+    }
+    const caps: LabelledSample[] = [];
+    const defaults: LabelledSample[] = [];
+    const use: LabelledSample[] = [];
+    for (const network of snapshot.networks) {
+      const labels = `network_id="${labelValue(network.networkId)}"`;
+      caps.push([`${labels},direction="up"`, network.totalUpKbps], [`${labels},direction="down"`, network.totalDownKbps]);
+      defaults.push([`${labels},direction="up"`, network.defaultUpKbps], [`${labels},direction="down"`, network.defaultDownKbps]);
+      const rate = rates.get(network.networkId) ?? { up: 0, down: 0 };
+      use.push([`${labels},direction="up"`, rate.up], [`${labels},direction="down"`, rate.down]);
+    }
+    return [
+      renderLabelled('panel_bandwidth_network_cap_kbps', 'Network cap per network and direction in kbit/s: all its traffic stays under it (0 = none); only networks with caps or defaults.', caps),
+      renderLabelled('panel_bandwidth_network_default_cap_kbps', 'Default cap per network and direction in kbit/s for its peers without a cap of their own (0 = none).', defaults),
+      renderLabelled('panel_bandwidth_network_rate_kbps', 'Current rate of the billed bytes of a network\u2019s subjects together, per direction in kbit/s (over the last collector interval).', use),
     ].join('');
   };
   /** Per subject with a quota: used / limit of its current cycle, and its state one-hot. */
@@ -176,13 +214,13 @@ export function createMetrics(db: Knex, collector: Collector | null, quotas?: Qu
     const counts = new Map<string, number>();
     for (const subject of snapshot.subjects.values()) {
       const value = subject[column];
-      if ((subject.upKbps > 0 || subject.downKbps > 0 || subject.throttled) && value !== null) counts.set(value, (counts.get(value) ?? 0) + 1);
+      if (subject.limited && value !== null) counts.set(value, (counts.get(value) ?? 0) + 1);
     }
     return counts;
   };
   const statuses = new Gauge({
     name: 'panel_bandwidth_limits',
-    help: 'Limited subjects (own caps or a quota throttle) by status: throttled = applied with a quota throttle in force.',
+    help: 'Limited subjects (own caps, their network\u2019s default or a quota throttle) by status: throttled = applied with a quota throttle in force.',
     labelNames: ['status'] as const,
     registers: [registry],
     collect() {

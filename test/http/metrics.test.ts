@@ -101,6 +101,27 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('GET /metrics for network caps (issue 14)', () => {
+  test('a network\u2019s cap and default are gauges by network id; a peer under the default counts as limited', async (t) => {
+    const host = await startWithToken(t);
+    const { networkId } = await seedHost(host.api);
+    const limited = async () => samples(families((await scrape(host)).text).get('panel_bandwidth_limits'), ['status']);
+    const pendingBefore = (await limited()).get('pending') ?? 0;
+
+    await host.api.put(`/api/bandwidth/networks/${networkId}`).send({ bandwidth_total_down_kbps: 30_000, bandwidth_default_down_kbps: 10_000 }).expect(200);
+
+    const parsed = families((await scrape(host)).text);
+    const network = ['network_id', 'direction'];
+    assert.deepEqual(samples(parsed.get('panel_bandwidth_network_cap_kbps'), network), new Map([[`${networkId}/up`, 0], [`${networkId}/down`, 30_000]]));
+    assert.deepEqual(samples(parsed.get('panel_bandwidth_network_default_cap_kbps'), network), new Map([[`${networkId}/up`, 0], [`${networkId}/down`, 10_000]]));
+    assert.deepEqual(samples(parsed.get('panel_bandwidth_network_rate_kbps'), network), new Map([[`${networkId}/up`, 0], [`${networkId}/down`, 0]]), 'a dry run collects nothing');
+    // seedHost's network has peers without caps of their own: the default now caps them (pending in a dry run).
+    const peers = (await host.db('bw_limits').where({ subject_type: 'peer', network_id: String(networkId), up_kbps: 0, down_kbps: 0 })).length;
+    assert.ok(peers > 0);
+    assert.equal((await limited()).get('pending'), pendingBefore + peers);
+  });
+});
+
 describe('GET /metrics by reason', () => {
   test('limited subjects that are not applied are counted by their typed reason, every reason present', async (t) => {
     const host = await startWithToken(t);

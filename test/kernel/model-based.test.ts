@@ -1,10 +1,14 @@
 /**
  * Model-based, randomised: fast-check generates sequences of panel API edits (create, caps in one or
- * both directions to and from 0, clear, change addresses, delete peers; delete and re-create
- * networks; create, re-cap, move and delete VMs), concurrent bursts on one interface and on one
- * subject, hand flushes of the kernel and explicit reconciles, over 22 peers (IPv4, IPv6, several
- * addresses, routed /16, /24, /64) on two wireguard-go interfaces and 3 VMs on 4 taps. After every step the database must equal
- * the model and the kernel the database (test/support/kernel-model*.ts).
+ * both directions to and from 0, clear, change addresses, delete peers; guarantees and bursts of peers
+ * and VMs; network caps and default caps; delete and re-create networks; create, re-cap, move and
+ * delete VMs), concurrent bursts on one interface and on one subject, hand flushes of the kernel and
+ * explicit reconciles, over 22 peers (IPv4, IPv6, several addresses, routed /16, /24, /64) on two
+ * wireguard-go interfaces and 3 VMs on 4 taps. Edits the panel must refuse (a default above the
+ * network cap, a burst not above the cap, …) are sent too and must answer 400 naming the field.
+ * After every step the database must equal the model and the kernel the database: 1:1 at the network
+ * cap, every class under it at the rate and ceil of the expected tree, tbf leaves where subjects burst
+ * (test/support/kernel-model*.ts). Failures it found are replayed by name at the end.
  *
  * Each run prints its seed; `PBW_SEED=<seed>` replays it, `PBW_SEED=<s> PBW_PATH=<p>` replays one
  * shrunk counterexample (with the `PBW_MAX` and `PBW_REPLAY` the failure prints), `PBW_STEPS` sets how
@@ -12,14 +16,17 @@
  */
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 
 import fc from 'fast-check';
 
 import { requireOrSkip } from '../support/layer.js';
 import { labRequirements } from '../support/lab.js';
 import { createModelLab } from '../support/kernel-model-lab.js';
+import { seededRandom } from '../support/kernel-model-addresses.js';
+import { verify, type ExpectedSubject, type VerifyContext } from '../support/kernel-model-check.js';
 import {
+  addressesOf,
   assertSlotsDisjoint,
   commandArbs,
   describeFailure,
@@ -138,3 +145,60 @@ test(`random API edits, bursts, hand flushes and reconciles over ${PEER_SLOTS} p
   }
   assert.deepEqual(findings, [], 'deleting every network and VM left nothing behind between runs');
 });
+
+// ---- regressions: panel bugs the run above found, each replayed on its own ----
+
+/** One network on one wireguard-go interface with `caps`; peers (no caps of their own) added by slot; a strict check of both. */
+async function networkWithPeers(t: TestContext, caps: Record<string, number>) {
+  const world = await createModelLab(t, { wireguard: 1, taps: 0 });
+  const ifname = world.wireguard[0]!;
+  const created = await world.panel.post('/api/networks', { name: 'net-0', interface: ifname, netns: world.ns });
+  const networkId = created.body.network.id as number;
+  const put = await world.panel.put(`/api/bandwidth/networks/${networkId}`, caps);
+  assert.equal(put.status, 200, put.text);
+  const slots = new Map<number, number>();
+  const addPeer = async (slot: number): Promise<number> => {
+    const answer = await world.panel.post(`/api/networks/${networkId}/peers`, { name: `peer-${slot}`, public_key: Buffer.alloc(32, slot + 1).toString('base64'), allowed_ips: addressesOf(slot, 0) });
+    assert.equal(answer.status, 201, answer.text);
+    const id = answer.body.peer.id as number;
+    slots.set(id, slot);
+    return id;
+  };
+  const deletePeer = async (id: number): Promise<void> => {
+    assert.equal((await world.panel.delete(`/api/networks/${networkId}/peers/${id}`)).status, 204);
+    slots.delete(id);
+  };
+  const check = async (): Promise<string[]> => {
+    const expected = [...slots].map(([id, slot]): ExpectedSubject => ({ type: 'peer', id, interface: ifname, addresses: addressesOf(slot, 0), up: 0, down: 0 }));
+    const ctx: VerifyContext = {
+      panel: world.panel, executor: world.lab.executor, netns: world.ns, interfaces: [{ name: ifname, kind: 'wireguard' }],
+      expected, totals: new Map([[ifname, { up: caps.bandwidth_total_up_kbps ?? 0, down: caps.bandwidth_total_down_kbps ?? 0 }]]), next: seededRandom(14),
+    };
+    return (await verify(ctx)).problems;
+  };
+  return { addPeer, deletePeer, check };
+}
+
+test('a peer with a class only because of the network cap takes its class with it when deleted (found by the run above)', { timeout: 120_000 }, async (t) => {
+  if (!requireOrSkip(t, available, reason)) return;
+  const { addPeer, deletePeer, check } = await networkWithPeers(t, { bandwidth_total_down_kbps: 30_000 });
+  await addPeer(0);
+  const second = await addPeer(2);
+  assert.deepEqual(await check(), []);
+  await deletePeer(second);
+  assert.deepEqual(await check(), []);
+});
+
+test(
+  'a network cap shapes the peers of its network: no tree without one, the tree with the first, none after the last (found by the run above)',
+  { timeout: 120_000 },
+  async (t) => {
+    if (!requireOrSkip(t, available, reason)) return;
+    const { addPeer, deletePeer, check } = await networkWithPeers(t, { bandwidth_total_down_kbps: 1000, bandwidth_total_up_kbps: 2000 });
+    assert.deepEqual(await check(), []);
+    const id = await addPeer(0);
+    assert.deepEqual(await check(), []);
+    await deletePeer(id);
+    assert.deepEqual(await check(), []);
+  },
+);

@@ -7,7 +7,8 @@
  * For the kernel (`readActual`, the engine's own reader): on the interface's egress (subjects' down)
  * and its IFB (subjects' up), the engine's tree — 1:1 at the root at the network cap of that side
  * (unlimited without one), under it the default class `1:ffff` and one class per subject with an
- * effective cap on that side (every subject when the side has a network cap) at the rate and ceil
+ * effective cap on that side (every subject when the side has a network cap; a network cap on an
+ * interface without subjects shapes nothing) at the rate and ceil
  * `treeShape` gives for the expected state, one leaf under each (a tbf holding the cap where the
  * subject bursts), and nothing else of the engine's; a side with no cap and no network cap has no
  * tree, an interface with neither up has no ingress qdisc and no IFB. Filters are checked by
@@ -38,12 +39,6 @@ import type { PanelProcess } from './lab-panel.js';
  * less: not that a hash bucket is the right one.
  */
 export type Classifier = typeof classify;
-
-/**
- * `PBW_STRICT=1`: check the paths of open panel bugs too (/tmp/i14/planner-bugs.md 4 and 5), which the
- * model otherwise steps around or tolerates.
- */
-export const STRICT = process.env.PBW_STRICT === '1';
 
 /** Minor of the class unlimited traffic goes to (the HTB default). */
 export const DEFAULT_MINOR = 0xffff;
@@ -214,17 +209,16 @@ export function checkActual(
   classify: Classifier | null,
   totals: InterfaceTotals = { up: 0, down: 0 },
 ): string[] {
+  // A network cap shapes the subjects of its interface: without any, there is no tree (the panel finds
+  // a network's caps through its subjects; the tree comes with the first and goes with the last).
+  const shaping = subjects.some((s) => s.minor !== null) ? totals : { up: 0, down: 0 };
   const checkTree = (tree: ActualTree | null, side: Side, device: string) =>
-    checkSide({ tree, side, kind, subjects, next, device, classify, total: side === 'egress' ? totals.down : totals.up });
+    checkSide({ tree, side, kind, subjects, next, device, classify, total: side === 'egress' ? shaping.down : shaping.up });
   const problems: string[] = [];
   if (!actual.exists) return [`kernel: ${actual.name} does not exist`];
-  // Open (bug 5): a network cap on a network without peers builds no tree. Tolerated there, unless strict.
-  const lenient = !STRICT && !subjects.some((s) => s.minor !== null);
-  const engineRoot = (tree: ActualTree | null): boolean => tree?.qdiscs.some((q) => q.root && q.kind === 'htb' && q.handle === '1:') === true;
+  problems.push(...checkTree(actual.egress, 'egress', actual.name));
   const ingress = actual.egress?.qdiscs.find((q) => q.kind === 'ingress');
-  if (!(lenient && totals.down > 0 && !engineRoot(actual.egress))) problems.push(...checkTree(actual.egress, 'egress', actual.name));
-  const upCapped = totals.up > 0 || subjects.some((s) => s.minor !== null && effectiveOf(s).up > 0);
-  if (upCapped && lenient && totals.up > 0 && !ingress && !actual.ifb.exists) return problems;
+  const upCapped = shaping.up > 0 || subjects.some((s) => s.minor !== null && effectiveOf(s).up > 0);
   if (upCapped) {
     if (!ingress) problems.push(`kernel: ${actual.name} has no ingress qdisc, but a subject is capped up`);
     const redirects = actual.ingressFilters.filter((f) => f.mirredTo !== undefined);

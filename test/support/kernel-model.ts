@@ -17,7 +17,6 @@ import {
   describeWorld,
   readLimits,
   signatures,
-  STRICT,
   verify,
   type ExpectedSubject,
   type InterfaceTotals,
@@ -413,18 +412,6 @@ class SetNetworkCaps implements ModelCommand {
 
 // ---------------------------------------------------------------- peers
 
-/**
- * A peer with a class only because its network has a network cap (no cap of its own, no default):
- * deleting it leaves its class in the kernel (open, /tmp/i14/planner-bugs.md 4). Not deleted unless
- * PBW_STRICT=1, so that the run goes on finding other things.
- */
-function classedByNetworkCapOnly(m: Readonly<Model>, slot: number): boolean {
-  const peer = m.peers.get(slot);
-  const net = m.netCaps[networkOf(slot)] ?? NO_NET_CAPS;
-  if (!peer || (net.totalUp === 0 && net.totalDown === 0)) return false;
-  return peer.up === 0 && peer.down === 0 && net.defaultUp === 0 && net.defaultDown === 0;
-}
-
 /** One change of one peer, as a request: the model is updated only once the answer is checked. */
 interface PeerRequest {
   what: string;
@@ -529,7 +516,6 @@ class PeerCommand implements ModelCommand {
   constructor(readonly slot: number, readonly action: PeerAction) {}
   check(m: Readonly<Model>): boolean {
     if (m.networks[networkOf(this.slot)] === null) return false;
-    if (this.action.kind === 'delete' && !STRICT && classedByNetworkCapOnly(m, this.slot)) return false;
     return this.action.kind === 'create' ? !m.peers.has(this.slot) : m.peers.has(this.slot);
   }
   async run(m: Model, r: Real): Promise<void> {
@@ -581,7 +567,6 @@ class Burst implements ModelCommand {
         { kind: 'delete' },
       ];
       const action: PeerAction = peer ? actions[edit.choice % actions.length]! : { kind: 'create', variant: edit.variant, up: edit.up, down: edit.down };
-      if (action.kind === 'delete' && !STRICT && classedByNetworkCapOnly(m, slot)) continue;
       requests.push(peerRequest(m, r, slot, action));
     }
     const touched = [wireguardOf(r, this.net)];

@@ -60,14 +60,13 @@ const LOCKS = new KeyedMutex({ fileLocks: null });
  * - `vm-last-key`: the kernel refused the incremental plan with `filter del … prio 1: Cannot find
  *   specified filter chain` (the plan deleted the last key of the only tp, which takes the tp with
  *   it, then deleted the prio; fixed: root keys go with their priority).
- * Issue 14 (/tmp/i14/planner-bugs.md): two found by tc-sim's tbf are fixed (622b182) and kept below
- * (a tbf whose queue outlasts its bucket prints `lat`, not `limit`; a bucket over 2^32 ticks of 64 ns
- * is dumped wrapped: both replaced the leaf on every pass). Open, with a `todo` regression below:
- * - `vm-gone-under-cap`: a VM interface with a network cap loses its VM: the plan deletes the VM's class
- *   but not the match-all key bound to it, the kernel refuses (`HTB class in use`), and the interface
- *   is rebuilt from scratch.
+ * Issue 14 (/tmp/i14/planner-bugs.md), all fixed and kept as regressions below: a tbf whose queue
+ * outlasts its bucket prints `lat`, not `limit`, and a bucket over 2^32 ticks of 64 ns is dumped
+ * wrapped (both replaced the leaf on every pass; 622b182); a VM interface under a network cap that
+ * lost its VM kept the match-all to the VM's class, the kernel refused the class delete and the
+ * interface was rebuilt (9ad0e51: a network cap alone builds no tree).
  */
-const KNOWN_OPEN: string[] = ['vm-gone-under-cap'];
+const KNOWN_OPEN: string[] = [];
 const SKIP = new Set(process.env.PBW_STRICT === '1' ? [] : (process.env.PBW_SKIP ?? KNOWN_OPEN.join(',')).split(',').filter((s) => s !== ''));
 
 // ---- commands: plain data, so that a failing sequence can be pasted into a regression test ----
@@ -374,9 +373,7 @@ export class World {
       : reconcileInterface(desired, this.sim, CAPS, { locks: LOCKS });
     const result = await applied.catch((error: unknown) => fail(`${rates ? 'changeSubjectRates' : 'reconcile'} threw: ${(error as Error).message}`));
     const { repaired } = result;
-    const knownRepair =
-      (SKIP.has('vm-last-key') && /prio 1: Error: Cannot find specified filter chain/.test(repaired ?? '')) ||
-      (SKIP.has('vm-gone-under-cap') && desired.kind === 'vm' && desired.subjects.length === 0 && /class del .*HTB class in use/.test(repaired ?? ''));
+    const knownRepair = SKIP.has('vm-last-key') && /prio 1: Error: Cannot find specified filter chain/.test(repaired ?? '');
     if (repaired !== undefined && !knownRepair) fail(`the kernel refused the incremental plan (${repaired}); reconcile rebuilt the interface`);
     if (rates) World.rateSteps += 1;
     if (result.fastPath === true) {
@@ -403,12 +400,13 @@ export class World {
     const members = desired.subjects.filter((s) => hasClassOn(s, side, total) && !rejected.has(s.id)).sort((a, b) => a.classMinor - b.classMinor);
     const tree = side === 'egress' ? actual.egress : actual.ifb.tree;
     const root = tree?.qdiscs.find((q) => q.root) ?? null;
-    if (members.length === 0 && total === 0) {
-      // Unlimited costs nothing: nothing capped and no network cap on this side, no engine qdisc.
-      if (root?.kind === 'htb') fail(`nothing is capped ${direction} and there is no network cap, but ${tree?.device} still has an HTB root`);
+    if (members.length === 0) {
+      // Unlimited costs nothing: no subject shaped on this side (none capped, and no subject at all
+      // under a network cap), no engine qdisc; a network cap alone builds no tree (9ad0e51).
+      if (root?.kind === 'htb') fail(`no subject is shaped ${direction}, but ${tree?.device} still has an HTB root`);
       if (side === 'ifb') {
-        if (actual.ifb.exists) fail(`nothing is capped up and there is no network cap up, but the IFB ${actual.ifb.name} exists`);
-        if (actual.egress?.qdiscs.some((q) => q.kind === 'ingress')) fail('nothing is capped up and there is no network cap up, but the ingress qdisc is still there');
+        if (actual.ifb.exists) fail(`no subject is shaped up, but the IFB ${actual.ifb.name} exists`);
+        if (actual.egress?.qdiscs.some((q) => q.kind === 'ingress')) fail('no subject is shaped up, but the ingress qdisc is still there');
       }
       return;
     }
@@ -732,11 +730,10 @@ regression('a network cap below the burst rate moves the tbf depth by less than 
 ]);
 
 regression(
-  'a VM interface under a network cap loses its VM: its match-all key must go before its class (found by seed 1)',
+  'a VM interface under a network cap loses its VM: its match-all key must not outlive its class (found by seed 1)',
   [
     { op: 'vm', iface: 'tap1', up: 0, down: 1000 },
     { op: 'net', iface: 'tap1', down: 30000 },
     { op: 'vm-delete', iface: 'tap1' },
   ],
-  'open: plan.ts diffFilters returns early for a VM tree without subjects, the kernel refuses `class del 1:2` (HTB class in use) and the interface is rebuilt',
 );

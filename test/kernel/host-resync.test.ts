@@ -8,6 +8,7 @@ import { requireOrSkip } from '../support/layer.js';
 import { createWireGuardLab, iperf, Lab, labRequirements, waitFor } from '../support/lab.js';
 import { startPanelProcess, type ApiResponse } from '../support/lab-panel.js';
 import { assertHoldsCap } from '../support/lab-shaping.js';
+import { ROOT_CLASS_MINOR } from '../../src/shaping/tree-shape.js';
 
 const { available, reason } = labRequirements();
 
@@ -28,7 +29,7 @@ test('issue 9 (b) in the kernel: a capped peer deleted while the plugin was disa
   const ifb = ifbNameFor(wg.ifname, wg.ns);
   const down = () => iperf(lab, { serverNs: customer.ns, clientNs: wg.ns, target: '10.66.0.2', seconds: 3 });
   const htbRates = async (device: string) => ((await readTree(lab.executor, device, wg.ns))?.classes ?? [])
-    .filter((c) => c.kind === 'htb' && c.major === 1 && c.minor !== 0xffff)
+    .filter((c) => c.kind === 'htb' && c.major === 1 && c.minor !== 0xffff && c.minor !== ROOT_CLASS_MINOR)
     .map((c) => c.rateBits);
 
   const network = await panel.post('/api/networks', { name: 'tunnel', interface: wg.ifname, netns: wg.ns });

@@ -8,6 +8,7 @@ import { requireOrSkip } from '../support/layer.js';
 import { Lab, labRequirements } from '../support/lab.js';
 import { startPanelProcess, type ApiResponse } from '../support/lab-panel.js';
 import { seededRandom } from '../support/seeded-random.js';
+import { ROOT_CLASS_MINOR } from '../../src/shaping/tree-shape.js';
 
 const { available, reason } = labRequirements();
 
@@ -91,7 +92,7 @@ test('50 parallel cap updates over 10 peers leave the kernel exactly as the data
   const htbRates = async (device: string) =>
     new Map(
       ((await readTree(lab.executor, device, ns))?.classes ?? [])
-        .filter((c) => c.kind === 'htb' && c.major === 1 && c.minor !== 0xffff)
+        .filter((c) => c.kind === 'htb' && c.major === 1 && c.minor !== 0xffff && c.minor !== ROOT_CLASS_MINOR)
         .map((c) => [c.minor, { rate: c.rateBits, ceil: c.ceilBits }]),
     );
   const capped = (direction: 'bandwidth_down_kbps' | 'bandwidth_up_kbps') =>

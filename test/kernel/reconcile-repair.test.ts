@@ -15,6 +15,7 @@ import { readActual } from '../../src/shaping/read.js';
 import { planFromKernel, reconcileInterface } from '../../src/shaping/reconcile.js';
 import { requireOrSkip } from '../support/layer.js';
 import { Lab, labRequirements } from '../support/lab.js';
+import { ROOT_CLASS_MINOR } from '../../src/shaping/tree-shape.js';
 
 const { available, reason } = labRequirements();
 const caps = { leaf: 'pfifo' } as const;
@@ -62,8 +63,8 @@ describe('reconcile repairs a corrupted tree in one pass', { concurrency: false 
       const capped = desired.subjects.filter((s) => (direction === 'down' ? s.downKbps : s.upKbps) > 0);
       assert.deepEqual(
         tree.classes.filter((c) => c.major === 1).map((c) => c.minor).sort((a, b) => a - b),
-        [...capped.map((s) => s.classMinor), 0xffff].sort((a, b) => a - b),
-        `${direction}: one class per capped subject and 1:ffff, nothing else`,
+        [ROOT_CLASS_MINOR, ...capped.map((s) => s.classMinor), 0xffff].sort((a, b) => a - b),
+        `${direction}: 1:1, one class per capped subject and 1:ffff, nothing else`,
       );
       const entries = tree.filters.filter((f) => f.flowidMinor !== undefined);
       assert.equal(entries.length, capped.reduce((n, s) => n + s.addresses.length, 0), `${direction}: one entry per address`);

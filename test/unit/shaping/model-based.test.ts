@@ -102,6 +102,25 @@ export type Cmd =
   | { op: 'swap-leaf'; iface: Iface; side: Side; pick: number };
 
 type Burst = { kbps: number; bytes: number };
+
+/** Commands that change the kernel by hand (or the interface itself) before the reconcile. */
+const HAND_EDITS = new Set<Cmd['op']>(['iface-delete', 'iface-create', 'flush-root', 'del-class', 'del-prio', 'foreign-filter', 'del-leaf', 'swap-leaf']);
+
+/** What a step's plan may touch (see {@link World.step}). */
+type PlanScope = 'any' | 'no-rebuild' | 'class-and-leaf-changes' | 'class-changes';
+
+/** Whether `operation` stays within `scope`, for a tree that exists before and after (`kept` devices). */
+function withinScope(operation: Operation, scope: PlanScope, kept: ReadonlySet<string>): boolean {
+  const argv = operation.argv;
+  const device = argv[argv.indexOf('dev') + 1] ?? '';
+  if (scope === 'any') return true;
+  const rebuild = (argv[0] === 'qdisc' && (argv[1] === 'del' || argv[1] === 'add') && argv.includes('root')) || (operation.tool === 'ip' && argv[1] === 'del');
+  if (scope === 'no-rebuild') return !(rebuild && kept.has(device));
+  if (argv[0] === 'class' && argv[1] === 'change') return true;
+  if (scope === 'class-changes') return false;
+  // A leaf that changes kind or options: `qdisc del … parent 1:N` and `qdisc add|replace … parent 1:N handle N: …`.
+  return argv[0] === 'qdisc' && !argv.includes('root') && argv.includes('parent') && ['del', 'add', 'replace'].includes(argv[1] ?? '');
+}
 interface SubjectChange {
   id: string;
   up?: number;
@@ -237,6 +256,7 @@ export class World {
     this.stepNo += 1;
     let iface: Iface = 'iface' in cmd ? cmd.iface : WG;
     let rates: RateChange[] | undefined;
+    const totalsBefore = { ...(this.totals.get(iface) ?? { up: 0, down: 0 }) };
     switch (cmd.op) {
       case 'peer': {
         if (this.peers.has(cmd.id)) break;
@@ -347,7 +367,28 @@ export class World {
       case 'reconcile':
         break;
     }
-    await this.reconcileAndCheck(iface, JSON.stringify(cmd), rates);
+    // What the plan may do: a hand edit anything; a panel edit never rebuilds a tree that stays; a
+    // new guarantee, or a network cap that moves between two values (neither none), only changes
+    // classes (and, for a network cap, the leaves of subjects whose burst it lets through or not).
+    const after = this.totals.get(iface) ?? { up: 0, down: 0 };
+    const moved = (side: 'up' | 'down') => totalsBefore[side] !== after[side] && (totalsBefore[side] === 0 || after[side] === 0);
+    const scope: PlanScope = HAND_EDITS.has(cmd.op)
+      ? 'any'
+      : cmd.op === 'min'
+        ? 'class-changes'
+        : cmd.op === 'net' && !moved('up') && !moved('down')
+          ? 'class-and-leaf-changes'
+          : 'no-rebuild';
+    await this.reconcileAndCheck(iface, JSON.stringify(cmd), rates, scope);
+  }
+
+  /** The devices of `iface` (itself, its IFB) whose root is the engine's HTB. */
+  private async engineRoots(iface: Iface): Promise<Set<string>> {
+    const roots = new Set<string>();
+    if (!this.exists.get(iface)) return roots;
+    const actual = await readActual(this.sim, iface, NETNS);
+    for (const tree of [actual.egress, actual.ifb.tree]) if (tree?.qdiscs.some((q) => q.root && q.kind === 'htb' && q.handle === '1:')) roots.add(tree.device);
+    return roots;
   }
 
   private async readTree(iface: Iface, side: Side): Promise<ActualTree | null> {
@@ -360,8 +401,9 @@ export class World {
    * Reconciles `iface` (or applies `rates` through the fast path) and checks (a)-(d).
    * @param rates - the subjects whose values moved, with what the kernel had: `changeSubjectRates`.
    */
-  async reconcileAndCheck(iface: Iface, what: string, rates?: RateChange[]): Promise<void> {
+  async reconcileAndCheck(iface: Iface, what: string, rates?: RateChange[], scope: PlanScope = 'any'): Promise<void> {
     const desired = this.desired(iface);
+    const rootsBefore = await this.engineRoots(iface);
     const fail = (message: string): never => {
       const totals = desired.totalUpKbps !== undefined ? ` (network caps up ${desired.totalUpKbps} down ${desired.totalDownKbps ?? 0})` : '';
       throw new CheckFailure(`after ${what} (step ${this.stepNo}) on ${iface}: ${message}\ndesired${totals}: ${JSON.stringify(desired.subjects)}`);
@@ -381,6 +423,11 @@ export class World {
       const touching = result.operations.filter((o) => !isHitless(o));
       if (touching.length > 0) fail(`the fast path did more than class changes and tbf option changes:\n${formatOperations(touching)}`);
     }
+    // Hitless: the plan stays within what the step may touch.
+    const rootsAfter = await this.engineRoots(iface);
+    const kept = new Set([...rootsBefore].filter((device) => rootsAfter.has(device)));
+    const outside = result.operations.filter((o) => !withinScope(o, scope, kept));
+    if (outside.length > 0) fail(`the plan of a step limited to ${scope} (trees kept on ${[...kept].join(', ') || 'none'}) also did:\n${formatOperations(outside)}`);
     // (b) one-pass convergence
     const again = await planFromKernel(desired, this.sim, CAPS);
     if (again.length > 0) fail(`a second plan is not empty:\n${formatOperations(again)}`);

@@ -36,7 +36,7 @@ import { formatOperations, type Operation } from '../../../src/shaping/operation
 import { htbDefaultMinor } from '../../../src/shaping/parse-qdisc-json.js';
 import { rejectedSubjects } from '../../../src/shaping/plan.js';
 import { changeSubjectRates, type RateChange } from '../../../src/shaping/rate-change.js';
-import { UNLIMITED_KBPS, burstBytes, bytesPerSecond, printedRateBits } from '../../../src/shaping/rates.js';
+import { UNLIMITED_KBPS, burstBytes, bytesPerSecond, htbClassArgs, printedRateBits } from '../../../src/shaping/rates.js';
 import { readActual } from '../../../src/shaping/read.js';
 import { planFromKernel, reconcileInterface, type ReconcileResult } from '../../../src/shaping/reconcile.js';
 import { hasClassOn, MIN_SHARE_KBPS, TBF_LIMIT_BYTES, totalOn, treeShape, type TreeShape } from '../../../src/shaping/tree-shape.js';
@@ -99,12 +99,14 @@ export type Cmd =
   | { op: 'rates'; iface: Iface; changes: SubjectChange[] }
   /** Hand edits of a class's leaf: delete it (HTB's default takes over), or put another kind in its place. */
   | { op: 'del-leaf'; iface: Iface; side: Side; pick: number }
-  | { op: 'swap-leaf'; iface: Iface; side: Side; pick: number };
+  | { op: 'swap-leaf'; iface: Iface; side: Side; pick: number }
+  /** The tree as the engine built it before issue 14 (every class under `1:`), for a rebuild. */
+  | { op: 'legacy-tree'; iface: Iface; side: Side };
 
 type Burst = { kbps: number; bytes: number };
 
 /** Commands that change the kernel by hand (or the interface itself) before the reconcile. */
-const HAND_EDITS = new Set<Cmd['op']>(['iface-delete', 'iface-create', 'flush-root', 'del-class', 'del-prio', 'foreign-filter', 'del-leaf', 'swap-leaf']);
+const HAND_EDITS = new Set<Cmd['op']>(['iface-delete', 'iface-create', 'flush-root', 'del-class', 'del-prio', 'foreign-filter', 'del-leaf', 'swap-leaf', 'legacy-tree']);
 
 /** What a step's plan may touch (see {@link World.step}). */
 type PlanScope = 'any' | 'no-rebuild' | 'class-and-leaf-changes' | 'class-changes';
@@ -362,6 +364,24 @@ export class World {
         const minor = minors[cmd.pick % Math.max(1, minors.length)] ?? 0xffff;
         const matches = [['u32', '0', '0'], ['ip', 'dst', '10.77.1.0/24'], ['ip6', 'src', 'fd77::/64']][cmd.pick % 3] ?? [];
         await this.handEdit(['tc', 'filter', 'add', 'dev', this.device(cmd.iface, cmd.side), 'parent', '1:', 'prio', String(cmd.prio), 'protocol', 'all', 'u32', 'match', ...matches, 'flowid', `1:${minor.toString(16)}`]);
+        break;
+      }
+      case 'legacy-tree': {
+        if (!this.exists.get(cmd.iface)) break;
+        const device = this.device(cmd.iface, cmd.side);
+        const direction = cmd.side === 'egress' ? 'downKbps' : 'upKbps';
+        const capped = this.desired(cmd.iface).subjects.filter((s) => s[direction] > 0);
+        if (capped.length === 0) break;
+        const lines = [
+          ['qdisc', 'del', 'dev', device, 'root'],
+          ['qdisc', 'add', 'dev', device, 'root', 'handle', '1:', 'htb', 'default', 'ffff'],
+          ['class', 'add', 'dev', device, 'parent', '1:', 'classid', '1:ffff', 'htb', ...htbClassArgs(UNLIMITED_KBPS)],
+          ...capped.flatMap((s) => [
+            ['class', 'add', 'dev', device, 'parent', '1:', 'classid', `1:${s.classMinor.toString(16)}`, 'htb', ...htbClassArgs(s[direction])],
+            ['qdisc', 'add', 'dev', device, 'parent', `1:${s.classMinor.toString(16)}`, 'handle', `${s.classMinor.toString(16)}:`, 'pfifo', 'limit', '200'],
+          ]),
+        ];
+        for (const argv of lines) await this.handEdit(['tc', ...argv]);
         break;
       }
       case 'reconcile':
@@ -674,6 +694,7 @@ const CMD: fc.Arbitrary<Cmd> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('del-leaf' as const), iface: IFACE, side: SIDE, pick: fc.nat(50) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('swap-leaf' as const), iface: IFACE, side: SIDE, pick: fc.nat(50) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('legacy-tree' as const), iface: IFACE, side: SIDE }) },
 );
 
 /** Runs a scenario in a fresh world; throws the first failed check. */

@@ -16,6 +16,7 @@ import { LocalExecutor } from '../../../src/shaping/local-executor.js';
 import type { DesiredInterface } from '../../../src/shaping/model.js';
 import type { Operation } from '../../../src/shaping/operations.js';
 import { reconcileInterface } from '../../../src/shaping/reconcile.js';
+import { tbfArgs, tbfDepthBytes } from '../../../src/shaping/tree-shape.js';
 import { onPath } from '../../support/lab.js';
 import { TcSim } from '../../support/tc-sim.js';
 
@@ -390,6 +391,31 @@ test('issue 14 trees: classes under 1:1 with rate below ceil, tbf leaves as prin
     classes(),
     b(`tc class del dev ${D} classid 1:1`),
     b(`tc class del dev ${D} classid 1:2`),
+    qdiscs(),
+    classes(),
+  ]);
+  assert.equal(report, '');
+});
+
+test("the planner's own tbf leaves, over the caps and bursts the model test draws, print as the sim prints them", async (t) => {
+  if (!requireKernel(t)) return;
+  const caps = [1, 64, 1000, 1234, 2000, 8000, 20000, 100000, 1234567, 50_000_000];
+  const bursts = [{ kbps: 100_000_000, bytes: 3028 }, { kbps: 30000, bytes: 250_000 }, { kbps: 2_000_000, bytes: 5_000_000 }, { kbps: 100_000_000, bytes: 4_294_967_296 }];
+  const leaves: string[] = [];
+  const classesOf: string[] = [];
+  let minor = 2;
+  for (const cap of caps) {
+    for (const burst of bursts) {
+      if (burst.kbps <= cap) continue;
+      const m = (minor++).toString(16);
+      classesOf.push(`tc class add dev ${D} parent 1:1 classid 1:${m} htb rate ${cap}kbit ceil ${burst.kbps}kbit quantum 1500 burst 3028 cburst 3028`);
+      leaves.push(`tc qdisc add dev ${D} parent 1:${m} handle ${m}: ${tbfArgs({ kbps: cap, depthBytes: tbfDepthBytes(cap, burst) }).join(' ')}`);
+    }
+  }
+  const report = await divergences([
+    veth,
+    b(`tc qdisc add dev ${D} root handle 1: htb default ffff`, `tc class add dev ${D} parent 1: classid 1:1 htb rate 100000000kbit quantum 60000 burst 3028 cburst 3028`, ...classesOf),
+    b(...leaves),
     qdiscs(),
     classes(),
   ]);

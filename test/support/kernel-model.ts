@@ -547,8 +547,18 @@ interface BurstEdit {
   down: number;
 }
 
+/**
+ * Concurrent edits of one network's peers, with a VM's caps and the network's own caps beside them.
+ * The network's caps join only while none of its peers has a guarantee or a burst: then no peer edit
+ * can be refused whichever lands first, and the end state is the same in any order.
+ */
 class Burst implements ModelCommand {
-  constructor(readonly net: number, readonly edits: BurstEdit[], readonly vmCaps: { vm: number; caps: CapChange } | null) {}
+  constructor(
+    readonly net: number,
+    readonly edits: BurstEdit[],
+    readonly vmCaps: { vm: number; caps: CapChange } | null,
+    readonly netCaps: Partial<NetCaps> | null = null,
+  ) {}
   check = (m: Readonly<Model>) => m.networks[this.net] !== null;
   async run(m: Model, r: Real): Promise<void> {
     const slots = new Set<number>();
@@ -578,16 +588,31 @@ class Burst implements ModelCommand {
       vmAnswer = r.world.panel.put(`/api/bandwidth/limits/vm/${vm.id}`, capBody(this.vmCaps.caps));
       touched.push(r.world.taps[vm.tap]!);
     }
-    const what = `burst(n${this.net}: ${[...requests.map((q) => q.what), ...(vm && this.vmCaps ? [`setVmCaps(v${this.vmCaps.vm} ${capText(this.vmCaps.caps)})`] : [])].join(' | ')})`;
-    const [answer] = await Promise.all([vmAnswer, runPeerRequests(m, r, requests)]);
+    const shareless = [...m.peers].every(([slot, p]) => networkOf(slot) !== this.net || (p.min === 0 && p.burstKbps === 0 && p.burstBytes === 0));
+    const netChange = this.netCaps && shareless ? this.netCaps : null;
+    const netAfter: NetCaps = { ...(m.netCaps[this.net] ?? NO_NET_CAPS), ...(netChange ?? {}) };
+    const netRefused = netChange
+      ? networkShapeIssues({ totalUpKbps: netAfter.totalUp, totalDownKbps: netAfter.totalDown, defaultUpKbps: netAfter.defaultUp, defaultDownKbps: netAfter.defaultDown })[0]?.field ?? null
+      : null;
+    const netAnswer = netChange ? r.world.panel.put(`/api/bandwidth/networks/${m.networks[this.net]!}`, netCapsBody(netChange)) : undefined;
+    const what = `burst(n${this.net}: ${[
+      ...requests.map((q) => q.what),
+      ...(vm && this.vmCaps ? [`setVmCaps(v${this.vmCaps.vm} ${capText(this.vmCaps.caps)})`] : []),
+      ...(netChange ? [`setNetworkCaps(${netCapsText(netChange)})${netRefused ? ` refused (${netRefused})` : ''}`] : []),
+    ].join(' | ')})`;
+    const [answer, netResponse] = await Promise.all([vmAnswer, netAnswer, runPeerRequests(m, r, requests)]);
     if (answer && vmAfter && this.vmCaps) {
       expectAnswer(answer, vmRefused ? 400 : 200, what, vmRefused);
       if (!vmRefused) m.vms.set(this.vmCaps.vm, vmAfter);
     }
+    if (netResponse) {
+      expectAnswer(netResponse, netRefused ? 400 : 200, what, netRefused);
+      if (!netRefused) m.netCaps[this.net] = netAfter;
+    }
     await settle(m, r, what, touched);
   }
   toString = () =>
-    `burst(n${this.net}: ${this.edits.map((e) => `#${e.index}/${e.choice} v${e.variant} ${capText(e.caps)} new ${e.up}/${e.down}`).join(', ')}${this.vmCaps ? `; vm v${this.vmCaps.vm} ${capText(this.vmCaps.caps)}` : ''})`;
+    `burst(n${this.net}: ${this.edits.map((e) => `#${e.index}/${e.choice} v${e.variant} ${capText(e.caps)} new ${e.up}/${e.down}`).join(', ')}${this.vmCaps ? `; vm v${this.vmCaps.vm} ${capText(this.vmCaps.caps)}` : ''}${this.netCaps ? `; network ${netCapsText(this.netCaps)}` : ''})`;
 }
 
 /**
@@ -866,8 +891,9 @@ export const commandArbs: fc.Arbitrary<ModelCommand>[] = [
             { minLength: 2, maxLength: 6 },
           ),
           fc.option(fc.record({ vm: vmSlot, caps: capChangeArb }), { nil: null }),
+          fc.option(netCapsArb, { nil: null, freq: 2 }),
         )
-        .map(([n, edits, vm]) => new Burst(n, edits, vm)),
+        .map(([n, edits, vm, netCaps]) => new Burst(n, edits, vm, netCaps)),
     },
     {
       weight: 3,

@@ -11,6 +11,7 @@ import { rejectedSubjects } from '../shaping/plan.js';
 import type { RateChange } from '../shaping/rate-change.js';
 import type { InterfaceOutcome } from './applier.js';
 import { networkShapeIssues, subjectShapeIssues } from './cap-rules.js';
+import { BURST_BYTES_FIELD, BURST_KBPS_FIELD, MIN_FIELD } from '../hooks/bandwidth-fields.js';
 import { desiredInterface, desiredSubject } from './desired.js';
 import { resyncWithHost, type ResyncResult } from './resync.js';
 
@@ -64,6 +65,21 @@ function merged(subject: SubjectLimit, change: SubjectChange, stored: LimitRow |
     burstKbps: change.burstKbps ?? subject.burstKbps ?? stored?.burstKbps ?? 0,
     burstBytes: change.burstBytes ?? subject.burstBytes ?? stored?.burstBytes ?? 0,
   };
+}
+
+/** The stored value behind a guarantee or burst field (the fields a stored problem can sit in). */
+const fieldValue = (row: Pick<SubjectLimit, 'minKbps' | 'burstKbps' | 'burstBytes'>, field: string): number | undefined =>
+  field === MIN_FIELD ? row.minKbps : field === BURST_KBPS_FIELD ? row.burstKbps : field === BURST_BYTES_FIELD ? row.burstBytes : undefined;
+
+/**
+ * The issues an edit brings: a problem the stored subject already had (its network's default or
+ * cap changed under its burst or guarantee since) in a field the edit leaves as it was is not the
+ * edit's to fix, and must not block it (changing a peer's addresses). The planner shapes such a
+ * subject as well as it can (a burst below its cap does not burst, guarantees are scaled to fit).
+ */
+function newIssues(wanted: ValidationIssue[], stored: ValidationIssue[], untouched: (field: string) => boolean): ValidationIssue[] {
+  const before = new Set(stored.map((issue) => issue.field));
+  return wanted.filter((issue) => !(before.has(issue.field) && untouched(issue.field)));
 }
 
 /**
@@ -123,18 +139,19 @@ export class LimitsService {
    */
   async validate(subject: SubjectLimit): Promise<ValidationIssue[]> {
     const network = subject.networkId === null ? undefined : await getNetworkCaps(this.db, subject.networkId);
-    const stored = subject.minKbps === undefined || subject.burstKbps === undefined || subject.burstBytes === undefined
-      ? await getLimit(this.db, subject.subjectType, subject.subjectId)
-      : undefined;
+    const stored = await getLimit(this.db, subject.subjectType, subject.subjectId);
     const wanted: SubjectLimit = {
       ...subject,
       minKbps: subject.minKbps ?? stored?.minKbps ?? 0,
       burstKbps: subject.burstKbps ?? stored?.burstKbps ?? 0,
       burstBytes: subject.burstBytes ?? stored?.burstBytes ?? 0,
     };
-    const shapeIssues = subjectShapeIssues(
-      { upKbps: wanted.upKbps, downKbps: wanted.downKbps, minKbps: wanted.minKbps ?? 0, burstKbps: wanted.burstKbps ?? 0, burstBytes: wanted.burstBytes ?? 0 },
-      network ?? NO_NETWORK_CAPS,
+    const shapeOf = (row: Pick<LimitRow, 'upKbps' | 'downKbps'> & Pick<SubjectLimit, 'minKbps' | 'burstKbps' | 'burstBytes'>) =>
+      ({ upKbps: row.upKbps, downKbps: row.downKbps, minKbps: row.minKbps ?? 0, burstKbps: row.burstKbps ?? 0, burstBytes: row.burstBytes ?? 0 });
+    const shapeIssues = newIssues(
+      subjectShapeIssues(shapeOf(wanted), network ?? NO_NETWORK_CAPS),
+      stored === undefined ? [] : subjectShapeIssues(shapeOf(stored), network ?? NO_NETWORK_CAPS),
+      (field) => fieldValue(wanted, field) === (stored === undefined ? undefined : fieldValue(stored, field)),
     );
     if (shapeIssues.length > 0) return shapeIssues;
     const defaults = { defaultUpKbps: network?.defaultUpKbps ?? 0, defaultDownKbps: network?.defaultDownKbps ?? 0 };

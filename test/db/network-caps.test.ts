@@ -195,6 +195,25 @@ for (const engine of ENGINES) {
       assert.deepEqual([(await getLimit(db, 'peer', '1'))!.status, (await getLimit(db, 'peer', '2'))!.status], ['applied', 'applied']);
     });
 
+    test('regression (kernel model seed 303, issue 14): a burst the network default overtook later blocks no other edit of its peer', async (t) => {
+      const [db] = (await openOwnMigrated(t, engine, 'netcaps')) ?? [];
+      if (!db) return;
+      const executor = new RecordingExecutor();
+      const applier = new LimitApplier({ db, executor, mode: 'recording', reason: 'the test', capabilities: async () => ({ leaf: 'pfifo' }), logger: quiet });
+      const service = new LimitsService(db, applier, quiet);
+      await service.changeNetworkCaps(NET, { defaultDownKbps: 5000 }, 'admin');
+      const burst = { burstKbps: 20_000, burstBytes: 1_000_000 };
+      assert.ok((await service.change(peer(1), burst, 'admin')).limit, 'a burst above the default of 5000');
+      await service.changeNetworkCaps(NET, { defaultDownKbps: 30_000 }, 'admin');
+
+      // The stored burst is now below the default: an edit of its addresses is not the place to refuse it.
+      assert.deepEqual(await service.validate({ ...peer(1), addresses: ['10.9.0.1/32'] }), []);
+      // An edit that sets the burst again is checked against the caps around it.
+      assert.deepEqual((await service.validate({ ...peer(1), burstKbps: 25_000 })).map((issue) => issue.field), ['bandwidth_burst_kbps']);
+      // A new subject with that burst is refused too.
+      assert.deepEqual((await service.validate({ ...peer(2), ...burst })).map((issue) => issue.field), ['bandwidth_burst_kbps']);
+    });
+
     test('regression (kernel model, issue 14): deleting a peer whose class comes only from the network cap applies its interface', async (t) => {
       const [db] = (await openOwnMigrated(t, engine, 'netcaps')) ?? [];
       if (!db) return;

@@ -261,13 +261,17 @@ export function classify(tree: ActualTree, packet: Packet): number {
 export function treeClassifier(tree: ActualTree): (packet: Packet) => number {
   const root = tree.qdiscs.find((q) => q.root);
   if (root === undefined || root.kind !== 'htb') throw new U32EvalError(`${tree.device} has no HTB root`);
-  const classes = new Set(tree.classes.filter((c) => c.major === root.major).map((c) => c.minor));
+  // htb_classify takes a filter's class only when it is a leaf: an inner class (the engine's 1:1)
+  // runs its own filter list, which the engine leaves empty, so the packet goes to the default.
+  const mine = tree.classes.filter((c) => c.major === root.major);
+  const parents = new Set(mine.map((c) => c.parent));
+  const classes = new Set(mine.filter((c) => !parents.has(c.classid)).map((c) => c.minor));
   const protos = protosFromFilters(tree.filters).sort((a, b) => a.prio - b.prio);
   const defaultMinor = htbDefaultMinor(root) ?? 0;
   return (packet) => htbLanding(evaluateProtos(protos, packet), classes, defaultMinor);
 }
 
-/** `htb_classify` after the filters: an existing class, else the default class, else direct (0). */
+/** `htb_classify` after the filters: an existing leaf class (`classes` holds leaves only), else the default class, else direct (0). */
 export function htbLanding(minor: number | null, classes: ReadonlySet<number>, defaultMinor: number): number {
   if (minor !== null && minor !== 0 && classes.has(minor)) return minor;
   return classes.has(defaultMinor) ? defaultMinor : 0;

@@ -199,12 +199,17 @@ const netCapsText = (c: Partial<NetCaps>): string => Object.entries(c).map(([k, 
  * rules are the plugin's own (src/limits/cap-rules.ts): the test checks that the API applies them
  * and that what it accepts reaches the kernel, not the rules themselves.
  */
-function refusalOf(subject: { up: number; down: number } & Share, network: NetCaps | null): string | null {
+function refusalOf(subject: { up: number; down: number } & Share, network: NetCaps | null, before?: { up: number; down: number } & Share): string | null {
   const n = network ?? NO_NET_CAPS;
-  const issues = subjectShapeIssues(
-    { upKbps: subject.up, downKbps: subject.down, minKbps: subject.min, burstKbps: subject.burstKbps, burstBytes: subject.burstBytes },
+  const issuesOf = (s: { up: number; down: number } & Share) => subjectShapeIssues(
+    { upKbps: s.up, downKbps: s.down, minKbps: s.min, burstKbps: s.burstKbps, burstBytes: s.burstBytes },
     { totalUpKbps: n.totalUp, totalDownKbps: n.totalDown, defaultUpKbps: n.defaultUp, defaultDownKbps: n.defaultDown },
   );
+  // A problem the stored subject already had, in a field the edit leaves as it was, is not the
+  // edit's: the panel accepts it (LimitsService.validate).
+  const stored = new Set(before ? issuesOf(before).map((issue) => issue.field) : []);
+  const value = (s: Share, field: string) => (field === 'bandwidth_min_kbps' ? s.min : field === 'bandwidth_burst_kbps' ? s.burstKbps : field === 'bandwidth_burst_bytes' ? s.burstBytes : undefined);
+  const issues = issuesOf(subject).filter((issue) => !(before && stored.has(issue.field) && value(subject, issue.field) === value(before, issue.field)));
   return issues[0]?.field ?? null;
 }
 
@@ -438,7 +443,7 @@ function peerRequest(m: Model, r: Real, slot: number, action: PeerAction): PeerR
   const network = m.netCaps[networkOf(slot)] ?? NO_NET_CAPS;
   /** The answer an edit of the stored peer gets: refused (the field), or accepted. */
   const judged = (after: ModelPeer, ok: number) => {
-    const field = refusalOf(after, network);
+    const field = refusalOf(after, network, peer);
     return { status: field ? 400 : ok, field, note: field ? ` refused (${field})` : '' };
   };
   switch (action.kind) {
@@ -489,7 +494,7 @@ function peerRequest(m: Model, r: Real, slot: number, action: PeerAction): PeerR
       const allowed = addressesOf(slot, action.variant);
       const caps = action.caps ?? {};
       const after = { ...peer!, variant: action.variant, up: caps.up ?? peer!.up, down: caps.down ?? peer!.down };
-      // The host checks the whole peer as it would be stored: a burst or guarantee that no longer fits refuses it.
+      // The host checks the peer as it would be stored, except problems it already had in fields the edit leaves alone.
       const answer = judged(after, 200);
       return {
         what: `changeAddresses(s${slot} v${action.variant} [${allowed.join(' ')}]${action.caps ? ` ${capText(action.caps)}` : ''})${answer.note}`,
@@ -582,7 +587,7 @@ class Burst implements ModelCommand {
     const touched = [wireguardOf(r, this.net)];
     const vm = this.vmCaps ? m.vms.get(this.vmCaps.vm) : undefined;
     const vmAfter = vm && this.vmCaps ? { ...vm, up: this.vmCaps.caps.up ?? vm.up, down: this.vmCaps.caps.down ?? vm.down } : undefined;
-    const vmRefused = vmAfter ? refusalOf(vmAfter, null) : null;
+    const vmRefused = vmAfter ? refusalOf(vmAfter, null, vm) : null;
     let vmAnswer: Promise<ApiResponse> | undefined;
     if (vm && this.vmCaps) {
       vmAnswer = r.world.panel.put(`/api/bandwidth/limits/vm/${vm.id}`, capBody(this.vmCaps.caps));
@@ -689,7 +694,7 @@ class VmCommand implements ModelCommand {
       case 'caps':
       case 'share': {
         const after = a.kind === 'caps' ? { ...vm!, up: a.caps.up ?? vm!.up, down: a.caps.down ?? vm!.down } : { ...vm!, ...a.share };
-        const refused = refusalOf(after, null);
+        const refused = refusalOf(after, null, vm);
         const response = await panel.put(a.via === 'vm' ? `/api/vms/${vm!.id}` : `/api/bandwidth/limits/vm/${vm!.id}`, a.kind === 'caps' ? capBody(a.caps) : shareBody(a.share));
         expectAnswer(response, refused ? 400 : 200, this.toString(), refused);
         if (!refused) m.vms.set(this.vm, after);
@@ -702,7 +707,7 @@ class VmCommand implements ModelCommand {
       case 'move': {
         const caps = a.caps ?? {};
         const after = { ...vm!, tap: a.tap, up: caps.up ?? vm!.up, down: caps.down ?? vm!.down };
-        const refused = refusalOf(after, null);
+        const refused = refusalOf(after, null, vm);
         expectAnswer(await panel.put(`/api/vms/${vm!.id}`, { interface: taps[a.tap], netns: ns, ...capBody(caps) }), refused ? 400 : 200, this.toString(), refused);
         if (!refused) {
           m.vms.set(this.vm, after);

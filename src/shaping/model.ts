@@ -84,23 +84,35 @@ export const desiredInterfaceSchema = z.object({
 });
 
 /**
- * Validates only what a rate change of one subject touches: the interface's name, namespace and
- * kind, and that subject (its class minor and caps). The full checks of {@link parseDesiredInterface}
- * are O(subjects); a `class change` of an existing class needs none of them, and anything that is
- * not a plain rate change goes through a full reconcile, which runs them.
+ * Validates only what a rate change of some subjects touches: the interface's name, namespace,
+ * kind and network caps, and those subjects (their class minors, caps, guarantee and burst). The
+ * full checks of {@link parseDesiredInterface} are O(subjects); a `class change` of existing classes
+ * needs none of them, and anything that is not a plain rate change goes through a full reconcile,
+ * which runs them. One pass over the subjects, whatever the number of changed ones.
  *
- * @returns the subject, or undefined when the interface does not hold it.
- * @throws {DesiredStateError} like {@link parseDesiredInterface}.
+ * @returns the subjects in the order of `subjectIds`, or undefined when the interface lacks one.
+ * @throws {DesiredStateError} like {@link parseDesiredInterface}, naming the subject's index in `input`.
  */
-export function parseSubjectOf(input: DesiredInterface, subjectId: string): DesiredSubject | undefined {
-  const index = input.subjects.findIndex((subject) => subject.id === subjectId);
-  const parsed = desiredInterfaceSchema.safeParse({ ...input, subjects: index === -1 ? [] : [input.subjects[index]] });
+export function parseSubjectsOf(input: DesiredInterface, subjectIds: readonly string[]): DesiredSubject[] | undefined {
+  const indexOf = new Map<string, number>();
+  input.subjects.forEach((subject, index) => {
+    if (!indexOf.has(subject.id)) indexOf.set(subject.id, index);
+  });
+  const indexes = subjectIds.map((id) => indexOf.get(id));
+  if (indexes.some((index) => index === undefined)) return undefined;
+  const picked = (indexes as number[]).map((index) => input.subjects[index]);
+  const parsed = desiredInterfaceSchema.safeParse({ ...input, subjects: picked });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const path = issue ? issue.path.map((part, at) => (at === 1 && issue.path[0] === 'subjects' ? index : part)).join('.') : '';
+    const path = issue ? issue.path.map((part, at) => (at === 1 && issue.path[0] === 'subjects' ? indexes[part as number] : part)).join('.') : '';
     throw new DesiredStateError(`Invalid desired interface: ${path || '(root)'} ${issue?.message ?? ''}`.trim(), path);
   }
-  return parsed.data.subjects[0] as DesiredSubject | undefined;
+  return parsed.data.subjects as DesiredSubject[];
+}
+
+/** {@link parseSubjectsOf} for one subject. */
+export function parseSubjectOf(input: DesiredInterface, subjectId: string): DesiredSubject | undefined {
+  return parseSubjectsOf(input, [subjectId])?.[0];
 }
 
 /** Thrown when a desired state is malformed; `field` points at the offending value. */

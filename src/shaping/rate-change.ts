@@ -3,7 +3,7 @@ import { KernelError } from './errors.js';
 import type { Executor } from './executor.js';
 import { ifbNameFor } from './ifb-name.js';
 import { interfaceLockKey, interfaceLocks } from './lock.js';
-import { parseSubjectOf, type DesiredInterface, type DesiredSubject } from './model.js';
+import { parseSubjectsOf, type DesiredInterface, type DesiredSubject } from './model.js';
 import { op, type Operation } from './operations.js';
 import { classOp, rejectedSubjects, type PlanCapabilities } from './plan.js';
 import { hasClassOn, tbfArgs, totalOn, treeShape } from './tree-shape.js';
@@ -46,7 +46,9 @@ export async function changeSubjectRates(
   const fallback = async (): Promise<RateChangeResult> => ({ ...(await reconcileInterface(desired, executor, caps, options)), fastPath: false });
   const previous = new Map(changes.map((change) => [change.subjectId, change.previous]));
   // Only the changed subjects are checked here; the fallback (a full reconcile) checks everything.
-  for (const change of changes) if (parseSubjectOf(desired, change.subjectId) === undefined) return fallback();
+  const changed = parseSubjectsOf(desired, [...previous.keys()]);
+  if (changed === undefined) return fallback();
+  const byMinor = new Map(desired.subjects.map((subject) => [subject.classMinor, subject]));
   const before: DesiredInterface = {
     ...desired,
     subjects: desired.subjects.map((subject) => {
@@ -68,9 +70,7 @@ export async function changeSubjectRates(
     const now = treeShape(desired, side, members(desired));
     const was = treeShape(before, side, members(before));
     const device = side === 'egress' ? desired.name : ifbNameFor(desired.name, desired.netns);
-    for (const id of previous.keys()) {
-      const subject = desired.subjects.find((s) => s.id === id);
-      if (subject === undefined) return fallback();
+    for (const subject of changed) {
       const a = was.subjects.get(subject.classMinor);
       const b = now.subjects.get(subject.classMinor);
       // A class or a tbf leaf appears or goes.
@@ -79,7 +79,7 @@ export async function changeSubjectRates(
     for (const [minor, shape] of now.subjects) {
       const old = was.subjects.get(minor);
       if (old === undefined) continue;
-      const subject = desired.subjects.find((s) => s.classMinor === minor);
+      const subject = byMinor.get(minor);
       const what = `${subject?.type ?? 'subject'} ${subject?.id ?? minor} ${direction}`;
       if (old.rateKbps !== shape.rateKbps || old.ceilKbps !== shape.ceilKbps) {
         const note = `${what} ${shape.rateKbps === shape.ceilKbps ? `${shape.ceilKbps}` : `${shape.rateKbps}..${shape.ceilKbps}`} kbit/s`;

@@ -22,7 +22,8 @@ import { execa } from 'execa';
 
 import { parseClassText } from '../src/shaping/parse-class-text.js';
 import { burstBytes, quantumBytes } from '../src/shaping/rates.js';
-import { Lab, labRequirements, waitFor } from '../test/support/lab.js';
+import { Lab, waitFor } from '../test/support/lab.js';
+import { labOrSkip } from './support.js';
 
 const PARTS = (process.env.BENCH_PARTS ?? 'burst,capped,limits,refill,fair,change').split(',');
 const CAP_KBPS = 5000;
@@ -373,12 +374,7 @@ async function partChange(bench: Bench): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const requirements = labRequirements();
-  if (!requirements.available) {
-    console.error(`skipped: ${requirements.reason}`);
-    process.exitCode = 2;
-    return;
-  }
+  if (!labOrSkip()) return;
   const bench = new Bench();
   try {
     await bench.open();

@@ -25,7 +25,8 @@ import { probeCapabilities } from '../src/shaping/probe.js';
 import { readActual } from '../src/shaping/read.js';
 import { changeSubjectRate } from '../src/shaping/rate-change.js';
 import { reconcileInterface, removeInterface } from '../src/shaping/reconcile.js';
-import { iperf, Lab, labRequirements } from '../test/support/lab.js';
+import { iperf, Lab } from '../test/support/lab.js';
+import { labOrSkip } from './support.js';
 
 const NAIVE_SAMPLE = Number(process.env.BENCH_NAIVE_SAMPLE ?? 1500);
 
@@ -67,12 +68,7 @@ async function naive(operations: readonly Operation[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const requirements = labRequirements();
-  if (!requirements.available) {
-    console.error(`skipped: ${requirements.reason}`);
-    process.exitCode = 2;
-    return;
-  }
+  if (!labOrSkip()) return;
   const lab = new Lab();
   const out: string[] = [];
   const log = (line: string): void => {

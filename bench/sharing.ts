@@ -33,8 +33,8 @@ import { changeSubjectRates, type RateChange } from '../src/shaping/rate-change.
 import { reconcileInterface, removeInterface } from '../src/shaping/reconcile.js';
 import { RecordingExecutor } from '../src/shaping/recording-executor.js';
 import { DEFAULT_SHARE_KBPS, MIN_SHARE_KBPS } from '../src/shaping/tree-shape.js';
-import { iperf, Lab, labRequirements } from '../test/support/lab.js';
-import { median } from './support.js';
+import { iperf, Lab } from '../test/support/lab.js';
+import { labOrSkip, median } from './support.js';
 
 const SIZES = (process.env.BENCH_SUBJECTS ?? '1000,10000').split(',').map(Number);
 const PARTS = (process.env.BENCH_PARTS ?? 'apply,forward').split(',');
@@ -104,12 +104,7 @@ async function timed<T>(action: () => Promise<T>): Promise<{ value: T; ms: numbe
 }
 
 async function main(): Promise<void> {
-  const requirements = labRequirements();
-  if (!requirements.available) {
-    console.error(`skipped: ${requirements.reason}`);
-    process.exitCode = 2;
-    return;
-  }
+  if (!labOrSkip()) return;
   const lab = new Lab();
   try {
     const executor = lab.executor;

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { connect } from '../src/db/connect.js';
 import { migrateLatest } from '../src/db/migrate.js';
 import { dropPluginTables } from '../test/support/databases.js';
+import { labRequirements } from '../test/support/lab.js';
 
 export const HOUR = 3_600_000;
 export const DAY = 86_400_000;
@@ -68,3 +69,16 @@ export async function seedRollups(db: Knex, count: number, days: number, now: nu
   await generate('bw_usage_daily', 'day_start', days, lastDay, DAY, 24_000_000, 216_000_000);
   return count * (hourlyDays * 24 + days);
 }
+
+/**
+ * Whether this machine can build the namespace lab (root, tc, iperf3, …); when not, says why on
+ * stderr and sets exit code 2 (skipped), for the benches that need the kernel.
+ */
+export function labOrSkip(): boolean {
+  const requirements = labRequirements();
+  if (requirements.available) return true;
+  console.error(`skipped: ${requirements.reason}`);
+  process.exitCode = 2;
+  return false;
+}
+

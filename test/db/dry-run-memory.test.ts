@@ -1,3 +1,4 @@
+// clock layer: not rerun (a thousand reconciles for a heap reading; nothing in it reads the date).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';

@@ -30,13 +30,11 @@ import { checkShift, findLibfaketime, shiftedEnv } from './clock-shift.mjs';
 import { createRunDatabases } from './run-databases.mjs';
 
 /** Layers in order; `serial` layers share servers or kernel names, so their files run one at a time. */
-// The clock layer starts right after unit and goes on, niced, beside db, http, kernel and browser:
-// its two shifted runs are the longest part of a run, and started after http they alone set its length.
 const LAYERS = [
   { name: 'unit', serial: false },
-  { name: 'clock', serial: false, shifted: ['unit', 'db', 'http'] },
   { name: 'db', serial: true },
   { name: 'http', serial: false },
+  { name: 'clock', serial: false, shifted: ['unit', 'db', 'http'] },
   { name: 'kernel', serial: true },
   { name: 'browser', serial: true },
 ];
@@ -105,7 +103,7 @@ if (!argv.includes('--shared-databases') && layers.some((layer) => layer.name ==
 /**
  * Starts the `clock` layer: this script again, once per shift, side by side, each on its own
  * databases and lock directory, one test file at a time, at a lower CPU priority (nice 10), so it
- * can go on beside the layers after it (db, http, kernel, browser) and take only the CPU they leave idle.
+ * can go on beside the layers after it (kernel, browser) and take only the CPU they leave idle.
  * Their output is kept in files. Returns the function that waits for the runs and reports them.
  */
 function startClockLayer(layer) {

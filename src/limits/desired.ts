@@ -1,4 +1,5 @@
 import type { DesiredInterface, DesiredSubject } from '../shaping/model.js';
+import type { RateChange } from '../shaping/rate-change.js';
 import { isLimited, type InterfaceRef, type LimitRow } from '../db/limits.js';
 import { hasNetworkCap, type NetworkCaps } from '../db/network-caps.js';
 import { effectiveBurst, effectiveCaps } from './effective.js';
@@ -20,6 +21,12 @@ export function desiredSubject(row: LimitRow): DesiredSubject {
     ...(row.minKbps > 0 ? { minKbps: row.minKbps } : {}),
     ...(burst ? { burst } : {}),
   };
+}
+
+/** What the kernel holds for a row that is applied, as the engine's rate-change fast path wants it (`RateChange.previous`). */
+export function appliedNumbers(row: LimitRow): RateChange['previous'] {
+  const subject = desiredSubject(row);
+  return { upKbps: subject.upKbps, downKbps: subject.downKbps, minKbps: subject.minKbps ?? 0, ...(subject.burst ? { burst: subject.burst } : {}) };
 }
 
 /**

@@ -12,7 +12,7 @@ import type { RateChange } from '../shaping/rate-change.js';
 import type { InterfaceOutcome } from './applier.js';
 import { networkShapeIssues, subjectShapeIssues } from './cap-rules.js';
 import { BURST_BYTES_FIELD, BURST_KBPS_FIELD, MIN_FIELD } from '../hooks/bandwidth-fields.js';
-import { desiredInterface, desiredSubject } from './desired.js';
+import { appliedNumbers, desiredInterface } from './desired.js';
 import { resyncWithHost, type ResyncResult } from './resync.js';
 
 /** What the service needs of an applier: the panel's {@link NodeApplier}, or the engine's own LimitApplier (the CLI). */
@@ -88,12 +88,6 @@ function newIssues(wanted: ValidationIssue[], stored: ValidationIssue[], untouch
  * one reconcile that changes nothing).
  */
 const mayHoldClass = (row: LimitRow): boolean => isLimited(row) || row.classMinor !== null;
-
-/** The values the kernel holds for a row, as the fast path wants them. */
-const applied = (row: LimitRow): RateChange['previous'] => {
-  const subject = desiredSubject(row);
-  return { upKbps: subject.upKbps, downKbps: subject.downKbps, minKbps: subject.minKbps ?? 0, ...(subject.burst ? { burst: subject.burst } : {}) };
-};
 
 /**
  * The plugin's one way to change limits: store the desired caps first, then apply them, then
@@ -247,7 +241,7 @@ export class LimitsService {
       previous !== undefined && !moved && (previous.status === 'applied' || previous.status === 'throttled') && isLimited(previous) && isLimited(current) &&
       previous.classMinor === current.classMinor && previous.addresses.join() === current.addresses.join();
     const outcome = needsKernel
-      ? await this.applyStored(current.interface, current.netns, onlyRate ? [{ subjectId: current.subjectId, previous: applied(previous) }] : undefined, current.node)
+      ? await this.applyStored(current.interface, current.netns, onlyRate ? [{ subjectId: current.subjectId, previous: appliedNumbers(previous) }] : undefined, current.node)
       : null;
     // A new subject without caps of its own (a peer under its network's default) has nothing of its own to audit.
     const ownCaps = caps(current, previous);
@@ -357,7 +351,7 @@ export class LimitsService {
     const outcome = await this.applyStored(
       current.interface,
       current.netns,
-      fast ? moving.map(({ before: row }) => ({ subjectId: row.subjectId, previous: applied(row) })) : undefined,
+      fast ? moving.map(({ before: row }) => ({ subjectId: row.subjectId, previous: appliedNumbers(row) })) : undefined,
       current.node,
     );
     // Peers left on another interface (the host moved the network; a resync has not followed yet).

@@ -20,7 +20,7 @@ import { knexConfigFromUrl } from '../../db/connect.js';
 import { migrateLatest } from '../../db/migrate.js';
 import { limitsOnInterface, type LimitRow } from '../../db/limits.js';
 import { LimitApplier } from '../../limits/applier.js';
-import { desiredSubject } from '../../limits/desired.js';
+import { appliedNumbers } from '../../limits/desired.js';
 import type { RateChange } from '../../shaping/rate-change.js';
 import { toOutcomeReason } from '../../limits/outcome-reason.js';
 import { Collector, readInterfaceCounters } from '../../accounting/collector.js';
@@ -311,8 +311,7 @@ export class AgentCore extends EventEmitter<AgentEvents> {
       if (unchanged(previous, subject)) continue;
       const onlyNumbers = previous.classMinor !== null && previous.classMinor === subject.classMinor && previous.addresses.join() === subject.addresses.join() && previous.publicKey === subject.publicKey;
       if (!onlyNumbers || sameNumbers(previous, subject)) return undefined;
-      const was = desiredSubject(previous);
-      changes.push({ subjectId: subject.id, previous: { upKbps: was.upKbps, downKbps: was.downKbps, minKbps: was.minKbps ?? 0, ...(was.burst ? { burst: was.burst } : {}) } });
+      changes.push({ subjectId: subject.id, previous: appliedNumbers(previous) });
     }
     return changes.length > 0 ? changes : undefined;
   }

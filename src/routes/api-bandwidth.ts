@@ -29,6 +29,13 @@ const SUBJECT_FIELDS = [UP_FIELD, DOWN_FIELD, MIN_FIELD, BURST_KBPS_FIELD, BURST
 /** The fields `PUT /api/bandwidth/networks/:id` takes, named as in the host's network bodies. */
 const NETWORK_FIELDS = [TOTAL_UP_FIELD, TOTAL_DOWN_FIELD, DEFAULT_UP_FIELD, DEFAULT_DOWN_FIELD];
 
+/** Refuses a body with a field outside `fields` (naming it), or with none of them. */
+function onlyFields(input: Record<string, unknown>, fields: readonly string[]): void {
+  const unknown = Object.keys(input).find((key) => !fields.includes(key));
+  if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send any of ${fields.join(', ')}`);
+  if (Object.keys(input).length === 0) throw inputError('body', `Send any of ${fields.join(', ')}`);
+}
+
 /**
  * The caps the kernel holds for the subject and where each comes from (its own cap, its network's
  * default, a quota's throttle), and whether its burst is in force.
@@ -171,9 +178,7 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
 
   router.put('/api/bandwidth/limits/:type/:id', auth.api, async (req, res) => {
     const input = body(req);
-    const unknown = Object.keys(input).find((key) => !SUBJECT_FIELDS.includes(key));
-    if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send any of ${SUBJECT_FIELDS.join(', ')}`);
-    if (Object.keys(input).length === 0) throw inputError('body', `Send any of ${SUBJECT_FIELDS.join(', ')}`);
+    onlyFields(input, SUBJECT_FIELDS);
     const caps = bandwidthInput(input);
     const share = shareInput(input);
     const issue = [...caps.issues, ...share.issues][0];
@@ -202,9 +207,7 @@ export function mountBandwidthApi(host: Host, service: LimitsService, collector:
 
   router.put('/api/bandwidth/networks/:id', auth.api, async (req, res) => {
     const input = body(req);
-    const unknown = Object.keys(input).find((key) => !NETWORK_FIELDS.includes(key));
-    if (unknown) throw inputError(unknown, `Unknown field \`${unknown.slice(0, 40)}\`: send any of ${NETWORK_FIELDS.join(', ')}`);
-    if (Object.keys(input).length === 0) throw inputError('body', `Send any of ${NETWORK_FIELDS.join(', ')}`);
+    onlyFields(input, NETWORK_FIELDS);
     const parsed = networkInput(input);
     const issue = parsed.issues[0];
     if (issue) throw inputError(issue.field, issue.message);
